@@ -1,0 +1,218 @@
+"""Configuration from the environment and a `.env` file (the environment wins).
+
+`load_config()` reads every setting the library uses and raises one
+`ConfigError` naming the variable and the fix when something is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+from psycopg.conninfo import conninfo_to_dict
+
+from .errors import ConfigError
+from .redact import describe_url
+
+DEFAULT_FAILOVER_ORDER = ("neon", "supabase", "railway")
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One provider: its name and connection URL (the URL never appears in repr)."""
+
+    name: str
+    url: str = field(repr=False)
+
+    @property
+    def host(self) -> str:
+        """Return `host:port/dbname`, safe to show anywhere."""
+        return describe_url(self.url)
+
+    @property
+    def password(self) -> str | None:
+        """Return the password in the URL, for callers that must hide it (never log it)."""
+        return conninfo_to_dict(self.url).get("password")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host})"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the library, validated."""
+
+    primary: str
+    failover_enabled: bool
+    failover_order: tuple[str, ...]
+    providers: dict[str, ProviderConfig]
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    pool_timeout: float = 5.0
+    connect_timeout: int = 5
+    health_ttl: float = 60.0
+    failback_checks: int = 3
+    state_dir: Path = Path("var")
+
+    def provider(self, name: str) -> ProviderConfig:
+        """Return the named provider or raise `ConfigError` listing the configured ones."""
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown provider {name!r}; configured providers: {', '.join(self.providers)}"
+            ) from None
+
+
+def load_config(
+    env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> Config:
+    """Build a `Config` from `env` (default `os.environ`) layered over `env_file`.
+
+    Raises `ConfigError` naming the offending variable and how to fix it.
+    """
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if env is None else env)
+    return _parse(values)
+
+
+def _parse(values: Mapping[str, str]) -> Config:
+    def get(name: str, default: str) -> str:
+        raw = values.get(name)
+        return default if raw is None or raw.strip() == "" else raw.strip()
+
+    order = _names(get("DATABASE_FAILOVER_ORDER", ",".join(DEFAULT_FAILOVER_ORDER)))
+    primary = get("DATABASE_PROVIDER", "neon").lower()
+    if not _PROVIDER_NAME.match(primary):
+        raise ConfigError(f"DATABASE_PROVIDER={primary!r} is not a provider name; use e.g. neon")
+    if primary not in order:
+        order = (primary, *order)
+
+    providers = {}
+    for name in order:
+        url = _provider_url(name, values)
+        if url is not None:
+            providers[name] = ProviderConfig(name, url)
+    if not providers:
+        raise ConfigError(
+            "no database provider is configured: set NEON_DB_URL (and SUPABASE_DB_URL, "
+            "RAILWAY_DB_URL for failover), or run `agent-factory local up` to create local providers"
+        )
+    if primary not in providers:
+        raise ConfigError(
+            f"DATABASE_PROVIDER={primary} but {primary.upper()}_DB_URL is not set; "
+            f"set it, or choose one of: {', '.join(providers)}"
+        )
+
+    min_size = _int(values, "DATABASE_POOL_MIN_SIZE", 1, minimum=0)
+    max_size = _int(values, "DATABASE_POOL_MAX_SIZE", 10, minimum=1)
+    if min_size > max_size:
+        raise ConfigError(
+            f"DATABASE_POOL_MIN_SIZE={min_size} is larger than DATABASE_POOL_MAX_SIZE={max_size}; "
+            "lower the minimum or raise the maximum"
+        )
+    return Config(
+        primary=primary,
+        failover_enabled=_bool(values, "DATABASE_FAILOVER_ENABLED", True),
+        failover_order=tuple(n for n in order if n in providers),
+        providers=providers,
+        pool_min_size=min_size,
+        pool_max_size=max_size,
+        pool_timeout=_float(values, "DATABASE_POOL_TIMEOUT", 5.0),
+        connect_timeout=_int(values, "DATABASE_CONNECT_TIMEOUT", 5, minimum=2),  # libpq minimum
+        health_ttl=_float(values, "DATABASE_HEALTH_TTL", 60.0, minimum=0.0),
+        failback_checks=_int(values, "DATABASE_FAILBACK_CHECKS", 3, minimum=1),
+        state_dir=Path(get("AGENT_FACTORY_STATE_DIR", "./var")),
+    )
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    for name in names:
+        if not _PROVIDER_NAME.match(name):
+            raise ConfigError(
+                f"DATABASE_FAILOVER_ORDER contains {name!r}, which is not a provider name "
+                "(lowercase letters, digits, underscore); e.g. DATABASE_FAILOVER_ORDER=neon,supabase,railway"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"DATABASE_FAILOVER_ORDER lists a provider twice: {raw!r}")
+    if not names:
+        raise ConfigError("DATABASE_FAILOVER_ORDER is empty; e.g. DATABASE_FAILOVER_ORDER=neon,supabase,railway")
+    return tuple(names)
+
+
+def _provider_url(name: str, values: Mapping[str, str]) -> str | None:
+    var = f"{name.upper()}_DB_URL"
+    url = (values.get(var) or "").strip()
+    if not url and name == "supabase":
+        host = (values.get("SUPABASE_DB_HOST") or "").strip()
+        password = values.get("SUPABASE_DB_PASSWORD") or ""
+        if host:
+            if not password:
+                raise ConfigError("SUPABASE_DB_HOST is set but SUPABASE_DB_PASSWORD is empty; set both")
+            from psycopg.conninfo import make_conninfo
+
+            return make_conninfo(host=host, port=5432, user="postgres", dbname="postgres", password=password)
+        return None
+    if not url:
+        return None
+    if "://" in url and not url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError(f"{var} must start with postgresql:// (got a URL for {describe_url(url)})")
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:
+        raise ConfigError(
+            f"{var} is not a valid PostgreSQL URL; expected postgresql://user:password@host:port/dbname"
+        ) from None
+    if not params.get("host"):
+        raise ConfigError(f"{var} has no host; expected postgresql://user:password@host:port/dbname")
+    port = params.get("port")
+    if port is not None and not (str(port).isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"{var} has an invalid port; expected a number from 1 to 65535")
+    return url
+
+
+def _bool(values: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (values.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def _int(values: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = (values.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; e.g. {name}={default}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(values: Mapping[str, str], name: str, default: float, minimum: float = 0.001) -> float:
+    raw = (values.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds; e.g. {name}={default}") from None
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(f"{name}={raw} must be a positive number of seconds")
+    return value

@@ -1,0 +1,370 @@
+"""`DatabaseManager`: one pool per provider, cached health, automatic failover and fail-back.
+
+Routing rules (see docs/FAILOVER.md):
+
+- Work goes to the *active* provider: the primary, or the backup it failed over to.
+- A connection-class error (no SQLSTATE, class 08, 57P01-57P03) or a pool that
+  cannot open connections marks the provider down at once and moves the work
+  to the next provider in the failover order, starting from the primary.
+- 40001/40P01 are retried on the same provider; every other server error is
+  raised at once as `QueryError`, with no failover.
+- A pool exhausted by load raises `PoolExhaustedError`: never a failover.
+- After a failover a watcher probes the primary every DATABASE_HEALTH_TTL
+  seconds and fails back after DATABASE_FAILBACK_CHECKS consecutive passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Literal, TypeVar
+
+import psycopg
+
+from ..config import Config, load_config
+from ..errors import (
+    AllProvidersDownError,
+    CommitOutcomeUnknownError,
+    ConfigError,
+    ProviderUnavailableError,
+    QueryError,
+)
+from ..state.store import StateStore
+from .provider import HealthResult, Provider, ProviderFailure, RetrySameProvider, rollback_quietly
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+FetchMode = Literal["all", "one", "none"]
+
+_READ_ONLY = re.compile(r"^\s*(select|show|explain|values|table)\b", re.IGNORECASE)
+_RETRIES_ON_SAME_PROVIDER = 3
+
+
+class DatabaseManager:
+    """Route queries to the healthy provider, failing over and back automatically.
+
+    Opens no connection until first used. Thread-safe: share one per process.
+    """
+
+    def __init__(self, config: Config | None = None, *, state: StateStore | None = None) -> None:
+        self.config = config if config is not None else load_config()
+        self.failover_enabled: bool = self.config.failover_enabled
+        self.failover_order: list[str] = list(self.config.failover_order)
+        self._providers = {name: Provider(self.config.providers[name], self.config) for name in self.failover_order}
+        self._primary = self.config.primary
+        self._active = self.config.primary
+        self._state = state if state is not None else StateStore(self.config.state_dir)
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"DatabaseManager(primary={self._primary!r}, active={self._active!r}, "
+            f"failover_enabled={self.failover_enabled!r}, failover_order={self.failover_order!r})"
+        )
+
+    def __enter__(self) -> DatabaseManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def primary_provider(self) -> str:
+        """The configured primary (DATABASE_PROVIDER, or the last `set_provider`)."""
+        return self._primary
+
+    @property
+    def active_provider(self) -> str:
+        """The provider serving traffic now: the primary, or a backup after failover."""
+        return self._active
+
+    @property
+    def providers(self) -> Sequence[str]:
+        """The configured provider names, in failover order."""
+        return tuple(self.failover_order)
+
+    def set_provider(self, name: str) -> None:
+        """Make `name` the primary and send traffic to it.
+
+        Raises `ConfigError` (a `ValueError`) naming the configured providers if `name` is unknown.
+        """
+        if name not in self._providers:
+            raise ConfigError(f"unknown provider {name!r}; configured providers: {', '.join(self.failover_order)}")
+        with self._lock:
+            self._primary = name
+        self._switch(name, "set_provider: operator chose this provider")
+
+    def close(self) -> None:
+        """Stop the fail-back watcher and close every pool."""
+        self._closed.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        for provider in self._providers.values():
+            provider.close()
+
+    # ---- health ---------------------------------------------------------------
+
+    def health_check(self, name: str | None = None, *, force: bool = False) -> bool:
+        """Return whether `name` (default: the active provider) is healthy, cached DATABASE_HEALTH_TTL s."""
+        provider = self._provider(name or self._active)
+        if force or not provider.cache_fresh():
+            provider.probe()
+        return bool(provider.healthy)
+
+    def health_check_all(self, *, force: bool = False) -> dict[str, bool]:
+        """Return `{provider: healthy}` for every provider, probing stale ones concurrently.
+
+        With one provider that accepts TCP and never answers, returns in about one connect timeout.
+        """
+        return {name: result.healthy for name, result in self.health_details(force=force).items()}
+
+    def health_details(self, *, force: bool = False) -> dict[str, HealthResult]:
+        """Return the latest `HealthResult` of every provider, probing stale ones concurrently."""
+        stale = [p for p in self._providers.values() if force or not p.cache_fresh()]
+        if stale:
+            list(self._pool_executor().map(lambda p: p.probe(), stale))
+        return {
+            name: HealthResult(name, bool(p.healthy), p.last_latency_ms if p.healthy else None,
+                               None if p.healthy else p.last_error, p.last_checked)  # type: ignore[arg-type]
+            for name, p in self._providers.items()
+        }
+
+    def get_provider_stats(self) -> dict[str, dict[str, Any]]:
+        """Return pool and health figures per provider (hosts without credentials)."""
+        health = self.health_check_all()
+        stats = {}
+        for name, provider in self._providers.items():
+            pool = provider.pool_stats()
+            size, available = pool.get("pool_size", 0), pool.get("pool_available", 0)
+            stats[name] = {
+                "healthy": health[name],
+                "active": name == self._active,
+                "pool_active": size - available,
+                "pool_size": size,
+                "pool_available": available,
+                "requests_waiting": pool.get("requests_waiting", 0),
+                "host": provider.host,
+                "last_error": provider.last_error,
+                "last_checked": provider.last_checked.isoformat() if provider.last_checked else None,
+            }
+        return stats
+
+    # ---- queries ----------------------------------------------------------------
+
+    def execute_query(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        fetch_mode: FetchMode = "all",
+        *,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Run one statement in its own transaction on the active provider, failing over as needed.
+
+        `fetch_mode` "all" returns a list of tuples, "one" a tuple or None, "none" None.
+        `idempotent` (default: True for SELECT/SHOW/EXPLAIN/VALUES) allows replaying a
+        write whose COMMIT outcome is unknown on another provider.
+        Raises `QueryError` for server-side errors, `AllProvidersDownError` when no provider serves.
+        """
+        if fetch_mode not in ("all", "one", "none"):
+            raise ValueError(f"fetch_mode must be 'all', 'one' or 'none', not {fetch_mode!r}")
+        if not isinstance(sql, str) or not sql.strip():
+            raise ValueError("sql must be a non-empty string")
+
+        def work(conn: psycopg.Connection) -> Any:
+            cur = conn.execute(sql, params)
+            if fetch_mode == "all":
+                return cur.fetchall() if cur.description else []
+            if fetch_mode == "one":
+                return cur.fetchone() if cur.description else None
+            return None
+
+        if idempotent is None:
+            idempotent = bool(_READ_ONLY.match(sql))
+        return self.run_in_transaction(work, idempotent=idempotent)
+
+    def run_in_transaction(self, work: Callable[[psycopg.Connection], T], *, idempotent: bool) -> T:
+        """Run `work(conn)` in one transaction and commit it, failing over as needed.
+
+        `work` may run more than once (on retry or failover), each time in a fresh
+        transaction: it must not have side effects outside the database.
+        Raises `QueryError`, `PoolExhaustedError`, `CommitOutcomeUnknownError`,
+        `ProviderUnavailableError` (failover disabled) or `AllProvidersDownError`.
+        """
+        errors: dict[str, str] = {}
+        for provider in self._candidates():
+            try:
+                result = self._run_with_retries(provider, work)
+            except ProviderFailure as failure:
+                self._on_failure(provider, failure, errors, idempotent=idempotent)
+                continue
+            self._switch_after_success(provider, errors)
+            return result
+        raise AllProvidersDownError(errors)
+
+    def _on_failure(self, provider: Provider, failure: ProviderFailure, errors: dict[str, str], *,
+                    idempotent: bool) -> None:
+        """Mark the provider down and decide whether the work may move to the next one."""
+        errors[provider.name] = failure.reason
+        provider.mark_down(failure.reason)
+        logger.warning("provider %s failed on real traffic: %s", provider.name, failure.reason)
+        if failure.commit_unknown and not idempotent:
+            raise CommitOutcomeUnknownError(
+                f"the connection to provider {provider.name} broke during COMMIT ({failure.reason}); "
+                "the write may or may not have been applied, so it was not replayed elsewhere. "
+                "Check the data before retrying."
+            ) from None
+        if not self.failover_enabled:
+            raise ProviderUnavailableError(provider.name, failure.reason) from None
+
+    def _switch_after_success(self, provider: Provider, errors: dict[str, str]) -> None:
+        if provider.name != self._active:
+            self._switch(provider.name, f"{self._active} failed: {errors.get(self._active, 'unhealthy')}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """Yield a cursor in one transaction on the active provider; commit on exit, roll back on error.
+
+        Failover happens only while obtaining the connection: a body interrupted by a
+        connection error cannot be replayed, so it raises `ProviderUnavailableError`.
+        Use `run_in_transaction` for work that should be replayed on failover.
+        """
+        errors: dict[str, str] = {}
+        for provider in self._candidates():
+            try:
+                connection = provider.connection()
+                conn = connection.__enter__()
+            except ProviderFailure as failure:
+                self._on_failure(provider, failure, errors, idempotent=True)
+                continue
+            self._switch_after_success(provider, errors)
+            try:
+                with conn.cursor() as cur:
+                    yield cur
+                conn.commit()
+            except BaseException as exc:
+                rollback_quietly(conn)
+                try:
+                    provider.raise_classified(exc)
+                except ProviderFailure as failure:
+                    provider.mark_down(failure.reason)
+                    raise ProviderUnavailableError(provider.name, failure.reason) from None
+                except RetrySameProvider:
+                    pass
+                if isinstance(exc, psycopg.Error):
+                    raise QueryError(f"provider {provider.name}: {exc}".strip()) from exc
+                raise
+            finally:
+                connection.__exit__(None, None, None)
+            return
+        raise AllProvidersDownError(errors)
+
+    @contextmanager
+    def provider_connection(self, name: str) -> Iterator[psycopg.Connection]:
+        """Yield a pooled connection to one named provider, with no failover (for ops work).
+
+        Raises `ConfigError` for an unknown name and `ProviderUnavailableError` when it cannot serve.
+        The caller manages transactions; the connection is returned to the pool on exit.
+        """
+        provider = self._provider(name)
+        try:
+            connection = provider.connection()
+            conn = connection.__enter__()
+        except ProviderFailure as failure:
+            provider.mark_down(failure.reason)
+            raise ProviderUnavailableError(name, failure.reason) from None
+        try:
+            yield conn
+        except BaseException:
+            rollback_quietly(conn)
+            raise
+        finally:
+            connection.__exit__(None, None, None)
+
+    # ---- routing ----------------------------------------------------------------
+
+    def _provider(self, name: str) -> Provider:
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown provider {name!r}; configured providers: {', '.join(self.failover_order)}"
+            ) from None
+
+    def _candidates(self) -> list[Provider]:
+        active = self._providers[self._active]
+        if not self.failover_enabled:
+            return [active]
+        order = self.failover_order
+        start = order.index(self._primary)
+        rotation = [self._providers[n] for n in order[start:] + order[:start] if n != active.name]
+        up = [p for p in rotation if not (p.healthy is False and p.cache_fresh())]
+        down = [p for p in rotation if p not in up]
+        return [active, *up, *down]
+
+    def _run_with_retries(self, provider: Provider, work: Callable[[psycopg.Connection], T]) -> T:
+        for attempt in range(_RETRIES_ON_SAME_PROVIDER + 1):
+            try:
+                return provider.run(work)
+            except RetrySameProvider:
+                if attempt == _RETRIES_ON_SAME_PROVIDER:
+                    raise QueryError(
+                        f"provider {provider.name}: serialization failure or deadlock persisted after "
+                        f"{_RETRIES_ON_SAME_PROVIDER} retries"
+                    ) from None
+                time.sleep(0.01 * 2**attempt)
+            except psycopg.Error as exc:
+                raise QueryError(f"provider {provider.name}: {exc}".strip()) from exc
+        raise AssertionError("unreachable")
+
+    def _switch(self, to: str, reason: str) -> None:
+        with self._lock:
+            previous = self._active
+            if previous == to:
+                return
+            self._active = to
+        kind = "fail-back" if to == self._primary else "failover"
+        logger.warning("%s from provider %s to provider %s: %s", kind, previous, to, reason)
+        try:
+            self._state.record_failover(previous, to, reason)
+        except Exception:  # recording must never stop traffic
+            logger.exception("could not record the switch from %s to %s in the state store", previous, to)
+        if to != self._primary:
+            self._start_failback_watcher()
+
+    def _start_failback_watcher(self) -> None:
+        with self._lock:
+            if self._watcher is not None and self._watcher.is_alive():
+                return
+            self._watcher = threading.Thread(target=self._watch_primary, name="agent-factory-failback", daemon=True)
+            self._watcher.start()
+
+    def _watch_primary(self) -> None:
+        interval = max(self.config.health_ttl, 0.1)
+        while not self._closed.wait(interval):
+            if self._active == self._primary:
+                return
+            primary = self._providers[self._primary]
+            primary.probe()
+            if primary.consecutive_ok >= self.config.failback_checks:
+                self._switch(
+                    self._primary,
+                    f"primary passed {self.config.failback_checks} consecutive health checks",
+                )
+                return
+
+    def _pool_executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=max(len(self._providers), 1), thread_name_prefix="agent-factory-health"
+                )
+            return self._executor

@@ -1,0 +1,267 @@
+"""One provider: its connection pool, its health and the last error seen on it.
+
+The pool is opened lazily, after a direct probe shows the provider reachable,
+and closed when the provider is marked down, so that a dead provider costs no
+background reconnect attempts and waiting clients are released at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from ..config import Config, ProviderConfig
+from ..errors import PoolExhaustedError
+from ..state.store import utcnow
+from .sqlstate import Action, classify, describe
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_IDLE_SECONDS = 240.0  # below Neon's 5-minute compute suspend
+
+
+class ProviderFailure(Exception):
+    """The provider cannot serve this request (internal to the core package)."""
+
+    def __init__(self, reason: str, commit_unknown: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.commit_unknown = commit_unknown
+
+
+class RetrySameProvider(Exception):
+    """A serialization failure or deadlock: the work may be retried on the same provider."""
+
+
+class _Unreachable(BaseException):
+    """Raised from the pool's check callback to stop its wait loop at once.
+
+    psycopg_pool retries a failed check until its timeout, but lets a
+    BaseException through; the provider turns it into a `ProviderFailure`.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    """The outcome of one health probe."""
+
+    provider: str
+    healthy: bool
+    latency_ms: float | None
+    error: str | None
+    checked_at: datetime
+
+
+class Provider:
+    """A provider's pool and health state; thread-safe."""
+
+    def __init__(self, provider: ProviderConfig, config: Config) -> None:
+        self.name = provider.name
+        self.host = provider.host
+        self._conninfo = provider.url
+        self._password = provider.password
+        self._config = config
+        self._kwargs: dict[str, Any] = {
+            "connect_timeout": config.connect_timeout,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "application_name": "agent-factory",
+            "prepare_threshold": None,  # transaction poolers reject prepared statements
+        }
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self.healthy: bool | None = None
+        self.last_error: str | None = None
+        self.last_checked: datetime | None = None
+        self.last_latency_ms: float | None = None
+        self.consecutive_ok = 0
+        self._checked_monotonic = 0.0
+
+    def __repr__(self) -> str:
+        return f"Provider(name={self.name!r}, host={self.host!r}, healthy={self.healthy!r})"
+
+    # ---- health -----------------------------------------------------------
+
+    def cache_fresh(self) -> bool:
+        """Whether the cached health is younger than DATABASE_HEALTH_TTL."""
+        return self.healthy is not None and time.monotonic() - self._checked_monotonic < self._config.health_ttl
+
+    def probe(self) -> HealthResult:
+        """Connect directly (not through the pool), run `SELECT 1`, and record the result.
+
+        Bounded by DATABASE_CONNECT_TIMEOUT for a provider that accepts TCP and never answers.
+        """
+        start = time.perf_counter()
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True, **self._kwargs) as conn:
+                conn.execute("SELECT 1").fetchone()
+        except psycopg.Error as exc:
+            result = HealthResult(self.name, False, None, describe(exc, self._password), utcnow())
+        else:
+            latency = (time.perf_counter() - start) * 1000.0
+            result = HealthResult(self.name, True, latency, None, utcnow())
+        self._record(result)
+        return result
+
+    def _record(self, result: HealthResult) -> None:
+        with self._lock:
+            self.healthy = result.healthy
+            self.last_checked = result.checked_at
+            self._checked_monotonic = time.monotonic()
+            if result.healthy:
+                self.consecutive_ok += 1
+                self.last_latency_ms = result.latency_ms
+            else:
+                self.consecutive_ok = 0
+                self.last_error = result.error
+        if not result.healthy:
+            logger.warning("provider %s failed its health check: %s", self.name, result.error)
+            self._close_pool_async()
+
+    def mark_down(self, reason: str) -> None:
+        """Record a failure seen on real traffic: unhealthy now, pool closed."""
+        self._record(HealthResult(self.name, False, None, reason, utcnow()))
+
+    # ---- pool ---------------------------------------------------------------
+
+    def _ensure_pool(self) -> ConnectionPool:
+        pool = self._pool
+        if pool is not None:
+            return pool
+        if not self.cache_fresh() or not self.healthy:
+            result = self.probe()
+            if not result.healthy:
+                raise ProviderFailure(result.error or "unreachable")
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self._conninfo,
+                    kwargs=self._kwargs,
+                    min_size=self._config.pool_min_size,
+                    max_size=self._config.pool_max_size,
+                    timeout=self._config.pool_timeout,
+                    max_idle=MAX_IDLE_SECONDS,
+                    check=self._check,
+                    name=f"agent_factory.{self.name}",
+                    open=False,
+                )
+                self._pool.open(wait=False)
+                logger.info("opened pool for provider %s (%s)", self.name, self.host)
+            return self._pool
+
+    def _check(self, conn: psycopg.Connection) -> None:
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            result = self.probe()
+            if not result.healthy:
+                raise _Unreachable(result.error or "unreachable") from None
+            raise
+
+    def _close_pool_async(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            threading.Thread(target=pool.close, name=f"close-pool-{self.name}", daemon=True).start()
+
+    def close(self) -> None:
+        """Close the pool, waiting for its workers."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def pool_stats(self) -> dict[str, int]:
+        """Return psycopg_pool's stats, or zeros when the pool is not open."""
+        pool = self._pool
+        if pool is None:
+            return {"pool_size": 0, "pool_available": 0, "requests_waiting": 0}
+        return pool.get_stats()
+
+    # ---- work -----------------------------------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """Yield a pooled connection and give it back; failures to obtain one are classified.
+
+        Raises `ProviderFailure` when the provider cannot give a connection and
+        `PoolExhaustedError` when every connection stays busy past DATABASE_POOL_TIMEOUT.
+        """
+        pool, conn = self._acquire()
+        try:
+            yield conn
+        finally:
+            pool.putconn(conn)
+
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run `work(conn)` in one transaction on a pooled connection and commit it.
+
+        Raises `ProviderFailure` when the provider cannot serve, `RetrySameProvider`
+        on serialization failures, `PoolExhaustedError` when every connection
+        stays busy, and the original error for everything else.
+        """
+        with self.connection() as conn:
+            phase = "work"
+            try:
+                result = work(conn)
+                phase = "commit"
+                conn.commit()
+                return result
+            except BaseException as exc:
+                rollback_quietly(conn)
+                self.raise_classified(exc, commit_unknown=phase == "commit")
+                raise
+
+    def raise_classified(self, exc: BaseException, commit_unknown: bool = False) -> None:
+        """Turn a connection-class error into `ProviderFailure` and a retryable one into `RetrySameProvider`."""
+        action = classify(exc)
+        if action is Action.FAILOVER:
+            raise ProviderFailure(describe(exc, self._password), commit_unknown=commit_unknown) from exc
+        if action is Action.RETRY:
+            raise RetrySameProvider(str(exc)) from exc
+
+    def _acquire(self) -> tuple[ConnectionPool, psycopg.Connection]:
+        pool = self._ensure_pool()
+        try:
+            return pool, pool.getconn()
+        except _Unreachable as exc:
+            raise ProviderFailure(exc.reason) from None
+        except PoolClosed:
+            raise ProviderFailure(self.last_error or "pool closed: provider marked down") from None
+        except PoolTimeout:
+            stats = pool.get_stats()
+            busy = stats.get("pool_size", 0) - stats.get("pool_available", 0)
+            if busy < self._config.pool_max_size:
+                result = self.probe()
+                if not result.healthy:
+                    raise ProviderFailure(result.error or "unreachable") from None
+            raise PoolExhaustedError(
+                f"couldn't get a connection after {self._config.pool_timeout:.2f} sec from provider "
+                f"{self.name}: all {busy} connections are busy; raise DATABASE_POOL_MAX_SIZE or "
+                "DATABASE_POOL_TIMEOUT, or reduce concurrency"
+            ) from None
+
+
+def rollback_quietly(conn: psycopg.Connection) -> None:
+    if conn.closed:
+        return
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        pass

@@ -1,0 +1,59 @@
+"""Decide what an error means for routing, by SQLSTATE rather than exception class."""
+
+from __future__ import annotations
+
+import enum
+
+import psycopg
+
+from ..redact import scrub
+
+
+class Action(enum.Enum):
+    """What the manager does with an error."""
+
+    FAILOVER = "failover"  # the provider cannot serve: try the next one
+    RETRY = "retry"  # serialization failure or deadlock: retry on the same provider
+    RAISE = "raise"  # data, constraint, syntax or permission error: the caller's problem
+
+
+_SHUTDOWN = {"57P01", "57P02", "57P03"}  # admin_shutdown, crash_shutdown, cannot_connect_now
+_RETRY = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+def classify(exc: BaseException) -> Action:
+    """Return the routing action for an exception raised while talking to a provider."""
+    if not isinstance(exc, psycopg.Error):
+        return Action.RAISE
+    state = exc.sqlstate
+    if state is None:
+        # No SQLSTATE: the network or the client connection failed, unless it is
+        # a client-side programming error (wrong parameters and the like).
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return Action.FAILOVER
+        return Action.RAISE
+    if state.startswith("08") or state in _SHUTDOWN:
+        return Action.FAILOVER
+    if state in _RETRY:
+        return Action.RETRY
+    return Action.RAISE
+
+
+def describe(exc: BaseException, password: str | None = None) -> str:
+    """Return a short, credential-free reason for a provider failure."""
+    text = str(exc).strip()
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if "timeout expired" in lowered or "timed out" in lowered:
+        return "connection timed out"
+    if "server closed the connection" in lowered or "consuming input failed" in lowered:
+        return "server closed the connection"
+    if "password authentication failed" in lowered:
+        return "password authentication failed"
+    if "could not translate host name" in lowered or "name or service not known" in lowered:
+        return "host name not found (DNS)"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    state = getattr(exc, "sqlstate", None)
+    prefix = f"[{state}] " if state else ""
+    return scrub(prefix + first, password or "")[:200]

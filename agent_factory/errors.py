@@ -1,0 +1,98 @@
+"""The one exception hierarchy of agent_factory.
+
+Every error the project raises on purpose derives from `AgentFactoryError`,
+grouped in families so callers can catch as broadly as they need.
+"""
+
+from __future__ import annotations
+
+
+class AgentFactoryError(Exception):
+    """Root of every error raised on purpose by agent_factory."""
+
+
+# --- configuration -------------------------------------------------------
+
+
+class ConfigError(AgentFactoryError, ValueError):
+    """The configuration is missing, malformed or inconsistent."""
+
+
+# --- database and failover ----------------------------------------------
+
+
+class DatabaseError(AgentFactoryError):
+    """A database operation failed."""
+
+
+class ProviderUnavailableError(DatabaseError):
+    """One provider cannot serve: connection refused, timed out or shut down."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(f"provider {provider} is unavailable: {reason}")
+        self.provider = provider
+        self.reason = reason
+
+
+class AllProvidersDownError(DatabaseError):
+    """Every configured provider failed; the message lists each one's last error."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        detail = "; ".join(f"{name}: {reason}" for name, reason in errors.items())
+        super().__init__(
+            f"All database providers failed: {detail}. "
+            "Check each provider's status page and network, or run `agent-factory verify`."
+        )
+        self.errors = dict(errors)
+
+
+class PoolExhaustedError(DatabaseError):
+    """The provider is up but every pooled connection stayed busy past the timeout."""
+
+
+class CommitOutcomeUnknownError(DatabaseError):
+    """The connection broke during COMMIT of a non-idempotent write; it may or may not have applied."""
+
+
+class QueryError(DatabaseError):
+    """The server rejected a statement (data, constraint or syntax error); no failover was attempted."""
+
+
+# --- backup and restore --------------------------------------------------
+
+
+class BackupError(AgentFactoryError):
+    """A backup, verification or restore failed."""
+
+
+class BackupVerificationError(BackupError):
+    """A backup archive is corrupt, truncated, of unknown format or does not match its manifest."""
+
+
+class OperationLockedError(BackupError):
+    """Another backup or restore is already running on the same provider."""
+
+
+class ToolNotFoundError(BackupError):
+    """No suitable PostgreSQL client or server binary was found."""
+
+
+# --- schema ----------------------------------------------------------------
+
+
+class SchemaError(AgentFactoryError):
+    """The schema could not be applied or does not match the expected one."""
+
+
+# --- local providers -------------------------------------------------------
+
+
+class LocalProviderError(AgentFactoryError):
+    """A local PostgreSQL provider could not be created, started or stopped."""
+
+
+# --- alerting ----------------------------------------------------------------
+
+
+class AlertError(AgentFactoryError):
+    """An alert could not be delivered through a channel."""
