@@ -1,0 +1,104 @@
+"""Fixtures: real local PostgreSQL providers, started once per test session.
+
+The servers are the same code as `agent-factory local up`, in a temporary
+directory. Tests that kill a provider leave it to `providers_running` to start
+it again, so every test begins with all three up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent_factory.config import Config, load_config
+from agent_factory.core import DatabaseManager
+from agent_factory.local import LocalProviders
+from agent_factory.schema import EXPECTED_TABLES, apply_schema
+
+
+@pytest.fixture(scope="session")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProviders]:
+    """Three real providers (neon, supabase, railway) with the schema applied."""
+    base = tmp_path_factory.mktemp("providers")
+    providers = LocalProviders(base, durable=False)
+    providers.up()
+    config = load_config(env={**providers.env(), "AGENT_FACTORY_STATE_DIR": str(base / "state")}, env_file=None)
+    with DatabaseManager(config) as db:
+        for name in db.providers:
+            with db.provider_connection(name) as conn:
+                apply_schema(conn, name)
+    yield providers
+    providers.down()
+
+
+@pytest.fixture(autouse=True)
+def providers_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test that used the providers, start any provider it killed."""
+    yield
+    if "local" in request.fixturenames:
+        local: LocalProviders = request.getfixturevalue("local")
+        for name in local.providers():
+            if local.pid(name) is None:
+                local.start(name)
+
+
+@pytest.fixture
+def env(local: LocalProviders, tmp_path: Path) -> dict[str, str]:
+    """Environment variables pointing at the local providers, with a per-test state dir."""
+    return {
+        **local.env(),
+        "AGENT_FACTORY_STATE_DIR": str(tmp_path / "state"),
+        "DATABASE_CONNECT_TIMEOUT": "2",
+        "DATABASE_HEALTH_TTL": "0.5",
+        "DATABASE_FAILBACK_CHECKS": "2",
+    }
+
+
+@pytest.fixture
+def make_db(env: dict[str, str]) -> Iterator[Callable[..., DatabaseManager]]:
+    """Factory for `DatabaseManager`s on the local providers; settings override the env. Closed after the test."""
+    made: list[DatabaseManager] = []
+
+    def make(**overrides: str) -> DatabaseManager:
+        db = DatabaseManager(make_config(env, **overrides))
+        made.append(db)
+        return db
+
+    yield make
+    for db in made:
+        db.close()
+
+
+def make_config(env: dict[str, str], **overrides: str) -> Config:
+    """Build a Config from `env` plus overrides, ignoring any .env file and the real environment."""
+    return load_config(env={**env, **overrides}, env_file=None)
+
+
+@pytest.fixture
+def db(make_db: Callable[..., DatabaseManager]) -> DatabaseManager:
+    """A DatabaseManager on the local providers with every table emptied on every provider."""
+    manager = make_db()
+    for name in manager.providers:
+        with manager.provider_connection(name) as conn:
+            conn.execute("TRUNCATE " + ", ".join(EXPECTED_TABLES) + " CASCADE")
+            conn.commit()
+    return manager
+
+
+@pytest.fixture
+def passwords(local: LocalProviders) -> list[str]:
+    """The real provider passwords, to search captured output for leaks."""
+    return [local.password(n) for n in local.providers()]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the local providers as `real_server`."""
+    for item in items:
+        if "local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_server)
+
+
+os.environ.setdefault("AGENT_FACTORY_TESTING", "1")
