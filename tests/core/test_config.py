@@ -1,0 +1,78 @@
+"""Configuration: defaults, precedence, and one clear ConfigError per mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_factory.config import load_config
+from agent_factory.errors import ConfigError
+
+URL = "postgresql://agent:s3cret-pw@db.example.com:5433/app"
+
+
+def test_defaults_match_the_runbook():
+    config = load_config(env={"NEON_DB_URL": URL}, env_file=None)
+    assert config.primary == "neon"
+    assert config.failover_enabled is True
+    assert config.failover_order == ("neon",)
+    assert (config.pool_min_size, config.pool_max_size, config.pool_timeout) == (1, 10, 5.0)
+    assert config.health_ttl == 60.0 and config.failback_checks == 3 and config.connect_timeout == 5
+
+
+def test_environment_wins_over_env_file(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"NEON_DB_URL={URL}\nDATABASE_POOL_MAX_SIZE=7\nDATABASE_HEALTH_TTL=9\n")
+    config = load_config(env={"DATABASE_POOL_MAX_SIZE": "20"}, env_file=env_file)
+    assert config.pool_max_size == 20
+    assert config.health_ttl == 9.0
+
+
+def test_supabase_host_and_password_form():
+    config = load_config(
+        env={"NEON_DB_URL": URL, "SUPABASE_DB_HOST": "db.abc.supabase.co", "SUPABASE_DB_PASSWORD": "pw-xyz"},
+        env_file=None,
+    )
+    assert config.providers["supabase"].host == "db.abc.supabase.co:5432/postgres"
+    assert config.failover_order == ("neon", "supabase")
+
+
+def test_extra_provider_listed_in_failover_order():
+    config = load_config(
+        env={"NEON_DB_URL": URL, "AIVEN_DB_URL": URL.replace("db.example", "aiven.example"),
+             "DATABASE_FAILOVER_ORDER": "neon,aiven"},
+        env_file=None,
+    )
+    assert config.failover_order == ("neon", "aiven")
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"NEON_DB_URL": URL, "DATABASE_PROVIDER": "mongo"}, "MONGO_DB_URL"),
+        ({"NEON_DB_URL": URL, "DATABASE_PROVIDER": "supabase"}, "SUPABASE_DB_URL"),
+        ({"NEON_DB_URL": "mysql://x:y@h/d"}, "NEON_DB_URL"),
+        ({"NEON_DB_URL": "postgresql://a:b@h:99999/d"}, "NEON_DB_URL"),
+        ({"NEON_DB_URL": "not a url at all =="}, "NEON_DB_URL"),
+        ({"NEON_DB_URL": URL, "DATABASE_POOL_MIN_SIZE": "5", "DATABASE_POOL_MAX_SIZE": "2"}, "DATABASE_POOL_MIN_SIZE"),
+        ({"NEON_DB_URL": URL, "DATABASE_POOL_TIMEOUT": "soon"}, "DATABASE_POOL_TIMEOUT"),
+        ({"NEON_DB_URL": URL, "DATABASE_CONNECT_TIMEOUT": "1"}, "DATABASE_CONNECT_TIMEOUT"),
+        ({"NEON_DB_URL": URL, "DATABASE_FAILOVER_ENABLED": "maybe"}, "DATABASE_FAILOVER_ENABLED"),
+        ({"NEON_DB_URL": URL, "DATABASE_FAILOVER_ORDER": "neon,neon"}, "DATABASE_FAILOVER_ORDER"),
+        ({"NEON_DB_URL": URL, "DATABASE_FAILOVER_ORDER": "neon,Bad-Name"}, "DATABASE_FAILOVER_ORDER"),
+        ({}, "NEON_DB_URL"),
+    ],
+)
+def test_bad_configuration_names_the_variable(env, names):
+    with pytest.raises(ConfigError) as info:
+        load_config(env=env, env_file=None)
+    message = str(info.value)
+    assert names in message
+    assert "s3cret-pw" not in message
+
+
+def test_repr_and_host_never_show_the_password():
+    config = load_config(env={"NEON_DB_URL": URL}, env_file=None)
+    provider = config.providers["neon"]
+    assert provider.host == "db.example.com:5433/app"
+    for text in (repr(config), str(config), repr(provider), str(provider)):
+        assert "s3cret-pw" not in text
