@@ -144,10 +144,11 @@ class Provider:
         pool = self._pool
         if pool is not None:
             return pool
-        if not self.cache_fresh() or not self.healthy:
-            result = self.probe()
-            if not result.healthy:
-                raise ProviderFailure(result.error or "unreachable")
+        # Probe before opening: a pool on a dead server would make its first
+        # client wait the whole DATABASE_POOL_TIMEOUT before failing over.
+        result = self.probe()
+        if not result.healthy:
+            raise ProviderFailure(result.error or "unreachable")
         with self._lock:
             if self._pool is None:
                 self._pool = ConnectionPool(
