@@ -153,9 +153,7 @@ class LocalProviders:
             "shared_buffers = 64MB",
             "password_encryption = 'scram-sha-256'",
         ]
-        if (install.bindir.parent / "lib" / "postgresql" / "pg_stat_statements.so").exists() or any(
-            install.bindir.parent.glob("lib/**/pg_stat_statements.so")
-        ):
+        if any(install.bindir.parent.glob("lib/**/pg_stat_statements.so")):
             conf.append("shared_preload_libraries = 'pg_stat_statements'")
         if not self.durable:
             conf += ["fsync = off", "full_page_writes = off"]
@@ -189,7 +187,7 @@ class LocalProviders:
     def start(self, name: str) -> LocalProvider:
         """Start one provider if it is not running (after `down` or `kill`)."""
         provider = self.get(name)
-        if self.pid(name) is None:
+        if self._running_pid(name) is None:
             # A crashed postmaster can linger as a zombie whose pid the server
             # would mistake for a live one; its lock file is stale.
             (self._data(name) / "postmaster.pid").unlink(missing_ok=True)
@@ -217,7 +215,7 @@ class LocalProviders:
     def stop(self, name: str) -> None:
         """Stop one provider cleanly (fast shutdown)."""
         provider = self.get(name)
-        if self.pid(name) is not None:
+        if self._running_pid(name) is not None:
             install = PgInstall(provider.major, Path(provider.bindir), "")
             self._run(install, "pg_ctl", ["-D", str(self._data(name)), "-m", "fast", "-w", "stop"])
 
@@ -228,6 +226,7 @@ class LocalProviders:
 
     def kill(self, name: str) -> int:
         """SIGKILL one provider's postmaster and its backends, as a crash would; return the pid."""
+        self.get(name)
         pid = self.pid(name)
         if pid is None:
             raise LocalProviderError(f"local provider {name} is not running")
@@ -246,6 +245,10 @@ class LocalProviders:
 
     def pid(self, name: str) -> int | None:
         """Return the postmaster pid of a running provider, else None."""
+        self.get(name)
+        return self._running_pid(name)
+
+    def _running_pid(self, name: str) -> int | None:
         pidfile = self._data(name) / "postmaster.pid"
         try:
             pid = int(pidfile.read_text().split("\n", 1)[0])
@@ -255,11 +258,12 @@ class LocalProviders:
 
     def status(self) -> list[dict[str, object]]:
         """Return one row per provider: name, host, PostgreSQL major, running, pid."""
-        return [
-            {"name": p.name, "host": p.host, "major": p.major, "running": self.pid(p.name) is not None,
-             "pid": self.pid(p.name)}
-            for p in self.providers().values()
-        ]
+        rows = []
+        for provider in self.providers().values():
+            pid = self._running_pid(provider.name)
+            rows.append({"name": provider.name, "host": provider.host, "major": provider.major,
+                         "running": pid is not None, "pid": pid})
+        return rows
 
     def env(self) -> dict[str, str]:
         """Return the environment variables pointing the library at these providers."""
