@@ -1,0 +1,1 @@
+"""Operations: verify, backup, restore, schema and monitoring, each a function returning a result."""

@@ -1,0 +1,222 @@
+"""Take a catalog snapshot of one schema and compare two snapshots.
+
+A `SchemaSnapshot` holds what drift detection looks at: tables, columns (type,
+nullability, default, generated expression), constraints (as rendered by
+`pg_get_constraintdef`), indexes (`pg_get_indexdef`) and the migrations
+recorded in `schema_migrations`. Text is normalised (whitespace, schema
+qualifiers, PostgreSQL 18's catalogued NOT NULL constraints) so that servers of
+different major versions carrying the same schema compare equal.
+
+`canonical_snapshot` builds the expected schema by applying the shipped
+migrations to a throw-away schema inside a transaction that is always rolled
+back: nothing is written to the provider.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from .migrations import _CREATE_TRACKING, load_migrations
+
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One column as drift detection sees it."""
+
+    type: str
+    nullable: bool
+    default: str | None
+    generated: str | None
+
+
+@dataclass
+class TableInfo:
+    """One table: columns, constraints (name -> definition) and indexes (name -> definition)."""
+
+    columns: dict[str, ColumnInfo] = field(default_factory=dict)
+    constraints: dict[str, str] = field(default_factory=dict)
+    indexes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SchemaSnapshot:
+    """The catalog of one schema on one database, normalised for comparison."""
+
+    source: str
+    tables: dict[str, TableInfo]
+    migrations: dict[int, str]  # version -> checksum
+
+    @property
+    def version(self) -> int:
+        """The highest migration version recorded (0 when none)."""
+        return max(self.migrations, default=0)
+
+
+_TABLES = """
+SELECT c.oid, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+"""
+
+_COLUMNS = """
+SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid), a.attgenerated::text, a.attidentity::text
+FROM pg_attribute a
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = ANY(%(oids)s) AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+_CONSTRAINTS = """
+SELECT conrelid, conname, pg_get_constraintdef(oid)
+FROM pg_constraint
+WHERE conrelid = ANY(%(oids)s) AND contype <> 'n'
+"""
+
+_INDEXES = """
+SELECT i.indrelid, c.relname, pg_get_indexdef(i.indexrelid)
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = ANY(%(oids)s)
+"""
+
+
+def snapshot(conn: psycopg.Connection, source: str, schema: str = "public") -> SchemaSnapshot:
+    """Return the normalised catalog of `schema` on the database behind `conn`.
+
+    Reads only, inside a transaction that is rolled back; the connection is left idle.
+    Raises `psycopg.Error` when the server cannot be read.
+    """
+    conn.rollback()
+    with conn.transaction(force_rollback=True):
+        return _read(conn, source, schema)
+
+
+def _read(conn: psycopg.Connection, source: str, schema: str) -> SchemaSnapshot:
+    # Resolve names relative to the schema itself so that definitions render unqualified.
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(sql.Identifier(schema)))
+    rows = conn.execute(_TABLES, {"schema": schema}).fetchall()
+    names = {oid: name for oid, name in rows}
+    tables = {name: TableInfo() for name in names.values()}
+    oids = list(names)
+
+    def norm(text: str | None) -> str | None:
+        return None if text is None else normalise(text, schema)
+
+    for relid, column, type_, nullable, default, generated, identity in conn.execute(_COLUMNS, {"oids": oids}):
+        is_generated = generated == "s"
+        if identity:
+            default = f"GENERATED {'ALWAYS' if identity == 'a' else 'BY DEFAULT'} AS IDENTITY"
+        tables[names[relid]].columns[column] = ColumnInfo(
+            type=type_, nullable=nullable,
+            default=None if is_generated else norm(default),
+            generated=norm(default) if is_generated else None,
+        )
+    for relid, name, definition in conn.execute(_CONSTRAINTS, {"oids": oids}):
+        tables[names[relid]].constraints[name] = normalise(definition, schema)
+    for relid, name, definition in conn.execute(_INDEXES, {"oids": oids}):
+        tables[names[relid]].indexes[name] = normalise(definition, schema)
+
+    migrations: dict[int, str] = {}
+    if "schema_migrations" in tables:
+        migrations = {v: c for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")}
+    return SchemaSnapshot(source, tables, migrations)
+
+
+def normalise(text: str, schema: str) -> str:
+    """Collapse whitespace and drop qualifiers naming `schema` (so any schema compares with public)."""
+    text = _SPACES.sub(" ", text.strip())
+    qualifier = re.compile(r'(?<![\w."])(?:' + re.escape(schema) + r'|"' + re.escape(schema) + r'")\.(?=[\w"])')
+    return qualifier.sub("", text)
+
+
+def canonical_snapshot(conn: psycopg.Connection) -> SchemaSnapshot:
+    """Return the schema the shipped migrations produce, built in a scratch schema and rolled back.
+
+    Needs the CREATE privilege on the database (the application role owns it on
+    every supported provider). Writes nothing: the scratch schema disappears with
+    the rollback. Raises `psycopg.Error` when the server refuses.
+    """
+    scratch = f"af_canonical_{secrets.token_hex(6)}"
+    migrations = load_migrations()
+    conn.rollback()
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET LOCAL lock_timeout = '5s'")
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(sql.Identifier(scratch)))
+        conn.execute(_CREATE_TRACKING)
+        for migration in migrations:
+            conn.execute(migration.sql)  # type: ignore[call-overload]
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                (migration.version, migration.name, migration.checksum),
+            )
+        result = _read(conn, "expected schema", scratch)
+    return result
+
+
+def compare(expected: SchemaSnapshot, actual: SchemaSnapshot) -> list[str]:
+    """Return one readable line per difference of `actual` from `expected`, prefixed with `actual.source`."""
+    who = actual.source
+    lines: list[str] = []
+    for table in sorted(expected.tables.keys() - actual.tables.keys()):
+        lines.append(f"{who}: table {table} is missing")
+    for table in sorted(actual.tables.keys() - expected.tables.keys()):
+        lines.append(f"{who}: table {table} exists only here")
+    for table in sorted(expected.tables.keys() & actual.tables.keys()):
+        lines.extend(_compare_table(who, table, expected.tables[table], actual.tables[table]))
+    lines.extend(_compare_migrations(who, expected.migrations, actual.migrations))
+    return lines
+
+
+def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> list[str]:
+    lines = []
+    for column in sorted(want.columns.keys() - have.columns.keys()):
+        lines.append(f"{who}: column {table}.{column} is missing")
+    for column in sorted(have.columns.keys() - want.columns.keys()):
+        lines.append(f"{who}: column {table}.{column} exists only here")
+    for column in sorted(want.columns.keys() & have.columns.keys()):
+        w, h = want.columns[column], have.columns[column]
+        if w.type != h.type:
+            lines.append(f"{who}: column {table}.{column} has type {h.type}, expected {w.type}")
+        if w.nullable != h.nullable:
+            state = "allows NULL" if h.nullable else "is NOT NULL"
+            lines.append(f"{who}: column {table}.{column} {state}, expected {'NULL allowed' if w.nullable else 'NOT NULL'}")
+        if w.default != h.default:
+            lines.append(f"{who}: column {table}.{column} has default {h.default or 'none'}, expected {w.default or 'none'}")
+        if w.generated != h.generated:
+            lines.append(f"{who}: column {table}.{column} is generated as {h.generated or 'nothing'}, "
+                         f"expected {w.generated or 'a plain column'}")
+    for kind, w_map, h_map in (("constraint", want.constraints, have.constraints),
+                               ("index", want.indexes, have.indexes)):
+        for name in sorted(w_map.keys() - h_map.keys()):
+            lines.append(f"{who}: {kind} {name} on {table} is missing")
+        for name in sorted(h_map.keys() - w_map.keys()):
+            lines.append(f"{who}: {kind} {name} on {table} exists only here: {h_map[name]}")
+        for name in sorted(w_map.keys() & h_map.keys()):
+            if w_map[name] != h_map[name]:
+                lines.append(f"{who}: {kind} {name} on {table} is {h_map[name]}, expected {w_map[name]}")
+    return lines
+
+
+def _compare_migrations(who: str, want: dict[int, str], have: dict[int, str]) -> list[str]:
+    lines = []
+    want_v, have_v = max(want, default=0), max(have, default=0)
+    if want_v != have_v:
+        lines.append(f"{who}: schema version is {have_v}, expected {want_v}")
+    for version in sorted(want.keys() - have.keys()):
+        if version <= have_v:
+            lines.append(f"{who}: migration {version:04d} was never recorded")
+    for version in sorted(have.keys() - want.keys()):
+        lines.append(f"{who}: migration {version:04d} is recorded but not shipped with this version of agent_factory")
+    for version in sorted(want.keys() & have.keys()):
+        if want[version] != have[version]:
+            lines.append(f"{who}: migration {version:04d} was applied with different contents than the shipped file")
+    return lines
