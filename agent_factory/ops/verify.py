@@ -1,0 +1,305 @@
+"""Verify a deployment the way the runbook's `verify_memory_deployment.py` does.
+
+Six tests, each a titled group of `[STATUS] detail` lines:
+
+1. imports; 2. DatabaseManager and its primary/failover settings; 3. health of
+each provider with latency, and whether at least one is healthy; 4. a storage
+round trip on a scratch session that is deleted afterwards; 5. the knowledge
+atom count; 6. schema version and drift across providers.
+
+The system *can serve* (`VerifyReport.ok`) when at least one provider is
+healthy and the storage round trip passed. Schema drift and providers that are
+down are reported as FAIL/DOWN lines but do not by themselves make `ok` False:
+failover keeps the system serving, and `agent-factory schema verify` is the
+stricter check.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core import DatabaseManager
+from ..errors import AgentFactoryError, ConfigError
+from ..redact import scrub
+from .schema_ops import schema_verify
+
+logger = logging.getLogger(__name__)
+
+OK, DOWN, FAIL, INFO = "OK", "DOWN", "FAIL", "INFO"
+IMPORTS = (
+    "agent_factory.config", "agent_factory.core", "agent_factory.memory",
+    "agent_factory.schema", "agent_factory.ops.schema_ops",
+)
+
+
+@dataclass
+class Check:
+    """One line of the report: `[status] detail`."""
+
+    status: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.status}] {self.detail}"
+
+
+@dataclass
+class VerifyTest:
+    """One numbered test and its lines."""
+
+    number: int
+    title: str
+    checks: list[Check] = field(default_factory=list)
+
+    def add(self, status: str, detail: str) -> None:
+        self.checks.append(Check(status, detail))
+
+    @property
+    def failed(self) -> bool:
+        return any(c.status == FAIL for c in self.checks)
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of `verify`: the tests, whether the system can serve, and one sentence."""
+
+    ok: bool
+    tests: list[VerifyTest]
+    summary: str
+    config_error: str | None = None
+
+    @property
+    def checks(self) -> list[Check]:
+        """Every line of every test, in order."""
+        return [check for test in self.tests for check in test.checks]
+
+    def text(self) -> str:
+        """Return the report in the runbook's format, ending with the summary."""
+        blocks = [f"[TEST {t.number}] {t.title}...\n" + "\n".join(str(c) for c in t.checks) for t in self.tests]
+        return "\n\n".join([*blocks, self.summary])
+
+
+def verify(db: DatabaseManager | None = None) -> VerifyReport:
+    """Run the six deployment checks and return the report; never raises for an expected failure.
+
+    With `db=None` a `DatabaseManager` is built from the environment and `.env`
+    (a configuration error becomes a FAIL line and `config_error`) and closed at
+    the end. Each provider costs at most DATABASE_CONNECT_TIMEOUT when it hangs.
+    The storage round trip writes one scratch session and deletes it, even on failure.
+    """
+    run = _Run()
+    run.imports()
+    owned = db is None
+    if db is None:
+        db = run.build_manager()
+    try:
+        if db is not None:
+            run.manager(db)
+            run.health(db)
+            run.round_trip(db)
+            run.knowledge(db)
+            run.schema(db)
+    finally:
+        if owned and db is not None:
+            db.close()
+    return run.report()
+
+
+class _Run:
+    """The state of one verify run: the tests so far and what later tests need."""
+
+    def __init__(self) -> None:
+        self.tests: list[VerifyTest] = []
+        self.secrets: list[str] = []
+        self.healthy: list[str] = []
+        self.down: list[str] = []
+        self.round_trip_on: str | None = None
+        self.round_trip_error: str | None = None
+        self.drifted: list[str] = []
+        self.config_error: str | None = None
+        self.import_failures: list[str] = []
+
+    def test(self, title: str) -> VerifyTest:
+        test = VerifyTest(len(self.tests) + 1, title)
+        self.tests.append(test)
+        return test
+
+    def clean(self, text: str) -> str:
+        return scrub(text, *self.secrets)
+
+    # ---- TEST 1 ---------------------------------------------------------------
+
+    def imports(self) -> None:
+        test = self.test("Verifying imports")
+        for module in IMPORTS:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # an import can fail in any way; report it as a line
+                self.import_failures.append(module)
+                test.add(FAIL, f"Could not import {module}: {type(exc).__name__}: {exc}; "
+                               "reinstall the package (pip install -e .)")
+        if not self.import_failures:
+            test.add(OK, "All imports successful")
+
+    # ---- TEST 2 ---------------------------------------------------------------
+
+    def build_manager(self) -> DatabaseManager | None:
+        try:
+            return DatabaseManager()
+        except ConfigError as exc:
+            self.config_error = str(exc)
+            test = self.test("Testing DatabaseManager")
+            test.add(FAIL, f"DatabaseManager could not be configured: {exc}")
+            return None
+
+    def manager(self, db: DatabaseManager) -> None:
+        self.secrets = [p.password or "" for p in db.config.providers.values()]
+        test = self.test("Testing DatabaseManager")
+        test.add(INFO, f"Primary provider: {db.primary_provider}")
+        test.add(INFO, f"Failover enabled: {str(db.failover_enabled).lower()}")
+        test.add(INFO, f"Failover order: {', '.join(db.failover_order)}")
+        test.add(OK, "DatabaseManager initialized")
+
+    # ---- TEST 3 ---------------------------------------------------------------
+
+    def health(self, db: DatabaseManager) -> None:
+        test = self.test("Testing provider health checks")
+        for name, result in db.health_details(force=True).items():
+            if result.healthy:
+                self.healthy.append(name)
+                latency = f" ({result.latency_ms:.1f} ms)" if result.latency_ms is not None else ""
+                test.add(OK, f"{name}: healthy{latency}")
+            else:
+                self.down.append(name)
+                test.add(DOWN, self.clean(f"{name}: unhealthy ({result.error or 'unknown error'})"))
+        if self.healthy:
+            test.add(OK, "Atleast one provider is healthy")
+        else:
+            test.add(FAIL, "No provider is healthy: check each provider's status page and network, "
+                           "and the *_DB_URL settings")
+
+    # ---- TEST 4 ---------------------------------------------------------------
+
+    def round_trip(self, db: DatabaseManager) -> None:
+        test = self.test("Testing storage round trip")
+        if not self.healthy:
+            self.round_trip_error = "no provider is healthy"
+            test.add(FAIL, "Storage round trip skipped: no provider is healthy")
+            return
+        if "agent_factory.memory" in self.import_failures:
+            self.round_trip_error = "agent_factory.memory could not be imported"
+            test.add(FAIL, "Storage round trip skipped: agent_factory.memory could not be imported")
+            return
+        try:
+            self.round_trip_on = _round_trip(db)
+        except Exception as exc:  # boundary of one check: any failure is a FAIL line
+            self.round_trip_error = self.clean(f"{type(exc).__name__}: {exc}")
+            logger.info("verify: storage round trip failed: %s", self.round_trip_error)
+            test.add(FAIL, f"Storage round trip failed: {self.round_trip_error}; "
+                           "run `agent-factory schema verify` and check the provider named above")
+            return
+        test.add(OK, f"Storage round trip on {self.round_trip_on}: scratch session saved, loaded and deleted")
+
+    # ---- TEST 5 ---------------------------------------------------------------
+
+    def knowledge(self, db: DatabaseManager) -> None:
+        test = self.test("Testing knowledge base")
+        if not self.healthy or "agent_factory.memory" in self.import_failures:
+            test.add(FAIL, "Knowledge atom count skipped: no provider is healthy"
+                     if not self.healthy else "Knowledge atom count skipped: agent_factory.memory could not be imported")
+            return
+        try:
+            from ..memory import KnowledgeBase
+
+            count = KnowledgeBase(db).count()
+        except Exception as exc:  # boundary of one check
+            test.add(FAIL, self.clean(f"Knowledge atom count failed: {type(exc).__name__}: {exc}"))
+            return
+        test.add(OK, f"Knowledge atoms: {count} (on {db.active_provider})")
+
+    # ---- TEST 6 ---------------------------------------------------------------
+
+    def schema(self, db: DatabaseManager) -> None:
+        test = self.test("Testing schema version and drift")
+        if not self.healthy:
+            test.add(FAIL, "Schema check skipped: no provider is healthy")
+            return
+        try:
+            drift = schema_verify(db)
+        except AgentFactoryError as exc:
+            test.add(FAIL, self.clean(f"Schema check failed: {exc}"))
+            return
+        for name in db.providers:
+            if name in drift.versions:
+                test.add(INFO, f"{name}: schema version {drift.versions[name]} (expected {drift.target_version})")
+            elif name in drift.unreachable:
+                test.add(DOWN, f"{name}: not compared ({drift.unreachable[name]})")
+        for line in drift.differences:
+            test.add(FAIL, line)
+        self.drifted = drift.drifted
+        if drift.versions and not drift.differences:
+            test.add(OK, f"No schema drift across {len(drift.versions)} provider(s)")
+        elif drift.differences:
+            test.add(FAIL, drift.summary)
+
+    # ---- result ---------------------------------------------------------------
+
+    def report(self) -> VerifyReport:
+        ok = bool(self.healthy) and self.round_trip_on is not None
+        total = len(self.healthy) + len(self.down)
+        if self.config_error is not None:
+            summary = "The memory system cannot serve: the configuration is invalid (see TEST 2)."
+        elif ok:
+            down = f" ({', '.join(self.down)} down)" if self.down else ""
+            summary = (f"The memory system can serve: {len(self.healthy)} of {total} providers healthy{down}, "
+                       f"storage round trip passed on {self.round_trip_on}.")
+        elif not self.healthy:
+            summary = ("The memory system cannot serve: no provider is healthy; "
+                       "see the runbook's 'All Providers Down' procedure.")
+        else:
+            summary = f"The memory system cannot serve: the storage round trip failed ({self.round_trip_error})."
+        if self.drifted:
+            summary += f" Schema drift on {', '.join(self.drifted)}: run `agent-factory schema verify`."
+        return VerifyReport(ok, self.tests, self.clean(summary), self.config_error)
+
+
+def _round_trip(db: DatabaseManager) -> str:
+    """Save, load and delete one scratch session; return the provider that served it."""
+    from ..memory import PostgresMemoryStorage, Session
+
+    storage = PostgresMemoryStorage(db)
+    session_id = f"verify-{uuid.uuid4().hex}"
+    messages = [{"role": "user", "content": "verify: ping"}, {"role": "assistant", "content": "verify: pong"}]
+    session = Session("agent-factory-verify", session_id=session_id, messages=messages,
+                      metadata={"purpose": "agent-factory verify"})
+    try:
+        storage.save_session(session)
+        loaded = storage.load_session(session_id)
+        if loaded is None:
+            raise AgentFactoryError(f"session {session_id} was saved but could not be loaded back")
+        got = [(_field(m, "role"), _field(m, "content")) for m in _field(loaded, "messages")]
+        want = [(m["role"], m["content"]) for m in messages]
+        if got != want:
+            raise AgentFactoryError(f"session {session_id} came back with different messages: {got!r}")
+        return db.active_provider
+    finally:
+        _quietly(lambda: storage.delete_session(session_id))
+        # delete_session may leave a tombstone for cross-provider merges; a scratch session leaves nothing.
+        _quietly(lambda: db.execute_query("DELETE FROM session_memories WHERE session_id = %s", (session_id,),
+                                          fetch_mode="none", idempotent=True))
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    try:
+        action()
+    except Exception:  # cleanup after a failed check must not hide the failure
+        logger.warning("verify: could not delete the scratch session", exc_info=True)
