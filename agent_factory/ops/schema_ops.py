@@ -157,13 +157,17 @@ def deploy(db: DatabaseManager, provider: str | None = None, all_providers: bool
                                                            f"--provider {name}` once it is back")))
             continue
         except SchemaError as exc:
-            entries.append(ProviderDeploy(name, "failed", target_version=target_version, error=_clean(db, str(exc))))
+            advice = (f"; nothing after the failed migration was applied to {name} and the remaining providers "
+                      f"were skipped: fix the cause, then run `agent-factory schema deploy --provider {name}`")
+            entries.append(ProviderDeploy(name, "failed", target_version=target_version,
+                                          error=_clean(db, str(exc) + advice)))
             stopped_by = name
             logger.error("schema deploy failed on provider %s; remaining providers skipped", name)
             continue
         except DatabaseError as exc:
             entries.append(ProviderDeploy(name, "failed", target_version=target_version,
-                                          error=_clean(db, f"provider {name}: {exc}")))
+                                          error=_clean(db, f"provider {name}: {exc}; run `agent-factory verify`, "
+                                                           f"then `agent-factory schema deploy --provider {name}`")))
             continue
         if result.applied:
             status = "applied"
@@ -251,7 +255,8 @@ def _reference_order(db: DatabaseManager) -> list[str]:
 
 def _drift_summary(report: DriftReport) -> str:
     compared = len(report.versions)
-    missing = f"; {', '.join(report.unreachable)} unreachable, not compared" if report.unreachable else ""
+    missing = (f"; {', '.join(report.unreachable)} unreachable, not compared (rerun once back)"
+               if report.unreachable else "")
     if report.ok:
         return f"No schema drift: {compared} provider(s) match schema v{report.target_version}{missing}."
     behind = [n for n, v in report.versions.items() if v < report.target_version]
@@ -336,7 +341,9 @@ def _plan_constraint(db: DatabaseManager, name: str) -> ConstraintPlan:
     except SchemaError as exc:
         return ConstraintPlan(name, "failed", error=_clean(db, str(exc)))
     except (psycopg.Error, DatabaseError) as exc:
-        return ConstraintPlan(name, "failed", error=_clean(db, f"provider {name}: {str(exc).splitlines()[0]}"))
+        return ConstraintPlan(name, "failed", error=_clean(
+            db, f"provider {name}: could not read the memory_type constraint: {str(exc).splitlines()[0]}; "
+                f"check the role's privileges on session_memories, then rerun with --provider {name}"))
 
 
 @contextmanager

@@ -162,7 +162,6 @@ class _Run:
         test = self.test("Testing DatabaseManager")
         test.add(INFO, f"Primary provider: {db.primary_provider}")
         test.add(INFO, f"Failover enabled: {str(db.failover_enabled).lower()}")
-        test.add(INFO, f"Failover order: {', '.join(db.failover_order)}")
         test.add(OK, "DatabaseManager initialized")
 
     # ---- TEST 3 ---------------------------------------------------------------
