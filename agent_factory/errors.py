@@ -77,6 +77,10 @@ class ToolNotFoundError(BackupError):
     """No suitable PostgreSQL client or server binary was found."""
 
 
+class ConfirmationRequiredError(BackupError):
+    """A destructive operation (restoring another provider's backup) needs explicit confirmation (`--yes`)."""
+
+
 # --- schema ----------------------------------------------------------------
 
 

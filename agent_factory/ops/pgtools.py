@@ -1,0 +1,399 @@
+"""Run pg_dump, pg_restore and psql against one provider without exposing its password.
+
+- The password reaches the child through a temporary passfile (`PGPASSFILE`,
+  mode 0600 in a 0700 directory, removed afterwards); never through argv, and
+  an inherited `PGPASSWORD` is removed from the child's environment.
+- The connection string on the command line is rebuilt from the provider URL
+  without its password; tool output is scrubbed before it reaches a message.
+- Tools are chosen with `find_tool(name, min_major=...)`: pg_dump at least the
+  server's major, pg_restore/psql at least the major of the pg_dump that wrote
+  the archive.
+- `apply_archive` loads a custom or plain backup in one transaction. Schemas and
+  extensions that already exist on the target, and extensions this role may not
+  create (untrusted ones, for a non-superuser), are skipped: on managed
+  providers they belong to the platform, and `DROP EXTENSION` would fail there.
+  Objects of the target that are not in the backup are left in place.
+
+There is no overall time limit: a dump or restore takes as long as the data
+needs; connecting is bounded by DATABASE_CONNECT_TIMEOUT and pg_dump waits at
+most 60 s for a table lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ..core.sqlstate import describe
+from ..errors import BackupError, ProviderUnavailableError
+from ..local.binaries import find_tool
+from ..redact import scrub
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+FORMATS = ("custom", "plain")
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+_PROGRESS_EVERY = 5.0  # seconds between progress reports of a running tool
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """One database on one provider: a password-free conninfo plus the password kept apart."""
+
+    provider: str
+    host: str
+    dbname: str
+    conninfo: str = field(repr=False)
+    password: str | None = field(repr=False)
+    connect_timeout: int = 5
+
+    def with_dbname(self, dbname: str) -> PgTarget:
+        """Return the same server and role, another database (for scratch databases)."""
+        params = conninfo_to_dict(self.conninfo)
+        params["dbname"] = dbname
+        host = self.host.rsplit("/", 1)[0] + "/" + dbname
+        return replace(self, dbname=dbname, conninfo=make_conninfo(**params), host=host)
+
+    def connect(self, *, autocommit: bool = True, purpose: str = "ops") -> psycopg.Connection[Any]:
+        """Open a direct (unpooled) connection; raise `ProviderUnavailableError` when it fails."""
+        try:
+            return psycopg.connect(
+                self.conninfo,
+                password=self.password,
+                autocommit=autocommit,
+                connect_timeout=self.connect_timeout,
+                application_name=f"agent-factory {purpose}"[:63],
+            )
+        except psycopg.Error as exc:
+            raise ProviderUnavailableError(self.provider, describe(exc, self.password)) from None
+
+
+def target_for(db: Any, provider: str) -> PgTarget:
+    """Return the `PgTarget` of a configured provider; raise `ConfigError` for an unknown name."""
+    config = db.config.provider(provider)
+    params = conninfo_to_dict(config.url)
+    password = params.pop("password", None)
+    params.setdefault("application_name", "agent-factory")
+    params.setdefault("connect_timeout", str(db.config.connect_timeout))
+    dbname = params.get("dbname") or params.get("user") or "postgres"
+    return PgTarget(provider, config.host, str(dbname), make_conninfo(**params), password,
+                    db.config.connect_timeout)
+
+
+def server_version(conn: psycopg.Connection[Any]) -> tuple[int, str]:
+    """Return `(server_version_num, "16.2")` of a connection."""
+    num = conn.info.server_version
+    text = conn.execute("SHOW server_version").fetchone()
+    return num, (str(text[0]).split()[0] if text else str(num))
+
+
+# ---- tools ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One PostgreSQL client program and its version."""
+
+    name: str
+    path: Path
+    major: int
+    version: str
+
+
+def pick_tool(name: str, min_major: int | None) -> Tool:
+    """Return the newest `name` whose major version is >= `min_major`.
+
+    Raises `ToolNotFoundError` saying what was found and how to install a fitting one.
+    """
+    path, _install = find_tool(name, min_major=min_major)
+    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
+    match = _VERSION.search(out.stdout)
+    if not match:
+        raise BackupError(f"could not read the version of {path}")
+    version = f"{match.group(1)}.{match.group(2) or 0}"
+    return Tool(name, path, int(match.group(1)), version)
+
+
+def major_of(version: str) -> int:
+    """Return the major number of a version string such as "16.2"."""
+    return int(str(version).split(".")[0])
+
+
+@contextmanager
+def _child_env(password: str | None) -> Iterator[dict[str, str]]:
+    """Yield an environment for a client tool, with the password in a private passfile."""
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    if password is None:
+        yield env
+        return
+    home = tempfile.mkdtemp(prefix="agent-factory-pg-")  # mode 0700
+    try:
+        passfile = Path(home) / "pgpass"
+        escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"*:*:*:*:{escaped}\n")
+        env["PGPASSFILE"] = str(passfile)
+        yield env
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_tool(
+    tool: Tool,
+    args: list[str],
+    target: PgTarget | None = None,
+    *,
+    stdin: Iterable[bytes] | None = None,
+    watch: Path | None = None,
+    progress: Progress | None = None,
+    label: str = "",
+    during: Callable[[], object] | None = None,
+) -> str:
+    """Run a client tool to completion and return its stdout.
+
+    `target` supplies the password (through a passfile); `watch` names a file
+    whose size is reported through `progress` while the tool runs; `during` is
+    called once the tool has started, before waiting for it (the tool is killed
+    if it raises). Raises `BackupError` with the tool's scrubbed error output
+    when it exits non-zero.
+    """
+    argv = [str(tool.path), *args]
+    secret = target.password if target else None
+    logger.debug("running %s %s", tool.name, " ".join(scrub(a, secret or "") for a in args))
+    with _child_env(secret) as env, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=out, stderr=err, env=env)
+        try:
+            if stdin is not None:
+                _feed(proc, stdin)
+            if during is not None:
+                during()
+            _wait(proc, tool, watch, progress, label)
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    if proc.returncode != 0:
+        lines = [ln for ln in scrub(stderr, secret or "").splitlines() if ln.strip()]
+        detail = " | ".join(lines[-6:]) or f"exit status {proc.returncode}"
+        raise BackupError(f"{label + ': ' if label else ''}{tool.name} failed: {detail}"[:1500])
+    return stdout
+
+
+def _feed(proc: subprocess.Popen[bytes], chunks: Iterable[bytes]) -> None:
+    assert proc.stdin is not None
+    try:
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+    except BrokenPipeError:
+        pass  # the tool stopped early (ON_ERROR_STOP); its exit status says why
+    finally:
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+
+def _wait(proc: subprocess.Popen[bytes], tool: Tool, watch: Path | None, progress: Progress | None,
+          label: str) -> None:
+    start = time.monotonic()
+    last = start
+    while True:
+        try:
+            proc.wait(timeout=0.5)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if progress is not None and now - last >= _PROGRESS_EVERY:
+            last = now
+            size = f", {watch.stat().st_size / 1e6:.1f} MB written" if watch and watch.exists() else ""
+            progress(f"{label}: {tool.name} running for {now - start:.0f} s{size}")
+
+
+# ---- loading an archive into a database -------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetObjects:
+    """What already exists on a target database, to decide which archive entries to skip."""
+
+    schemas: frozenset[str]
+    extensions: frozenset[str]
+    creatable_extensions: frozenset[str]
+
+    def skip(self, kind: str, name: str) -> bool:
+        """Whether the SCHEMA or EXTENSION entry `name` must not be replayed on this target."""
+        if kind == "SCHEMA":
+            return name in self.schemas
+        return name in self.extensions or name not in self.creatable_extensions
+
+
+def target_objects(conn: psycopg.Connection[Any]) -> TargetObjects:
+    """Read the schemas, installed extensions and extensions this role may create."""
+    schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+    extensions = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
+    creatable = {r[0] for r in conn.execute(
+        "SELECT DISTINCT name FROM pg_available_extension_versions "
+        "WHERE trusted OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")}
+    return TargetObjects(frozenset(schemas), frozenset(extensions), frozenset(creatable))
+
+
+_TOC_OBJECT = re.compile(r"^\d+; \d+ \d+ (SCHEMA|EXTENSION) - (\S+)")
+_TOC_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - (SCHEMA|EXTENSION) (\S+)")
+
+
+def filter_toc(listing: str, objects: TargetObjects) -> tuple[str, list[str]]:
+    """Comment out the archive's schema/extension entries to skip; return the list and what was skipped."""
+    lines, skipped = [], []
+    for line in listing.splitlines():
+        match = _TOC_OBJECT.match(line) or _TOC_COMMENT.match(line)
+        if match and objects.skip(match.group(1), match.group(2)):
+            skipped.append(f"{match.group(1).lower()} {match.group(2)}")
+            line = ";" + line
+        lines.append(line)
+    return "\n".join(lines) + "\n", sorted(set(skipped))
+
+
+_IDENT = rb'("(?:[^"]|"")+"|[^\s;]+)'
+_PLAIN_OBJECT = re.compile(
+    rb"^(?:DROP (SCHEMA|EXTENSION) IF EXISTS " + _IDENT + rb"|CREATE (SCHEMA|EXTENSION) (?:IF NOT EXISTS )?"
+    + _IDENT + rb"|COMMENT ON (SCHEMA|EXTENSION) " + _IDENT + rb" IS )"
+)
+
+
+def _unquote(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace")
+    return text[1:-1].replace('""', '"') if text.startswith('"') else text
+
+
+def filter_plain(lines: Iterable[bytes], objects: TargetObjects, skipped: list[str]) -> Iterator[bytes]:
+    """Yield a plain dump's lines, dropping statements on schemas/extensions to skip (never COPY data)."""
+    in_copy = False
+    in_skipped_statement = False
+    for line in lines:
+        if in_copy:
+            if line in (b"\\.\n", b"\\.\r\n", b"\\."):
+                in_copy = False
+            yield line
+            continue
+        if in_skipped_statement:
+            in_skipped_statement = not line.rstrip().endswith(b";")
+            continue
+        if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
+            in_copy = True
+            yield line
+            continue
+        match = _PLAIN_OBJECT.match(line)
+        if match:
+            groups = match.groups()
+            kind, name = next((groups[i].decode(), _unquote(groups[i + 1])) for i in (0, 2, 4) if groups[i])
+            if objects.skip(kind, name):
+                if f"{kind.lower()} {name}" not in skipped:
+                    skipped.append(f"{kind.lower()} {name}")
+                in_skipped_statement = not line.rstrip().endswith(b";")
+                yield b"-- skipped by agent-factory: " + line.split(b"\n")[0][:200] + b"\n"
+                continue
+        yield line
+
+
+def _read_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        yield from fh
+
+
+def apply_archive(
+    tool: Tool,
+    path: Path,
+    fmt: str,
+    target: PgTarget,
+    *,
+    clean: bool,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Load a backup into `target` in one transaction; return the entries skipped (schemas, extensions).
+
+    Custom archives go through pg_restore (`--clean --if-exists` when `clean`),
+    plain scripts through psql with ON_ERROR_STOP (they carry their own DROP ... IF EXISTS).
+    Any error rolls the whole load back. Raises `BackupError` with the tool's message.
+    """
+    with target.connect(purpose="restore-check") as conn:
+        objects = target_objects(conn)
+    label = f"{target.provider}/{target.dbname}"
+    skipped: list[str] = []
+    if fmt == "custom":
+        listing = run_tool(tool, ["--list", str(path)], label=label)
+        toc, skipped = filter_toc(listing, objects)
+        with tempfile.NamedTemporaryFile("w", prefix="agent-factory-toc-", suffix=".list") as list_file:
+            list_file.write(toc)
+            list_file.flush()
+            args = [f"--dbname={target.conninfo}", "--no-owner", "--no-privileges", "--single-transaction",
+                    "--exit-on-error", f"--use-list={list_file.name}"]
+            if clean:
+                args += ["--clean", "--if-exists"]
+            run_tool(tool, [*args, str(path)], target, progress=progress, label=label)
+    else:
+        args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
+        run_tool(tool, args, target, stdin=filter_plain(_read_lines(path), objects, skipped),
+                 progress=progress, label=label)
+    if skipped:
+        logger.info("provider %s: kept the target's own %s", target.provider, ", ".join(skipped))
+    return skipped
+
+
+# ---- row counts ---------------------------------------------------------------
+
+_TABLES = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+def table_row_counts(conn: psycopg.Connection[Any], tables: Iterable[str] | None = None) -> dict[str, int | None]:
+    """Return exact row counts keyed "schema.table" (every dumpable table, or the ones named).
+
+    A named table that does not exist counts as None.
+    """
+    if tables is None:
+        names = [(r[0], r[1]) for r in conn.execute(_TABLES)]
+    else:
+        names = [tuple(t.split(".", 1)) for t in tables]  # type: ignore[misc]
+    counts: dict[str, int | None] = {}
+    for schema, table in names:
+        key = f"{schema}.{table}"
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                              (sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)).as_string(conn),)
+                              ).fetchone()
+        if not exists or not exists[0]:
+            counts[key] = None
+            continue
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+                           ).fetchone()
+        counts[key] = int(row[0]) if row else 0
+    return counts

@@ -1,0 +1,187 @@
+"""Restore a backup into a provider, verified before and after.
+
+Order of work, each step stopping the restore before the target is touched:
+
+1. the target provider is resolved (unknown name: `ConfigError`);
+2. the file is checked (`check_file`: exists, regular file, manifest, size,
+   sha256, readable archive); a corrupt, truncated, unknown-format, missing
+   or directory file raises `BackupVerificationError`;
+3. a backup of another provider needs `yes=True` (`ConfirmationRequiredError`);
+   the CLI asks on a terminal and refuses elsewhere;
+4. the provider's backup/restore lock is taken (`OperationLockedError`);
+5. the target is inspected: server version, current row counts, other
+   sessions (applications should be stopped first, runbook step 1);
+   dry run (`check=True`) stops here and returns the plan, having changed nothing;
+6. a pre-restore backup of the target (custom format, purpose "pre-restore");
+7. custom: `pg_restore --clean --if-exists --no-owner --no-privileges
+   --single-transaction`; plain: `psql -v ON_ERROR_STOP=1 --single-transaction`
+   (plain backups carry their own DROP ... IF EXISTS). Any error rolls back the
+   whole load: the target is left as it was. Schemas and extensions the target
+   already has are kept as they are (see `pgtools`); objects of the target that
+   are not in the backup are left in place;
+8. row counts of every table in the manifest are compared; the duration from
+   start to end is the RTO. A mismatch gives status "mismatch" (`ok` false),
+   with the pre-restore backup named for a rollback.
+
+Every real restore is recorded in the state store (`restores` table).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackupError, BackupVerificationError, ConfirmationRequiredError
+from ..state.backups import BackupCatalog, RestoreRecord
+from ..state.store import StateStore, utcnow
+from . import pgtools
+from .backup import backup_locked
+from .catalog import check_file
+from .locks import operation_lock
+from .pgtools import Progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RestoreResult:
+    """The outcome (or, for a dry run, the plan) of one restore."""
+
+    provider: str
+    backup_path: Path
+    backup_provider: str
+    changed: bool
+    status: str  # "planned", "ok" or "mismatch"
+    host: str
+    actions: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    pre_restore_backup: Path | None = None
+    row_counts_before: dict[str, int | None] = field(default_factory=dict)
+    row_counts_after: dict[str, int | None] = field(default_factory=dict)
+    expected_row_counts: dict[str, int] = field(default_factory=dict)
+    mismatches: dict[str, list[int | None]] = field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    restore_s: float | None = None
+    duration_s: float | None = None  # the RTO: validation, pre-restore backup, restore and checks
+
+    @property
+    def ok(self) -> bool:
+        """Whether the restore succeeded with matching row counts (or, for a dry run, could run)."""
+        return self.status in ("ok", "planned")
+
+
+def restore(
+    db: Any,
+    provider: str | None,
+    backup_file: str | Path,
+    *,
+    check: bool = False,
+    yes: bool = False,
+    backup_dir: str | Path = "backups",
+    progress: Progress | None = None,
+) -> RestoreResult:
+    """Restore `backup_file` into `provider` (default: the provider the backup was made from).
+
+    Raises `ConfigError` (unknown provider), `BackupVerificationError` (bad file),
+    `ConfirmationRequiredError` (another provider's backup without `yes`),
+    `OperationLockedError`, `ToolNotFoundError`, `ProviderUnavailableError`, or
+    `BackupError` when the pre-restore backup or the load fails (the load is one
+    transaction: the target is unchanged). A row count mismatch is returned, not raised.
+    """
+    t0 = time.monotonic()
+    started = utcnow()
+    say = progress or (lambda _msg: None)
+    file = Path(backup_file)
+    target = pgtools.target_for(db, provider) if provider else None
+    catalog = BackupCatalog(StateStore(db.config.state_dir))
+    try:
+        manifest, checks = check_file(file)
+    except BackupVerificationError as exc:
+        if not check:
+            catalog.mark_verify_failed(file, str(exc))
+        raise BackupVerificationError(f"refusing to restore: {exc}") from None
+    if target is None:
+        target = pgtools.target_for(db, manifest.provider)
+    name = target.provider
+    result = RestoreResult(name, file, manifest.provider, False, "planned", target.host, checks=checks,
+                           expected_row_counts=dict(manifest.row_counts), started_at=started)
+    if manifest.provider != name:
+        warning = (f"{file.name} is a backup of provider {manifest.provider}, not {name}: "
+                   f"{name}'s data will be replaced by {manifest.provider}'s")
+        if not yes and not check:
+            raise ConfirmationRequiredError(f"{warning}; confirm with --yes (yes=True)")
+        result.warnings.append(warning)
+
+    with operation_lock(target, db.config.state_dir, "restore"):
+        with target.connect(purpose="restore") as conn:
+            num, version = pgtools.server_version(conn)
+            result.row_counts_before = pgtools.table_row_counts(conn, manifest.row_counts)
+            others = conn.execute(
+                "SELECT count(*), string_agg(DISTINCT coalesce(nullif(application_name, ''), '?'), ', ') "
+                "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend' AND application_name NOT LIKE 'agent-factory % lock %'"
+            ).fetchone()
+        tool = pgtools.pick_tool("pg_restore" if manifest.format == "custom" else "psql",
+                                 pgtools.major_of(manifest.pg_dump_version))
+        if manifest.server_version_num // 10000 > num // 10000:
+            result.warnings.append(
+                f"the backup comes from PostgreSQL {manifest.server_version}, newer than the target's {version}; "
+                "if it uses newer features the restore fails and is rolled back")
+        if others and others[0]:
+            result.warnings.append(
+                f"{others[0]} other session(s) are connected to {target.host} ({others[1]}); stop applications "
+                "first: the restore waits for their locks")
+        result.actions = [
+            f"take a pre-restore backup of {name} into {backup_dir}",
+            f"{tool.name} {tool.version} "
+            + ("--clean --if-exists --no-owner --no-privileges --single-transaction"
+               if manifest.format == "custom" else "-v ON_ERROR_STOP=1 --single-transaction")
+            + f" {file.name} into {target.host} (PostgreSQL {version})",
+            f"compare row counts of {len(manifest.row_counts)} tables with the manifest "
+            f"({sum(manifest.row_counts.values())} rows)",
+        ]
+        if check:
+            result.duration_s = round(time.monotonic() - t0, 3)
+            return result
+
+        say(f"{name}: taking a pre-restore backup")
+        pre = backup_locked(db, target, fmt="custom", backup_dir=Path(backup_dir), check=False,
+                            purpose="pre-restore", progress=progress)
+        result.pre_restore_backup = pre.path
+        say(f"{name}: restoring {file.name} into {target.host}")
+        t_restore = time.monotonic()
+        try:
+            result.skipped = pgtools.apply_archive(tool, file, manifest.format, target, clean=True, progress=say)
+        except BackupError as exc:
+            error = (f"provider {name}: restore of {file.name} failed and was rolled back, the target is unchanged "
+                     f"(pre-restore backup: {pre.path}): {exc}")
+            _record(catalog, result, "failed", t0, error)
+            logger.error("%s", error)
+            raise BackupError(error) from None
+        result.restore_s = round(time.monotonic() - t_restore, 3)
+        result.changed = True
+        with target.connect(purpose="restore") as conn:
+            result.row_counts_after = pgtools.table_row_counts(conn, manifest.row_counts)
+    result.mismatches = {t: [n, result.row_counts_after.get(t)] for t, n in manifest.row_counts.items()
+                         if result.row_counts_after.get(t) != n}
+    result.status = "mismatch" if result.mismatches else "ok"
+    _record(catalog, result, result.status, t0, None)
+    logger.info("provider %s: restored %s in %.1f s (status %s)", name, file, result.duration_s or 0, result.status)
+    return result
+
+
+def _record(catalog: BackupCatalog, result: RestoreResult, status: str, t0: float, error: str | None) -> None:
+    result.finished_at = utcnow()
+    result.duration_s = round(time.monotonic() - t0, 3)
+    catalog.record_restore(RestoreRecord(
+        result.provider, str(result.backup_path.absolute()), result.backup_provider,
+        result.started_at or result.finished_at, result.finished_at, result.duration_s, status,
+        str(result.pre_restore_backup) if result.pre_restore_backup else None, error,
+    ))

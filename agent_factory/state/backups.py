@@ -1,0 +1,181 @@
+"""The backup catalog in the state store: every backup attempt and every restore.
+
+A row per attempt: `status` is "ok" (the file was written and checked),
+"failed" (nothing usable was left; `error` says why) or "pruned" (deleted by
+retention, `deleted_at` set). Paths are absolute. No credentials are stored:
+hosts are `host:port/dbname` and errors are scrubbed before they get here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .store import StateStore, utcnow
+
+_COLUMNS = ("id", "provider", "path", "format", "purpose", "status", "started_at", "finished_at", "duration_s",
+            "size_bytes", "sha256", "host", "server_version", "pg_dump_version", "row_counts", "verified_at",
+            "verify_depth", "verify_error", "error", "deleted_at")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass
+class BackupRecord:
+    """One catalog row."""
+
+    provider: str
+    path: str
+    format: str
+    status: str
+    started_at: datetime
+    purpose: str = "manual"
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    host: str | None = None
+    server_version: str | None = None
+    pg_dump_version: str | None = None
+    row_counts: dict[str, int] = field(default_factory=dict)
+    verified_at: datetime | None = None
+    verify_depth: str | None = None
+    verify_error: str | None = None
+    error: str | None = None
+    deleted_at: datetime | None = None
+    id: int | None = None
+
+    @property
+    def verified(self) -> bool:
+        """Whether the last verification of this backup passed."""
+        return self.verified_at is not None and self.verify_error is None
+
+    @classmethod
+    def _from_row(cls, row: tuple[Any, ...]) -> BackupRecord:
+        v = dict(zip(_COLUMNS, row))
+        return cls(
+            id=v["id"], provider=v["provider"], path=v["path"], format=v["format"], purpose=v["purpose"],
+            status=v["status"], started_at=_dt(v["started_at"]),  # type: ignore[arg-type]
+            finished_at=_dt(v["finished_at"]), duration_s=v["duration_s"], size_bytes=v["size_bytes"],
+            sha256=v["sha256"], host=v["host"], server_version=v["server_version"],
+            pg_dump_version=v["pg_dump_version"], row_counts=json.loads(v["row_counts"] or "{}"),
+            verified_at=_dt(v["verified_at"]), verify_depth=v["verify_depth"], verify_error=v["verify_error"],
+            error=v["error"], deleted_at=_dt(v["deleted_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class RestoreRecord:
+    """One restore, with its duration (the runbook's RTO)."""
+
+    provider: str
+    backup_path: str
+    backup_provider: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_s: float | None
+    status: str
+    pre_restore_backup: str | None
+    error: str | None
+
+
+class BackupCatalog:
+    """Read and write the `backups` and `restores` tables of one state store."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def record(self, rec: BackupRecord) -> int:
+        """Insert one backup attempt and return its id."""
+        values = [getattr(rec, c) for c in _COLUMNS[1:]]
+        values = [json.dumps(v, sort_keys=True) if isinstance(v, dict)
+                  else v.isoformat() if isinstance(v, datetime) else v for v in values]
+        with self.store.connect() as conn:
+            cur = conn.execute(
+                f"INSERT INTO backups ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' * (len(_COLUMNS) - 1))})",
+                values,
+            )
+            return int(cur.lastrowid or 0)
+
+    def get(self, path: str | Path) -> BackupRecord | None:
+        """Return the live (ok) entry of a backup file, or None."""
+        with self.store.connect() as conn:
+            row = conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM backups WHERE path = ? AND status = 'ok' ORDER BY id DESC LIMIT 1",
+                (str(Path(path).absolute()),),
+            ).fetchone()
+        return BackupRecord._from_row(row) if row else None
+
+    def entries(self, provider: str | None = None, statuses: tuple[str, ...] = ("ok",)) -> list[BackupRecord]:
+        """Return entries with the given statuses, per provider newest first."""
+        query = f"SELECT {', '.join(_COLUMNS)} FROM backups WHERE status IN ({', '.join('?' * len(statuses))})"
+        args: list[Any] = list(statuses)
+        if provider is not None:
+            query += " AND provider = ?"
+            args.append(provider)
+        with self.store.connect() as conn:
+            rows = conn.execute(query + " ORDER BY provider, started_at DESC, id DESC", args).fetchall()
+        return [BackupRecord._from_row(r) for r in rows]
+
+    def last_attempt(self, provider: str) -> BackupRecord | None:
+        """Return the newest attempt (ok or failed) for a provider: what a monitor alerts on."""
+        found = self.entries(provider, statuses=("ok", "failed", "pruned"))
+        return found[0] if found else None
+
+    def newest_verified(self, provider: str) -> BackupRecord | None:
+        """Return the newest verified backup of a provider that has not been pruned."""
+        return next((r for r in self.entries(provider) if r.verified), None)
+
+    def mark_verified(self, path: str | Path, at: datetime, depth: str) -> None:
+        """Record a passed verification."""
+        with self.store.connect() as conn:
+            conn.execute(
+                "UPDATE backups SET verified_at = ?, verify_depth = ?, verify_error = NULL "
+                "WHERE path = ? AND status = 'ok'",
+                (at.isoformat(), depth, str(Path(path).absolute())),
+            )
+
+    def mark_verify_failed(self, path: str | Path, error: str) -> None:
+        """Record a failed verification (the backup no longer counts as verified)."""
+        with self.store.connect() as conn:
+            conn.execute(
+                "UPDATE backups SET verify_error = ? WHERE path = ? AND status = 'ok'",
+                (error[:1000], str(Path(path).absolute())),
+            )
+
+    def mark_pruned(self, path: str | Path) -> None:
+        """Record that retention deleted a backup."""
+        with self.store.connect() as conn:
+            conn.execute(
+                "UPDATE backups SET status = 'pruned', deleted_at = ? WHERE path = ? AND status = 'ok'",
+                (utcnow().isoformat(), str(Path(path).absolute())),
+            )
+
+    def record_restore(self, rec: RestoreRecord) -> None:
+        """Append one restore."""
+        with self.store.connect() as conn:
+            conn.execute(
+                "INSERT INTO restores (provider, backup_path, backup_provider, started_at, finished_at, duration_s, "
+                "status, pre_restore_backup, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.provider, rec.backup_path, rec.backup_provider, rec.started_at.isoformat(),
+                 rec.finished_at.isoformat() if rec.finished_at else None, rec.duration_s, rec.status,
+                 rec.pre_restore_backup, rec.error),
+            )
+
+    def restores(self, provider: str | None = None) -> list[RestoreRecord]:
+        """Return restores, newest first."""
+        query = ("SELECT provider, backup_path, backup_provider, started_at, finished_at, duration_s, status, "
+                 "pre_restore_backup, error FROM restores")
+        args: tuple[str, ...] = ()
+        if provider is not None:
+            query += " WHERE provider = ?"
+            args = (provider,)
+        with self.store.connect() as conn:
+            rows = conn.execute(query + " ORDER BY id DESC", args).fetchall()
+        return [RestoreRecord(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), r[5], r[6], r[7], r[8])  # type: ignore[arg-type]
+                for r in rows]
