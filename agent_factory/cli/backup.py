@@ -158,7 +158,7 @@ def _restore(args: argparse.Namespace) -> Outcome:
 def _restore_text(r: RestoreResult) -> str:
     head = {"planned": "[PLAN]", "ok": "[OK]", "mismatch": "[FAIL]"}[r.status]
     lines = [f"{head} restore {r.backup_path.name} (a backup of {r.backup_provider}) into {r.provider} ({r.host})"]
-    lines += [f"  [WARN] {w}" for w in r.warnings]
+    lines += [f"  [WARN] {w}" for w in r.warnings if not w.startswith("deployment check")]
     if r.status == "planned":
         lines += [f"  checked: {c}" for c in r.checks]
         lines += [f"  would: {a}" for a in r.actions]
@@ -175,8 +175,9 @@ def _restore_text(r: RestoreResult) -> str:
                      f"({sum(r.expected_row_counts.values())} rows)")
     if r.skipped:
         lines.append(f"  kept the target's own: {', '.join(r.skipped)}")
-    lines.append(f"  RTO {r.duration_s:.1f} s (restore itself {r.restore_s or 0:.1f} s); "
-                 "next: agent-factory verify")
+    if r.verify_summary:
+        lines.append(f"  [{'OK' if r.verify_ok else 'FAIL'}] deployment check: {r.verify_summary}")
+    lines.append(f"  RTO {r.duration_s:.1f} s (restore itself {r.restore_s or 0:.1f} s)")
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import Any
 import psycopg
 
 from ..core.sqlstate import describe
-from ..errors import AgentFactoryError, BackupError, BackupVerificationError, ConfigError
+from ..errors import AgentFactoryError, BackupError, BackupVerificationError, ConfigError, ProviderUnavailableError
 from ..state.backups import BackupCatalog, BackupRecord
 from ..state.store import StateStore, utcnow
 from . import pgtools
@@ -229,7 +230,7 @@ def backup(
             results.append(backup_provider(db, name, fmt=fmt, backup_dir=backup_dir, check=check,
                                            progress=progress))
         except AgentFactoryError as exc:
-            logger.error("provider %s: backup failed: %s", name, exc)
+            logger.warning("provider %s: no backup made (%s); going on with the next provider", name, exc)
             results.append(BackupResult(name, False, "failed", None, fmt, error=str(exc)))
     return results
 
@@ -248,7 +249,15 @@ def backup_provider(
     if fmt not in FORMATS:
         raise ConfigError(f"unknown backup format {fmt!r}; use one of: {', '.join(FORMATS)}")
     target = pgtools.target_for(db, provider)
-    with operation_lock(target, db.config.state_dir, "backup"):
+    with ExitStack() as stack:
+        started = utcnow()
+        try:
+            stack.enter_context(operation_lock(target, db.config.state_dir, "backup"))
+        except ProviderUnavailableError as exc:
+            if not check:  # a provider down at backup time is a failed backup, for the monitor to see
+                _record_failure(db, target, _free_name(Path(backup_dir), provider, started, fmt), fmt, started,
+                                purpose, 0.0, str(exc))
+            raise
         return backup_locked(db, target, fmt=fmt, backup_dir=Path(backup_dir), check=check, purpose=purpose,
                              progress=progress)
 
@@ -293,10 +302,7 @@ def backup_locked(
         if check or not isinstance(exc, (AgentFactoryError, psycopg.Error)):
             raise
         error = str(exc) if isinstance(exc, AgentFactoryError) else describe(exc, target.password)
-        catalog.record(BackupRecord(target.provider, str(path.absolute()), fmt, "failed", started, purpose=purpose,
-                                    finished_at=utcnow(), duration_s=round(time.monotonic() - t0, 3),
-                                    host=target.host, error=error[:1000]))
-        logger.error("provider %s: backup failed: %s", target.provider, error)
+        _record_failure(db, target, path, fmt, started, purpose, time.monotonic() - t0, error)
         if isinstance(exc, psycopg.Error):
             raise BackupError(f"provider {target.provider}: backup failed: {error}") from None
         raise
@@ -310,6 +316,14 @@ def backup_locked(
     logger.info("provider %s: backup written to %s (%d bytes, %.1f s)", target.provider, path,
                 result.size_bytes or 0, result.duration_s)
     return result
+
+
+def _record_failure(db: Any, target: PgTarget, path: Path, fmt: str, started: datetime, purpose: str,
+                    duration: float, error: str) -> None:
+    BackupCatalog(StateStore(db.config.state_dir)).record(BackupRecord(
+        target.provider, str(path.absolute()), fmt, "failed", started, purpose=purpose, finished_at=utcnow(),
+        duration_s=round(duration, 3), host=target.host, error=error[:1000]))
+    logger.error("provider %s: backup failed: %s", target.provider, error)
 
 
 def _dump_args(target: PgTarget, fmt: str) -> list[str]:

@@ -357,6 +357,7 @@ def apply_archive(
         args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
         run_tool(tool, args, target, stdin=filter_plain(_read_lines(path), objects, skipped),
                  progress=progress, label=label)
+    skipped = [s for s in skipped if s != "schema public"]  # always there; pg_dump never recreates it
     if skipped:
         logger.info("provider %s: kept the target's own %s", target.provider, ", ".join(skipped))
     return skipped

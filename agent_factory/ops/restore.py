@@ -19,9 +19,12 @@ Order of work, each step stopping the restore before the target is touched:
    whole load: the target is left as it was. Schemas and extensions the target
    already has are kept as they are (see `pgtools`); objects of the target that
    are not in the backup are left in place;
-8. row counts of every table in the manifest are compared; the duration from
-   start to end is the RTO. A mismatch gives status "mismatch" (`ok` false),
-   with the pre-restore backup named for a rollback.
+8. row counts of every table in the manifest are compared, then the
+   deployment check (`agent_factory.ops.verify.verify`) runs; the duration from
+   start to end is the RTO. A row count mismatch gives status "mismatch" (`ok`
+   false), with the pre-restore backup named for a rollback; a failing deployment
+   check is reported (`verify_ok`, `verify_summary`) and warned about, since it
+   may concern another provider.
 
 Every real restore is recorded in the state store (`restores` table).
 """
@@ -43,6 +46,7 @@ from .backup import backup_locked
 from .catalog import check_file
 from .locks import operation_lock
 from .pgtools import Progress
+from .verify import verify
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,8 @@ class RestoreResult:
     row_counts_after: dict[str, int | None] = field(default_factory=dict)
     expected_row_counts: dict[str, int] = field(default_factory=dict)
     mismatches: dict[str, list[int | None]] = field(default_factory=dict)
+    verify_ok: bool | None = None
+    verify_summary: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     restore_s: float | None = None
@@ -146,6 +152,7 @@ def restore(
             + f" {file.name} into {target.host} (PostgreSQL {version})",
             f"compare row counts of {len(manifest.row_counts)} tables with the manifest "
             f"({sum(manifest.row_counts.values())} rows)",
+            "run the deployment check (agent-factory verify)",
         ]
         if check:
             result.duration_s = round(time.monotonic() - t0, 3)
@@ -172,6 +179,11 @@ def restore(
     result.mismatches = {t: [n, result.row_counts_after.get(t)] for t, n in manifest.row_counts.items()
                          if result.row_counts_after.get(t) != n}
     result.status = "mismatch" if result.mismatches else "ok"
+    say(f"{name}: running the deployment check")
+    report = verify(db)
+    result.verify_ok, result.verify_summary = report.ok, report.summary
+    if not report.ok:
+        result.warnings.append(f"deployment check after the restore: {report.summary}")
     _record(catalog, result, result.status, t0, None)
     logger.info("provider %s: restored %s in %.1f s (status %s)", name, file, result.duration_s or 0, result.status)
     return result
