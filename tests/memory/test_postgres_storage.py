@@ -1,0 +1,215 @@
+"""PostgresMemoryStorage on real servers: row counts, replays after failover, concurrent writers, lazy setup."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from agent_factory.memory import PostgresMemoryStorage, Session
+from agent_factory.memory.base import prepare_messages, prepare_session
+from agent_factory.memory.ids import session_row_id
+from agent_factory.memory.postgres import APPEND_MESSAGES_SQL, message_params, save_session_work
+
+
+def conversation(count: int, user_id: str = "alice") -> Session:
+    session = Session(user_id)
+    for i in range(count):
+        session.add_message("user" if i % 2 == 0 else "assistant", f"turn {i}")
+    return session
+
+
+def row_count(db, session_id: str | None = None, live_only: bool = False) -> int:
+    sql = "SELECT count(*) FROM session_memories WHERE true"
+    params: list[str] = []
+    if session_id is not None:
+        sql += " AND session_id = %s"
+        params.append(session_id)
+    if live_only:
+        sql += " AND deleted_at IS NULL"
+    return db.execute_query(sql, params, fetch_mode="one")[0]
+
+
+def provider_rows(db, name: str, session_id: str) -> list[tuple]:
+    with db.provider_connection(name) as conn:
+        rows = conn.execute(
+            "SELECT id, message_index, memory_type, user_id, content, metadata, created_at, deleted_at IS NULL "
+            "FROM session_memories WHERE session_id = %s ORDER BY id", (session_id,)).fetchall()
+        conn.rollback()
+    return rows
+
+
+def test_saving_twice_keeps_one_row_per_message(db):
+    storage = PostgresMemoryStorage(db)
+    session = conversation(10)
+    storage.save_session(session)
+    storage.save_session(session)
+    assert row_count(db) == 11
+    session.add_message("user", "one more")
+    storage.save_session(session)
+    storage.save_session(session)
+    assert row_count(db) == 12
+
+
+def test_replayed_save_in_one_transaction_is_harmless(db):
+    storage = PostgresMemoryStorage(db)
+    session = conversation(5)
+    work = save_session_work(prepare_session(session))
+
+    def twice(conn: psycopg.Connection) -> None:
+        work(conn)
+        work(conn)
+
+    db.run_in_transaction(twice, idempotent=True)
+    db.run_in_transaction(work, idempotent=True)
+    assert row_count(db) == 6
+    assert storage.load_session(session.session_id) == session
+
+
+def test_replay_on_another_provider_writes_the_same_rows(db):
+    """A save replayed after failover lands on the same ids there: providers can be merged without duplicates."""
+    session = conversation(4)
+    work = save_session_work(prepare_session(session))
+    for name in ("neon", "supabase"):
+        with db.provider_connection(name) as conn:
+            work(conn)
+            conn.commit()
+    with db.provider_connection("supabase") as conn:  # a second replay on the backup changes nothing
+        work(conn)
+        conn.commit()
+    neon, supabase = provider_rows(db, "neon", session.session_id), provider_rows(db, "supabase", session.session_id)
+    assert len(neon) == 5
+    assert neon == supabase
+    assert session_row_id(session.session_id) in {row[0] for row in neon}
+
+
+def test_concurrent_saves_of_one_session_never_duplicate(db):
+    storage = PostgresMemoryStorage(db)
+    session = conversation(30)
+    barrier = threading.Barrier(4)
+
+    def save(_: int) -> None:
+        barrier.wait()
+        for _ in range(10):
+            storage.save_session(session)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(save, range(4)))
+    assert row_count(db) == 31
+    assert storage.load_session(session.session_id) == session
+
+
+def test_concurrent_appends_get_distinct_positions_in_order(db):
+    storage = PostgresMemoryStorage(db)
+    session = Session("alice")
+    storage.save_session(session)
+    barrier = threading.Barrier(4)
+
+    def append(worker: int) -> None:
+        barrier.wait()
+        for batch in range(5):
+            storage.append_messages(session.session_id, [
+                {"role": "user", "content": f"w{worker} b{batch} m{m}"} for m in range(4)])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(append, range(4)))
+    loaded = storage.load_session(session.session_id)
+    assert len(loaded.messages) == 80
+    assert row_count(db, session.session_id) == 81
+    for worker in range(4):  # each batch is contiguous and each worker's batches keep their order
+        mine = [i for i, m in enumerate(loaded.messages) if m.content.startswith(f"w{worker} ")]
+        assert [loaded.messages[i].content for i in mine] == [
+            f"w{worker} b{b} m{m}" for b in range(5) for m in range(4)]
+        assert all(mine[k + 3] - mine[k] == 3 for k in range(0, 20, 4))
+
+
+def _wait_until_blocked(db, application_name: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        waiting = db.execute_query(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = %s",
+            (application_name,), fetch_mode="one")[0]
+        if waiting:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the second writer never waited for the lock")
+
+
+@pytest.mark.parametrize("second", ["save", "delete"])
+def test_writer_waiting_on_a_concurrent_append_sees_its_messages(db, second, caplog):
+    """A shortening save (or a delete) that waits for an append removes the appended messages too."""
+    caplog.set_level(logging.DEBUG, logger="agent_factory.memory.postgres")
+    storage = PostgresMemoryStorage(db)
+    session = conversation(4)
+    storage.save_session(session)
+    shorter = conversation(0)
+    shorter.session_id, shorter.messages, shorter.created_at = session.session_id, session.messages[:2], \
+        session.created_at
+
+    with db.provider_connection(db.active_provider) as appender:
+        params = {"session_id": session.session_id, "now": "2030-01-01T00:00:00+00:00",
+                  **message_params(prepare_messages([{"role": "user", "content": "appended"}] * 3, "messages"))}
+        assert appender.execute(APPEND_MESSAGES_SQL, params).fetchone() == (7,)  # holds the lock, uncommitted
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                if second == "save":
+                    storage.save_session(shorter)
+                else:
+                    storage.delete_session(session.session_id)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        _wait_until_blocked(db, "agent-factory")
+        appender.commit()
+        thread.join(timeout=10)
+    assert not errors
+    assert any("changed concurrently" in r.getMessage() for r in caplog.records)  # the race was detected
+
+    if second == "save":
+        assert storage.load_session(session.session_id) == shorter
+        assert row_count(db, session.session_id, live_only=True) == 3  # metadata + 2 messages: no stray rows
+    else:
+        assert storage.load_session(session.session_id) is None
+        assert row_count(db, session.session_id, live_only=True) == 0
+
+
+def test_storage_without_db_creates_one_from_configuration(env, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no .env file here
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    storage = PostgresMemoryStorage()
+    assert storage._db is None  # nothing read or opened at construction
+    try:
+        session = conversation(2)
+        storage.save_session(session)
+        assert storage.load_session(session.session_id) == session
+        assert storage.delete_session(session.session_id)
+        assert storage._db is not None
+    finally:
+        storage.close()
+    assert storage._db is None
+
+
+def test_rows_written_by_other_tools_load_tolerantly(db):
+    """A metadata row without last_active and a message without text still load."""
+    storage = PostgresMemoryStorage(db)
+    session = conversation(1)
+    storage.save_session(session)
+    db.execute_query(
+        "UPDATE session_memories SET content = content - 'last_active' WHERE session_id = %s "
+        "AND memory_type = 'session_metadata'", (session.session_id,), fetch_mode="none")
+    db.execute_query(
+        "UPDATE session_memories SET content = %s WHERE session_id = %s AND message_index = 0",
+        (Jsonb({"role": "user"}), session.session_id), fetch_mode="none")
+    loaded = storage.load_session(session.session_id)
+    assert loaded.last_active == loaded.created_at
+    assert loaded.messages[0].content == ""

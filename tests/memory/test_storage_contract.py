@@ -1,0 +1,247 @@
+"""The memory contract: every test runs on InMemoryStorage and on PostgresMemoryStorage (real servers)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agent_factory.memory import Message, Session, SessionNotFoundError
+from agent_factory.memory.ids import message_row_id
+
+from .conftest import fingerprint, stored_rows
+
+
+def conversation(user_id: str = "alice", count: int = 3, **kwargs) -> Session:
+    session = Session(user_id, **kwargs)
+    for i in range(count):
+        session.add_message(("user", "assistant", "system")[i % 3], f"message {i}", {"turn": i} if i % 2 else None)
+    return session
+
+
+def test_round_trip_keeps_everything(storage):
+    session = Session("alice", metadata={"topic": "pumps", "tags": ["a", "b"], "nested": {"x": 1.5, "y": None}})
+    session.add_message("system", "You are helpful.")
+    session.add_message("user", "Héllo ✓ 日本語 🚀", {"lang": "mixed"})
+    session.messages.append(Message("assistant", "Hi!", {"tokens": 3}))
+    session.messages.append({"role": "user", "content": "a dict message", "metadata": {"via": "dict"},  # type: ignore[arg-type]
+                             "timestamp": datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=2)))})
+    storage.save_session(session)
+
+    loaded = storage.load_session(session.session_id)
+    assert loaded is not None
+    expected = Session(session.user_id, session.session_id, session.messages, session.metadata,
+                       session.created_at, session.last_active)
+    assert loaded == expected
+    assert all(isinstance(m, Message) for m in loaded.messages)
+    assert loaded.messages[3].content == "a dict message"
+    assert loaded.created_at.utcoffset() is not None and loaded.last_active.utcoffset() is not None
+
+
+def test_load_of_unknown_session_is_none(storage):
+    assert storage.load_session("no-such-session") is None
+
+
+def test_saving_twice_never_duplicates_and_writes_nothing_new(storage):
+    session = conversation(count=5)
+    storage.save_session(session)
+    before = storage.query_memory_atoms(session_id=session.session_id)
+    storage.save_session(session)
+    storage.save_session(session)
+    after = storage.query_memory_atoms(session_id=session.session_id)
+    assert after == before  # same rows, same updated_at: an unchanged save writes nothing
+    assert stored_rows(storage, session.session_id) == [(None, "session_metadata", False)] + [
+        (i, f"message_{('user', 'assistant', 'system')[i % 3]}", False) for i in range(5)
+    ]
+    assert storage.load_session(session.session_id) == session
+
+
+def test_order_of_200_messages_is_preserved(storage):
+    session = Session("bob")
+    for i in range(200):
+        session.add_message("user" if i % 2 == 0 else "assistant", f"#{i:03d}")
+    storage.save_session(session)
+    loaded = storage.load_session(session.session_id)
+    assert [m.content for m in loaded.messages] == [f"#{i:03d}" for i in range(200)]
+    assert [m.role for m in loaded.messages] == ["user" if i % 2 == 0 else "assistant" for i in range(200)]
+
+
+def test_changed_messages_are_updated_and_removed_ones_soft_deleted(storage):
+    session = conversation(count=5)
+    storage.save_session(session)
+    session.messages[1].content = "edited"
+    del session.messages[3:]
+    storage.save_session(session)
+
+    loaded = storage.load_session(session.session_id)
+    assert [m.content for m in loaded.messages] == ["message 0", "edited", "message 2"]
+    rows = stored_rows(storage, session.session_id)
+    assert [r for r in rows if r[2]] == [(3, "message_user", True), (4, "message_assistant", True)]
+    live = storage.query_memory_atoms(session_id=session.session_id)
+    assert sorted(a.message_index for a in live if a.message_index is not None) == [0, 1, 2]
+
+    session.add_message("assistant", "back at position 3")
+    storage.save_session(session)
+    loaded = storage.load_session(session.session_id)
+    assert [m.content for m in loaded.messages][-1] == "back at position 3"
+    assert len(stored_rows(storage, session.session_id)) == 6  # position 3 reused, position 4 still deleted
+
+
+def test_message_rows_have_deterministic_ids(storage):
+    session = conversation(count=2)
+    storage.save_session(session)
+    ids = {a.message_index: a.id for a in storage.query_memory_atoms(session_id=session.session_id)}
+    assert ids[0] == str(message_row_id(session.session_id, 0))
+    assert ids[1] == str(message_row_id(session.session_id, 1))
+
+
+def test_append_messages_adds_after_the_last_in_order(storage):
+    session = conversation(count=2)
+    storage.save_session(session)
+    total = storage.append_messages(session.session_id, [
+        {"role": "user", "content": "third"},
+        Message("assistant", "fourth", {"k": "v"}),
+        {"role": "system", "content": "fifth", "metadata": {"n": 5}},
+    ])
+    assert total == 5
+    assert storage.append_messages(session.session_id, [{"role": "user", "content": "sixth"}]) == 6
+    loaded = storage.load_session(session.session_id)
+    assert [m.content for m in loaded.messages] == ["message 0", "message 1", "third", "fourth", "fifth", "sixth"]
+    assert loaded.messages[3].metadata == {"k": "v"}
+    assert loaded.last_active >= session.last_active
+    assert [s.message_count for s in storage.list_sessions("alice")] == [6]
+
+
+def test_append_after_a_shortening_save_reuses_positions(storage):
+    session = conversation(count=4)
+    storage.save_session(session)
+    del session.messages[2:]
+    storage.save_session(session)
+    assert storage.append_messages(session.session_id, [{"role": "user", "content": "new third"}]) == 3
+    assert [m.content for m in storage.load_session(session.session_id).messages] == [
+        "message 0", "message 1", "new third"]
+
+
+def test_append_to_a_missing_or_deleted_session_raises_and_writes_nothing(storage):
+    before = fingerprint(storage)
+    with pytest.raises(SessionNotFoundError, match="nope"):
+        storage.append_messages("nope", [{"role": "user", "content": "x"}])
+    assert fingerprint(storage) == before
+
+    session = conversation()
+    storage.save_session(session)
+    storage.delete_session(session.session_id)
+    before = fingerprint(storage)
+    with pytest.raises(LookupError):
+        storage.append_messages(session.session_id, [{"role": "user", "content": "x"}])
+    assert fingerprint(storage) == before
+
+
+def test_append_with_one_bad_message_appends_none(storage):
+    session = conversation(count=2)
+    storage.save_session(session)
+    before = fingerprint(storage)
+    with pytest.raises(ValueError, match=r"messages\[1\]\.role"):
+        storage.append_messages(session.session_id, [{"role": "user", "content": "fine"},
+                                                     {"role": "robot", "content": "bad"}])
+    assert fingerprint(storage) == before
+    assert len(storage.load_session(session.session_id).messages) == 2
+
+
+def test_delete_then_load_is_none_and_resave_brings_it_back(storage):
+    session = conversation(count=3)
+    storage.save_session(session)
+    atom_id = storage.save_memory_atom(session.session_id, "alice", "decision", {"choice": "A"})
+
+    assert storage.delete_session(session.session_id) is True
+    assert storage.load_session(session.session_id) is None
+    assert storage.delete_session(session.session_id) is False
+    assert storage.list_sessions() == []
+    assert storage.query_memory_atoms(session_id=session.session_id) == []
+    assert all(deleted for _, _, deleted in stored_rows(storage, session.session_id))  # soft: rows kept
+
+    del session.messages[2:]
+    storage.save_session(session)
+    loaded = storage.load_session(session.session_id)
+    assert loaded == session
+    live = storage.query_memory_atoms(session_id=session.session_id)
+    assert atom_id not in {a.id for a in live}  # its atoms stay deleted
+    assert sorted(a.message_index for a in live if a.message_index is not None) == [0, 1]
+
+
+def test_delete_of_unknown_session_is_false(storage):
+    assert storage.delete_session("never-saved") is False
+
+
+def test_list_sessions_filters_by_user_and_orders_by_last_active(storage):
+    now = datetime.now(timezone.utc)
+    old = Session("alice", created_at=now - timedelta(hours=2), last_active=now - timedelta(hours=1))
+    new = Session("alice", metadata={"title": "latest"}, created_at=now - timedelta(minutes=5), last_active=now)
+    other = Session("bob", last_active=now - timedelta(minutes=30))
+    for s in (old, new, other):
+        storage.save_session(s)
+    new.add_message("user", "hi")
+    storage.save_session(new)
+
+    summaries = storage.list_sessions("alice")
+    assert [s.session_id for s in summaries] == [new.session_id, old.session_id]
+    assert summaries[0].message_count == 1 and summaries[0].metadata == {"title": "latest"}
+    assert summaries[0].created_at == new.created_at and summaries[0].last_active == new.last_active
+    assert [s.session_id for s in storage.list_sessions()] == [new.session_id, other.session_id, old.session_id]
+    assert storage.list_sessions("carol") == []
+
+
+def test_saving_under_another_user_moves_the_session(storage):
+    session = conversation("alice", count=2)
+    storage.save_session(session)
+    session.user_id = "bob"
+    storage.save_session(session)
+    assert storage.list_sessions("alice") == []
+    assert [s.session_id for s in storage.list_sessions("bob")] == [session.session_id]
+    assert {a.user_id for a in storage.query_memory_atoms(session_id=session.session_id)} == {"bob"}
+
+
+def test_memory_atoms_filters_limit_and_newest_first(storage):
+    ids = []
+    for i, (sid, uid, kind) in enumerate([("s1", "alice", "context"), ("s1", "alice", "decision"),
+                                          ("s2", "alice", "context"), ("s3", "bob", "log"),
+                                          ("s3", "bob", "context")]):
+        ids.append(storage.save_memory_atom(sid, uid, kind, {"n": i}, {"source": "test"} if i == 0 else None))
+        time.sleep(0.002)  # distinct created_at on both storages
+
+    every = storage.query_memory_atoms()
+    assert [a.id for a in every] == ids[::-1]
+    assert every[-1].content == {"n": 0} and every[-1].metadata == {"source": "test"}
+    assert every[0].metadata == {} and every[0].message_index is None
+    assert [a.content["n"] for a in storage.query_memory_atoms(session_id="s1")] == [1, 0]
+    assert [a.content["n"] for a in storage.query_memory_atoms(user_id="bob")] == [4, 3]
+    assert [a.content["n"] for a in storage.query_memory_atoms(memory_type="context")] == [4, 2, 0]
+    assert [a.content["n"] for a in storage.query_memory_atoms(user_id="alice", memory_type="context")] == [2, 0]
+    assert [a.content["n"] for a in storage.query_memory_atoms(session_id="s3", user_id="alice")] == []
+    assert [a.content["n"] for a in storage.query_memory_atoms(limit=2)] == [4, 3]
+    assert storage.query_memory_atoms(limit=1)[0].id == ids[-1]
+
+
+def test_messages_are_memory_rows_too(storage):
+    session = conversation(count=3)
+    storage.save_session(session)
+    rows = storage.query_memory_atoms(session_id=session.session_id)
+    assert [(a.memory_type, a.message_index) for a in rows] == [
+        ("message_system", 2), ("message_assistant", 1), ("message_user", 0), ("session_metadata", None)]
+    assert rows[0].content == {"role": "system", "content": "message 2"}
+    assert rows[0].created_at == session.messages[2].timestamp
+    users = storage.query_memory_atoms(session_id=session.session_id, memory_type="message_user")
+    assert [a.content["content"] for a in users] == ["message 0"]
+
+
+def test_atoms_with_a_message_type_stay_out_of_the_session(storage):
+    session = conversation(count=1)
+    storage.save_session(session)
+    storage.save_memory_atom(session.session_id, "alice", "message_user", {"note": "not a turn"})
+    assert len(storage.load_session(session.session_id).messages) == 1
+
+
+def test_context_manager_closes(storage):
+    with storage as same:
+        assert same is storage
