@@ -8,6 +8,8 @@ it again, so every test begins with all three up.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,9 +22,14 @@ from agent_factory.schema import EXPECTED_TABLES, apply_schema
 
 
 @pytest.fixture(scope="session")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProviders]:
-    """Three real providers (neon, supabase, railway) with the schema applied."""
-    base = tmp_path_factory.mktemp("providers")
+def local() -> Iterator[LocalProviders]:
+    """Three real providers (neon, supabase, railway) with the schema applied.
+
+    Their data lives in a temporary directory of its own, not under pytest's
+    basetemp: pytest keeps that private (0700), and the servers run as an
+    unprivileged user when the tests run as root.
+    """
+    base = Path(tempfile.mkdtemp(prefix="agent-factory-test-"))
     providers = LocalProviders(base, durable=False)
     providers.up()
     config = load_config(env={**providers.env(), "AGENT_FACTORY_STATE_DIR": str(base / "state")}, env_file=None)
@@ -32,6 +39,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProviders]:
                 apply_schema(conn, name)
     yield providers
     providers.down()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
