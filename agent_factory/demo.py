@@ -7,6 +7,7 @@ under `var/local` and the `.env` that `local up` wrote.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import time
 
@@ -62,6 +63,7 @@ def run(local_dir: str = "var/local") -> None:
 
 def main() -> int:
     """Entry point of `python -m agent_factory.demo`."""
+    logging.basicConfig(level=logging.WARNING, format="    log: %(message)s")
     try:
         run()
     except AgentFactoryError as exc:

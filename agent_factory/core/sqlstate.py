@@ -49,6 +49,10 @@ def describe(exc: BaseException, password: str | None = None) -> str:
         return "connection timed out"
     if "server closed the connection" in lowered or "consuming input failed" in lowered:
         return "server closed the connection"
+    if "not yet accepting connections" in lowered or "is starting up" in lowered:
+        return "server is starting up"
+    if "shutting down" in lowered:
+        return "server is shutting down"
     if "password authentication failed" in lowered:
         return "password authentication failed"
     if "could not translate host name" in lowered or "name or service not known" in lowered:
