@@ -151,7 +151,8 @@ class InMemoryStorage(MemoryStorage):
                 raise SessionNotFoundError(session_id)
             base = int(meta.content.get("message_count", 0))
             total = base + len(messages)
-            meta.content = {**meta.content, "message_count": total, "last_active": now}
+            meta.content = {**meta.content, "message_count": total, "last_active": now,
+                            "last_append": uuid.uuid4().hex}
             meta.updated_at = stamp
             self._put_messages(session_id, meta.user_id, base, messages, stamp)
             return total

@@ -15,12 +15,18 @@ rows that writer added; it detects this by comparing the metadata row version
 in its snapshot with the version it locked, and runs its statement once more,
 in the same transaction, with a fresh snapshot. That costs a second round
 trip only in that race.
+
+Replays: `save_session`, `delete_session` and the upserts write the same rows
+however often they run. `append_messages` tags its batch with a `batch_id`
+kept in the metadata row, so running it again right after it committed (a
+replay on the same provider) appends nothing and returns the current count.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -91,14 +97,18 @@ WITH {_LOCK_SESSION}, meta AS (
 SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserted FROM meta)
 """
 
+# `batch_id` (one per call, kept in the metadata row as `last_append`) makes a
+# replay of the session's latest append, after it committed, a no-op that
+# returns the current count (a replay follows its first run at once).
 APPEND_MESSAGES_SQL = f"""
 WITH head AS (
     UPDATE session_memories AS t
     SET content = t.content || jsonb_build_object(
             'message_count', (t.content->>'message_count')::int + %(count)s::int,
-            'last_active', %(now)s::text),
+            'last_active', %(now)s::text, 'last_append', %(batch_id)s::text),
         updated_at = now()
     WHERE t.session_id = %(session_id)s AND t.memory_type = 'session_metadata' AND t.deleted_at IS NULL
+      AND (t.content->>'last_append') IS DISTINCT FROM %(batch_id)s::text
     RETURNING t.user_id, (t.content->>'message_count')::int - %(count)s::int AS base
 ), added AS (
     INSERT INTO session_memories AS t
@@ -110,6 +120,10 @@ WITH head AS (
     {_UPSERT_MESSAGE}
 )
 SELECT base + %(count)s::int FROM head
+UNION ALL
+SELECT (content->>'message_count')::int FROM session_memories
+WHERE session_id = %(session_id)s AND memory_type = 'session_metadata' AND deleted_at IS NULL
+  AND content->>'last_append' = %(batch_id)s::text
 """
 
 DELETE_SESSION_SQL = f"""
@@ -153,9 +167,12 @@ LIMIT %s
 
 
 def message_params(messages: PreparedMessages) -> dict[str, Any]:
-    """Return the statement parameters carrying `messages`."""
+    """Return the statement parameters carrying `messages`, with a new `batch_id` for `APPEND_MESSAGES_SQL`.
+
+    Build them once per call, outside the transaction body, so that a replay sends the same batch_id.
+    """
     return {"types": messages.memory_types, "contents": messages.contents, "stamps": messages.timestamps,
-            "metadata": Jsonb(messages.metadata), "count": len(messages)}
+            "metadata": Jsonb(messages.metadata), "count": len(messages), "batch_id": uuid.uuid4().hex}
 
 
 class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
@@ -220,13 +237,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         return [summary_from_row(*row) for row in self.db.run_in_transaction(work, idempotent=True)]
 
     def _append_messages(self, session_id: str, messages: PreparedMessages, now: str) -> int:
-        params = {"session_id": session_id, "now": now, **message_params(messages)}
-
-        def work(conn: psycopg.Connection) -> int | None:
-            row = conn.execute(APPEND_MESSAGES_SQL, params).fetchone()
-            return None if row is None else int(row[0])
-
-        total = self.db.run_in_transaction(work, idempotent=True)
+        total = self.db.run_in_transaction(append_messages_work(session_id, messages, now), idempotent=True)
         if total is None:
             raise SessionNotFoundError(session_id)
         return total
@@ -259,7 +270,20 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         return list(map(MemoryAtom._make, self.db.run_in_transaction(work, idempotent=True)))
 
 
-def save_session_work(session: PreparedSession) -> Any:
+def append_messages_work(session_id: str, messages: PreparedMessages,
+                         now: str) -> Callable[[psycopg.Connection], int | None]:
+    """Return the transaction body that appends `messages`: it returns the new message count, or None
+    if the session is absent or deleted. Running it again right after it committed appends nothing."""
+    params = {"session_id": session_id, "now": now, **message_params(messages)}  # one batch_id for every run
+
+    def work(conn: psycopg.Connection) -> int | None:
+        row = conn.execute(APPEND_MESSAGES_SQL, params).fetchone()
+        return None if row is None else int(row[0])
+
+    return work
+
+
+def save_session_work(session: PreparedSession) -> Callable[[psycopg.Connection], None]:
     """Return the transaction body that saves `session`: safe to run any number of times, anywhere."""
     params = {
         "row_id": session.row_id, "session_id": session.session_id, "user_id": session.user_id,

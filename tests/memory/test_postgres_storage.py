@@ -14,7 +14,12 @@ from psycopg.types.json import Jsonb
 from agent_factory.memory import PostgresMemoryStorage, Session
 from agent_factory.memory.base import prepare_messages, prepare_session
 from agent_factory.memory.ids import session_row_id
-from agent_factory.memory.postgres import APPEND_MESSAGES_SQL, message_params, save_session_work
+from agent_factory.memory.postgres import (
+    APPEND_MESSAGES_SQL,
+    append_messages_work,
+    message_params,
+    save_session_work,
+)
 
 
 def conversation(count: int, user_id: str = "alice") -> Session:
@@ -213,3 +218,21 @@ def test_rows_written_by_other_tools_load_tolerantly(db):
     loaded = storage.load_session(session.session_id)
     assert loaded.last_active == loaded.created_at
     assert loaded.messages[0].content == ""
+
+
+def test_replayed_append_appends_once(db):
+    storage = PostgresMemoryStorage(db)
+    session = conversation(2)
+    storage.save_session(session)
+    batch = prepare_messages([{"role": "user", "content": "once"}, {"role": "assistant", "content": "only"}],
+                             "messages")
+    work = append_messages_work(session.session_id, batch, "2030-01-01T00:00:00+00:00")
+
+    def twice(conn: psycopg.Connection) -> tuple[int | None, int | None]:
+        return work(conn), work(conn)
+
+    assert db.run_in_transaction(twice, idempotent=True) == (4, 4)
+    assert db.run_in_transaction(work, idempotent=True) == 4  # a replay after the commit appends nothing
+    assert [m.content for m in storage.load_session(session.session_id).messages] == [
+        "turn 0", "turn 1", "once", "only"]
+    assert row_count(db, session.session_id) == 5
