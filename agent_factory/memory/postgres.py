@@ -272,8 +272,11 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
 
 def append_messages_work(session_id: str, messages: PreparedMessages,
                          now: str) -> Callable[[psycopg.Connection], int | None]:
-    """Return the transaction body that appends `messages`: it returns the new message count, or None
-    if the session is absent or deleted. Running it again right after it committed appends nothing."""
+    """Return the transaction body that appends `messages` to a session.
+
+    The body returns the new message count, or None if the session is absent or
+    deleted. Running it again right after it committed appends nothing.
+    """
     params = {"session_id": session_id, "now": now, **message_params(messages)}  # one batch_id for every run
 
     def work(conn: psycopg.Connection) -> int | None:

@@ -236,3 +236,17 @@ def test_replayed_append_appends_once(db):
     assert [m.content for m in storage.load_session(session.session_id).messages] == [
         "turn 0", "turn 1", "once", "only"]
     assert row_count(db, session.session_id) == 5
+
+
+def test_sequential_writes_take_one_statement(db, caplog):
+    """Without concurrent writers, save and delete never run their statement twice."""
+    caplog.set_level(logging.DEBUG, logger="agent_factory.memory.postgres")
+    storage = PostgresMemoryStorage(db)
+    session = conversation(3)
+    storage.save_session(session)
+    storage.save_session(session)
+    session.add_message("user", "more")
+    storage.save_session(session)
+    storage.delete_session(session.session_id)
+    storage.save_session(session)
+    assert not [r for r in caplog.records if "changed concurrently" in r.getMessage()]
