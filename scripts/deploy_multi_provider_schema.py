@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from agent_factory.cli import main  # noqa: E402
+from agent_factory.cli.runbook import run_subcommand  # noqa: E402
 
 
 def run(argv: list[str]) -> int:
@@ -36,9 +36,9 @@ def run(argv: list[str]) -> int:
     if args.verify:
         if args.dry_run:
             parser.error("--verify only reads; --dry-run does not apply to it")
-        return main([*flags, "schema", "verify"])
+        return run_subcommand(["schema", "verify"], flags)
     target = ["--all"] if args.all else ["--provider", args.provider]
-    return main([*flags, "schema", "deploy", *target, *(["--dry-run"] if args.dry_run else [])])
+    return run_subcommand(["schema", "deploy", *target, *(["--dry-run"] if args.dry_run else [])], flags)
 
 
 if __name__ == "__main__":

@@ -6,24 +6,12 @@
 Exit 0 when the system can serve, 1 when it cannot, 2 on a configuration error.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 
-from agent_factory.cli import main  # noqa: E402
-
-GLOBAL_FLAGS = {"--json", "-v", "--verbose"}
-
-
-def run(argv: list[str]) -> int:
-    """Translate the runbook's arguments into `agent-factory verify` and run it."""
-    flags = [a for a in argv if a in GLOBAL_FLAGS]
-    rest = [a for a in argv if a not in GLOBAL_FLAGS]
-    return main([*flags, "verify", *rest])
-
+from agent_factory.cli.runbook import run_subcommand  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run(sys.argv[1:]))
+    sys.exit(run_subcommand(["verify"], sys.argv[1:]))
