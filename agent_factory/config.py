@@ -2,6 +2,8 @@
 
 `load_config()` reads every setting the library uses and raises one
 `ConfigError` naming the variable and the fix when something is wrong.
+`read_env()` and the `env_bool`/`env_int`/`env_float` parsers serve other
+settings (the alert channels) the same way.
 """
 
 from __future__ import annotations
@@ -78,11 +80,19 @@ def load_config(
 
     Raises `ConfigError` naming the offending variable and how to fix it.
     """
+    return _parse(read_env(env, env_file))
+
+
+def read_env(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> dict[str, str]:
+    """Return `env` (default `os.environ`) layered over `env_file`: the environment wins.
+
+    A missing `env_file` (or `None`) counts as empty; values are returned as written, not stripped.
+    """
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if env is None else env)
-    return _parse(values)
+    return values
 
 
 def _parse(values: Mapping[str, str]) -> Config:
@@ -113,8 +123,8 @@ def _parse(values: Mapping[str, str]) -> Config:
             f"set it, or choose one of: {', '.join(providers)}"
         )
 
-    min_size = _int(values, "DATABASE_POOL_MIN_SIZE", 1, minimum=0)
-    max_size = _int(values, "DATABASE_POOL_MAX_SIZE", 10, minimum=1)
+    min_size = env_int(values, "DATABASE_POOL_MIN_SIZE", 1, minimum=0)
+    max_size = env_int(values, "DATABASE_POOL_MAX_SIZE", 10, minimum=1)
     if min_size > max_size:
         raise ConfigError(
             f"DATABASE_POOL_MIN_SIZE={min_size} is larger than DATABASE_POOL_MAX_SIZE={max_size}; "
@@ -122,15 +132,15 @@ def _parse(values: Mapping[str, str]) -> Config:
         )
     return Config(
         primary=primary,
-        failover_enabled=_bool(values, "DATABASE_FAILOVER_ENABLED", True),
+        failover_enabled=env_bool(values, "DATABASE_FAILOVER_ENABLED", True),
         failover_order=tuple(n for n in order if n in providers),
         providers=providers,
         pool_min_size=min_size,
         pool_max_size=max_size,
-        pool_timeout=_float(values, "DATABASE_POOL_TIMEOUT", 5.0),
-        connect_timeout=_int(values, "DATABASE_CONNECT_TIMEOUT", 5, minimum=2),  # libpq minimum
-        health_ttl=_float(values, "DATABASE_HEALTH_TTL", 60.0, minimum=0.0),
-        failback_checks=_int(values, "DATABASE_FAILBACK_CHECKS", 3, minimum=1),
+        pool_timeout=env_float(values, "DATABASE_POOL_TIMEOUT", 5.0),
+        connect_timeout=env_int(values, "DATABASE_CONNECT_TIMEOUT", 5, minimum=2),  # libpq minimum
+        health_ttl=env_float(values, "DATABASE_HEALTH_TTL", 60.0, minimum=0.0),
+        failback_checks=env_int(values, "DATABASE_FAILBACK_CHECKS", 3, minimum=1),
         state_dir=Path(get("AGENT_FACTORY_STATE_DIR", "./var")),
     )
 
@@ -181,7 +191,11 @@ def _provider_url(name: str, values: Mapping[str, str]) -> str | None:
     return url
 
 
-def _bool(values: Mapping[str, str], name: str, default: bool) -> bool:
+def env_bool(values: Mapping[str, str], name: str, default: bool) -> bool:
+    """Return `values[name]` as a boolean (1/true/yes/on, 0/false/no/off), or `default` when unset or blank.
+
+    Raises `ConfigError` naming the variable for any other value.
+    """
     raw = (values.get(name) or "").strip().lower()
     if not raw:
         return default
@@ -192,7 +206,11 @@ def _bool(values: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
 
 
-def _int(values: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def env_int(values: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """Return `values[name]` as a whole number of at least `minimum`, or `default` when unset or blank.
+
+    Raises `ConfigError` naming the variable when it is not a whole number or is below `minimum`.
+    """
     raw = (values.get(name) or "").strip()
     if not raw:
         return default
@@ -205,14 +223,23 @@ def _int(values: Mapping[str, str], name: str, default: int, minimum: int) -> in
     return value
 
 
-def _float(values: Mapping[str, str], name: str, default: float, minimum: float = 0.001) -> float:
+def env_float(
+    values: Mapping[str, str], name: str, default: float, minimum: float = 0.001, unit: str = "seconds"
+) -> float:
+    """Return `values[name]` as a finite number of `unit` of at least `minimum`, or `default` when unset or blank.
+
+    Raises `ConfigError` naming the variable when it is not a number, is infinite
+    or NaN, or is below `minimum`.
+    """
     raw = (values.get(name) or "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds; e.g. {name}={default}") from None
+        raise ConfigError(f"{name}={raw!r} is not a number of {unit}; e.g. {name}={default}") from None
     if not value >= minimum or value == float("inf"):
-        raise ConfigError(f"{name}={raw} must be a positive number of seconds")
+        # The default minimum (and 0) stand for "positive"; a larger one is named.
+        bound = f"a positive number of {unit}" if minimum <= 0.001 else f"at least {minimum:g} {unit}"
+        raise ConfigError(f"{name}={raw} must be {bound}")
     return value

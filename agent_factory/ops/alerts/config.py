@@ -18,22 +18,17 @@ MONITOR_RETENTION_DAYS (30).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from dotenv import dotenv_values
-
+from ...config import env_bool, env_float, env_int, read_env
 from ...errors import ConfigError
 from .base import Channel
 from .email import EmailChannel
 from .pagerduty import DEFAULT_EVENTS_URL, PagerDutyChannel
 from .telegram import DEFAULT_API_BASE, TelegramChannel
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -50,27 +45,25 @@ class MonitorSettings:
 
 
 def env_values(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> dict[str, str]:
-    """Return `env` (default `os.environ`) layered over `env_file`, as `load_config` does."""
-    values: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    values.update(os.environ if env is None else env)
+    """Return `env` (default `os.environ`) layered over `env_file` (see `read_env`), stripped, blanks dropped."""
+    values = read_env(env, env_file)
     return {k: v.strip() for k, v in values.items() if v is not None and v.strip() != ""}
 
 
 def settings_from_env(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> MonitorSettings:
     """Return the monitor settings; raises `ConfigError` naming a malformed variable."""
     values = env_values(env, env_file)
-    reminder = _number(values, "ALERT_REMINDER_MINUTES", 60)
-    backup_age = _number(values, "MONITOR_BACKUP_MAX_AGE_HOURS", 24)
+    reminder = env_float(values, "ALERT_REMINDER_MINUTES", 60, minimum=0, unit="minutes")
+    backup_age = env_float(values, "MONITOR_BACKUP_MAX_AGE_HOURS", 24, minimum=0, unit="hours")
     return MonitorSettings(
-        fire_after=int(_number(values, "ALERT_FIRE_AFTER", 2, minimum=1, whole=True)),
-        resolve_after=int(_number(values, "ALERT_RESOLVE_AFTER", 2, minimum=1, whole=True)),
+        fire_after=env_int(values, "ALERT_FIRE_AFTER", 2, minimum=1),
+        resolve_after=env_int(values, "ALERT_RESOLVE_AFTER", 2, minimum=1),
         reminder_interval=timedelta(minutes=reminder) if reminder > 0 else None,
-        delivery_timeout=_number(values, "ALERT_DELIVERY_TIMEOUT", 10, minimum=0.1),
-        delivery_max_age=timedelta(hours=_number(values, "ALERT_DELIVERY_MAX_AGE_HOURS", 24, minimum=0.01)),
+        delivery_timeout=env_float(values, "ALERT_DELIVERY_TIMEOUT", 10, minimum=0.1),
+        delivery_max_age=timedelta(hours=env_float(values, "ALERT_DELIVERY_MAX_AGE_HOURS", 24, minimum=0.01,
+                                                   unit="hours")),
         backup_max_age=timedelta(hours=backup_age) if backup_age > 0 else None,
-        retention=timedelta(days=_number(values, "MONITOR_RETENTION_DAYS", 30, minimum=0.01)),
+        retention=timedelta(days=env_float(values, "MONITOR_RETENTION_DAYS", 30, minimum=0.01, unit="days")),
     )
 
 
@@ -82,7 +75,7 @@ def channels_from_env(env: Mapping[str, str] | None = None, env_file: str | Path
     """
     values = env_values(env, env_file)
     if timeout is None:
-        timeout = _number(values, "ALERT_DELIVERY_TIMEOUT", 10, minimum=0.1)
+        timeout = env_float(values, "ALERT_DELIVERY_TIMEOUT", 10, minimum=0.1)
     channels: list[Channel] = []
     if _wanted(values, "telegram", ["TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"], ["TELEGRAM_API_BASE"]):
         channels.append(TelegramChannel(
@@ -90,14 +83,15 @@ def channels_from_env(env: Mapping[str, str] | None = None, env_file: str | Path
             api_base=_http_url(values, "TELEGRAM_API_BASE", DEFAULT_API_BASE), timeout=timeout))
     if _wanted(values, "email", ["SMTP_HOST", "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO"],
                ["SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD"]):
-        port = int(_number(values, "SMTP_PORT", 25, minimum=1, whole=True))
+        port = env_int(values, "SMTP_PORT", 25, minimum=1)
         recipients = tuple(a.strip() for a in values["ALERT_EMAIL_TO"].split(",") if a.strip())
         if values.get("SMTP_PASSWORD") and not values.get("SMTP_USER"):
             raise ConfigError("SMTP_PASSWORD is set but SMTP_USER is empty; set both, or neither")
         channels.append(EmailChannel(
             host=values["SMTP_HOST"], port=port, sender=values["ALERT_EMAIL_FROM"], recipients=recipients,
             user=values.get("SMTP_USER"), password=values.get("SMTP_PASSWORD"),
-            starttls=_bool(values, "SMTP_STARTTLS", port == 587), use_ssl=_bool(values, "SMTP_SSL", port == 465),
+            starttls=env_bool(values, "SMTP_STARTTLS", port == 587),
+            use_ssl=env_bool(values, "SMTP_SSL", port == 465),
             timeout=timeout))
     if _wanted(values, "pagerduty", ["PAGERDUTY_ROUTING_KEY"], ["PAGERDUTY_EVENTS_URL"]):
         channels.append(PagerDutyChannel(
@@ -121,28 +115,3 @@ def _http_url(values: Mapping[str, str], name: str, default: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{name} must start with https:// (or http:// for a local server)")
     return url
-
-
-def _bool(values: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = values.get(name, "").lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
-
-
-def _number(values: Mapping[str, str], name: str, default: float, minimum: float = 0.0, whole: bool = False) -> float:
-    raw = values.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw) if whole else float(raw)
-    except ValueError:
-        kind = "a whole number" if whole else "a number"
-        raise ConfigError(f"{name}={raw!r} is not {kind}; e.g. {name}={default:g}") from None
-    if not value >= minimum or value == float("inf"):
-        raise ConfigError(f"{name}={raw} must be at least {minimum:g}")
-    return value
