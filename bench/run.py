@@ -1,0 +1,95 @@
+"""Run the benchmarks: `python bench/run.py [--quick] [--only NAME] [--output PATH]`.
+
+Starts three local providers (neon, supabase, railway) in a temporary
+directory, applies the schema, runs each benchmark against its baseline in the
+same process, prints a table and writes the results (default
+bench/results/latest.json). The providers run with fsync off (durable=False):
+every figure here compares two clients of the same servers, so the servers'
+durability settings apply to both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import Context, Entry, format_table, local_providers, machine, write_results  # noqa: E402
+
+BENCHMARKS = ("memory", "failover", "health", "backup")
+MODULES = {"memory": "bench.memory_ops", "failover": "bench.failover", "health": "bench.health",
+           "backup": "bench.backup_restore"}
+DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
+DURABLE = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few trials (under 2 minutes)")
+    parser.add_argument("--only", action="append", choices=BENCHMARKS, metavar="NAME",
+                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results file (default: %(default)s)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="directory for providers and scratch files (default: a new temporary directory)")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="skip the langchain-postgres comparison (its entries say so)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the library's log lines")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not args.verbose:  # the pools' reconnect warnings during failover drills are expected
+        logging.getLogger("psycopg").setLevel(logging.CRITICAL)
+    selected = args.only or list(BENCHMARKS)
+
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] {message}", flush=True)
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="agent-factory-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    entries: list[Entry] = []
+    errors: list[str] = []
+    machine_info: dict[str, object] = {}
+    try:
+        log(f"starting local providers under {workdir}")
+        with local_providers(workdir, DURABLE) as local:
+            ctx = Context(local=local, workdir=workdir, quick=args.quick, log=log, env=local.env(),
+                          no_peer=args.no_peer)
+            machine_info = machine(local, DURABLE)
+            for name in selected:
+                log(f"benchmark {name} ...")
+                try:
+                    module = importlib.import_module(MODULES[name])
+                    entries.extend(module.run(ctx))
+                except Exception:
+                    errors.append(f"{name}: {traceback.format_exc(limit=8)}")
+                    log(f"benchmark {name} FAILED:\n{traceback.format_exc()}")
+                finally:
+                    ctx.ensure_running()
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    seconds = time.monotonic() - started
+    write_results(args.output, machine_info, entries, quick=args.quick, seconds=seconds, errors=errors)
+    print()
+    print(format_table(entries))
+    print(f"\n{len(entries)} entries in {seconds:.0f} s; results written to {args.output}")
+    if errors:
+        print(f"{len(errors)} benchmark(s) failed: {', '.join(e.split(':', 1)[0] for e in errors)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
