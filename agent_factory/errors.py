@@ -58,6 +58,21 @@ class QueryError(DatabaseError):
     """The server rejected a statement (data, constraint or syntax error); no failover was attempted."""
 
 
+# --- memory API ------------------------------------------------------------
+
+
+class InvalidInputError(AgentFactoryError, ValueError):
+    """An argument of the memory API is invalid; raised before any SQL runs, nothing was written."""
+
+
+class SessionNotFoundError(AgentFactoryError, LookupError):
+    """The session does not exist or was deleted."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} does not exist (never saved, or deleted); save it first")
+        self.session_id = session_id
+
+
 # --- backup and restore --------------------------------------------------
 
 

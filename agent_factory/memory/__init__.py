@@ -5,8 +5,8 @@
 `InvalidInputError` (a `ValueError`) before anything is written.
 """
 
+from ..errors import InvalidInputError, SessionNotFoundError
 from .base import MemoryStorage
-from .errors import InvalidInputError, SessionNotFoundError
 from .in_memory import InMemoryStorage
 from .knowledge import KnowledgeAtom, KnowledgeBase
 from .postgres import PostgresMemoryStorage

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 from .ids import session_row_id
 from .session import MemoryAtom, Message, Session, SessionSummary, _restore_session, coerce_message, utcnow
 from .validation import (

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..errors import SessionNotFoundError
 from .base import MemoryStorage, PreparedMessages, PreparedSession, session_from_rows, summary_from_row
-from .errors import SessionNotFoundError
 from .ids import message_row_id
 from .session import MemoryAtom, Message, Session, SessionSummary, utcnow
 

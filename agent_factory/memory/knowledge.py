@@ -20,8 +20,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..core.database_manager import DatabaseManager
+from ..errors import InvalidInputError
 from ._database import LazyDatabase
-from .errors import InvalidInputError
 from .ids import atom_row_id
 from .validation import (
     ATOM_TYPES,

@@ -33,9 +33,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..core.database_manager import DatabaseManager
+from ..errors import SessionNotFoundError
 from ._database import LazyDatabase
 from .base import MemoryStorage, PreparedMessages, PreparedSession, session_from_rows, summary_from_row
-from .errors import SessionNotFoundError
 from .ids import message_row_id_sql
 from .session import MemoryAtom, Message, Session, SessionSummary
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 from .validation import check_id, check_json_object, check_optional_json_object, check_role, check_text, check_timestamp
 
 

@@ -15,8 +15,8 @@ from typing import Any, TypeVar, cast
 import psycopg
 
 from ..core.database_manager import DatabaseManager
+from ..errors import InvalidInputError
 from ._database import LazyDatabase
-from .errors import InvalidInputError
 from .ids import setting_row_id
 from .validation import check_id, check_optional_text, check_text
 

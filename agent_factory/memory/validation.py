@@ -12,7 +12,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 MEMORY_TYPES: tuple[str, ...] = (
     "session_metadata", "message_user", "message_assistant", "message_system",
