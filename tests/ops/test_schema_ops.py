@@ -69,15 +69,6 @@ def canonical_after(make_db: Callable[..., DatabaseManager]) -> Iterator[Databas
     assert schema_verify(db).ok
 
 
-@pytest.fixture
-def cli_env(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Point the in-process CLI at the local providers, from a directory without .env."""
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    return env
-
-
 @contextmanager
 def scratch_database(local, provider: str) -> Iterator[str]:
     """Create an empty database as the application role (it has CREATEDB); drop it afterwards."""

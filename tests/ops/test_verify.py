@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from agent_factory.cli import main
 from agent_factory.ops.verify import verify
 
@@ -24,15 +22,6 @@ RUNBOOK_HEAD = """[TEST 1] Verifying imports...
 
 [TEST 3] Testing provider health checks...
 """
-
-
-@pytest.fixture
-def cli_env(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Point the in-process CLI at the local providers, from a directory without .env."""
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    return env
 
 
 def scratch_sessions(db) -> dict[str, int]:
