@@ -254,7 +254,7 @@ def _seed(db: DatabaseManager, quick: bool) -> Prepared:
         session = Session(f"bench-load-{worker}", messages=prepared.msgs200)
         storage.save_session(session)
         prepared.loaded_sessions.append(session.session_id)  # type: ignore[arg-type]
-    # Atoms of several users and types; the query reads 100 of the 600 'context' rows of one user.
+    # Atoms of several users and types; the query reads 100 of the 300 'context' rows of one user (full run).
     for index in range(200 if quick else 1200):
         user = QUERY_USER if index % 2 == 0 else f"bench-other-{index % 7}"
         memory_type = "context" if index % 4 < 2 else "decision"
@@ -369,7 +369,7 @@ def _check_same_sql(ours: Ours, bare: Bare) -> None:
 
 
 def run(ctx: Context) -> list[Entry]:
-    rounds = 3 if ctx.quick else 12
+    rounds = 3 if ctx.quick else 20
     per_worker = {1: 8, 8: 2} if ctx.quick else {1: 25, 8: 6}
     url = ctx.local.url("neon")
     peer_missing = None
