@@ -140,6 +140,15 @@ class Bare:
         with self.pool.connection() as conn:  # commits on exit
             return work(conn)
 
+    def _read(self, work: Callable[[psycopg.Connection], Any]) -> Any:
+        """A single-statement read in autocommit, as the library's `run_read` does."""
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                return work(conn)
+            finally:
+                conn.autocommit = False
+
     def make(self, op: str, worker: int) -> Op | None:
         p = self.p
         if op == "append_10":
@@ -155,7 +164,7 @@ class Bare:
             return append
         if op == "load_200":
             sid, sql = p.loaded_sessions[worker], pg_module.LOAD_SESSION_SQL
-            return lambda: self._run(lambda conn: conn.execute(sql, (sid,)).fetchall())
+            return lambda: self._read(lambda conn: conn.execute(sql, (sid,)).fetchall())
         if op == "save_50":
             def save() -> Any:
                 session = Session(f"bench-user-{worker}", messages=p.msgs50)
@@ -164,14 +173,14 @@ class Bare:
             return save
         if op == "query_atoms":
             sql = pg_module.QUERY_MEMORY_ATOMS_SQL.format(filters=" AND user_id = %s AND memory_type = %s")
-            return lambda: self._run(lambda conn: conn.execute(sql, [QUERY_USER, "context", 100]).fetchall())
+            return lambda: self._read(lambda conn: conn.execute(sql, [QUERY_USER, "context", 100]).fetchall())
         if op == "search_kb":
             queries = _cycle(data.SEARCH_QUERIES, worker)
             sql = kb_module.SEARCH_SQL.format(type_filter="")
 
             def search() -> Any:
                 params = {"query": next(queries), "limit": 10}
-                return self._run(lambda conn: conn.execute(sql, params).fetchall())
+                return self._read(lambda conn: conn.execute(sql, params).fetchall())
 
             return search
         raise ValueError(op)

@@ -170,8 +170,9 @@ class DatabaseManager:
         """Run one statement in its own transaction on the active provider, failing over as needed.
 
         `fetch_mode` "all" returns a list of tuples, "one" a tuple or None, "none" None.
-        `idempotent` (default: True for SELECT/SHOW/EXPLAIN/VALUES) allows replaying a
-        write whose COMMIT outcome is unknown on another provider.
+        SELECT/SHOW/EXPLAIN/VALUES/TABLE statements run as reads in autocommit (`run_read`)
+        unless `idempotent` is given; `idempotent=True` allows replaying a write whose
+        COMMIT outcome is unknown on another provider.
         Raises `QueryError` for server-side errors, `AllProvidersDownError` when no provider serves.
         """
         if fetch_mode not in ("all", "one", "none"):
@@ -187,9 +188,9 @@ class DatabaseManager:
                 return cur.fetchone() if cur.description else None
             return None
 
-        if idempotent is None:
-            idempotent = bool(_READ_ONLY.match(sql))
-        return self.run_in_transaction(work, idempotent=idempotent)
+        if idempotent is None and _READ_ONLY.match(sql):
+            return self.run_read(work)
+        return self.run_in_transaction(work, idempotent=bool(idempotent))
 
     def run_in_transaction(self, work: Callable[[psycopg.Connection], T], *, idempotent: bool) -> T:
         """Run `work(conn)` in one transaction and commit it, failing over as needed.
@@ -199,10 +200,22 @@ class DatabaseManager:
         Raises `QueryError`, `PoolExhaustedError`, `CommitOutcomeUnknownError`,
         `ProviderUnavailableError` (failover disabled) or `AllProvidersDownError`.
         """
+        return self._run(work, idempotent=idempotent, autocommit=False)
+
+    def run_read(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run a single-statement read `work(conn)` in autocommit, failing over as needed.
+
+        No BEGIN or COMMIT is sent (two round trips fewer than `run_in_transaction`),
+        so `work` must not rely on a transaction: one statement, or reads that need
+        no common snapshot. It is replayed freely on failover. Raises as `run_in_transaction`.
+        """
+        return self._run(work, idempotent=True, autocommit=True)
+
+    def _run(self, work: Callable[[psycopg.Connection], T], *, idempotent: bool, autocommit: bool) -> T:
         errors: dict[str, str] = {}
         for provider in self._candidates():
             try:
-                result = self._run_with_retries(provider, work)
+                result = self._run_with_retries(provider, work, autocommit)
             except ProviderFailure as failure:
                 self._on_failure(provider, failure, errors, idempotent=idempotent)
                 continue
@@ -310,10 +323,10 @@ class DatabaseManager:
         down = [p for p in rotation if p not in up]
         return [active, *up, *down]
 
-    def _run_with_retries(self, provider: Provider, work: Callable[[psycopg.Connection], T]) -> T:
+    def _run_with_retries(self, provider: Provider, work: Callable[[psycopg.Connection], T], autocommit: bool) -> T:
         for attempt in range(_RETRIES_ON_SAME_PROVIDER + 1):
             try:
-                return provider.run(work)
+                return provider.run(work, autocommit=autocommit)
             except RetrySameProvider:
                 if attempt == _RETRIES_ON_SAME_PROVIDER:
                     raise QueryError(

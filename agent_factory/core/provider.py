@@ -210,24 +210,32 @@ class Provider:
         finally:
             pool.putconn(conn)
 
-    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+    def run(self, work: Callable[[psycopg.Connection], T], *, autocommit: bool = False) -> T:
         """Run `work(conn)` in one transaction on a pooled connection and commit it.
 
+        With `autocommit=True` each statement commits by itself and no BEGIN or
+        COMMIT is sent: for single-statement reads, two round trips fewer.
         Raises `ProviderFailure` when the provider cannot serve, `RetrySameProvider`
         on serialization failures, `PoolExhaustedError` when every connection
         stays busy, and the original error for everything else.
         """
         with self.connection() as conn:
+            if autocommit:
+                conn.autocommit = True
             phase = "work"
             try:
                 result = work(conn)
-                phase = "commit"
-                conn.commit()
+                if not autocommit:
+                    phase = "commit"
+                    conn.commit()
                 return result
             except BaseException as exc:
                 rollback_quietly(conn)
                 self.raise_classified(exc, commit_unknown=phase == "commit")
                 raise
+            finally:
+                if autocommit:
+                    _restore_transactions(conn)
 
     def raise_classified(self, exc: BaseException, commit_unknown: bool = False) -> None:
         """Turn a connection-class error into `ProviderFailure` and a retryable one into `RetrySameProvider`."""
@@ -257,6 +265,16 @@ class Provider:
                 f"{self.name}: all {busy} connections are busy; raise DATABASE_POOL_MAX_SIZE or "
                 "DATABASE_POOL_TIMEOUT, or reduce concurrency"
             ) from None
+
+
+def _restore_transactions(conn: psycopg.Connection) -> None:
+    """Put a connection back in transaction mode before the pool hands it out again."""
+    if conn.closed:
+        return
+    try:
+        conn.autocommit = False
+    except psycopg.Error:
+        conn.close()  # the pool discards closed connections
 
 
 def rollback_quietly(conn: psycopg.Connection) -> None:

@@ -189,7 +189,7 @@ class KnowledgeBase(LazyDatabase):
         def work(conn: psycopg.Connection) -> tuple[Any, ...] | None:
             return conn.execute(sql, (atom_id,)).fetchone()
 
-        row = self.db.run_in_transaction(work, idempotent=True)
+        row = self.db.run_read(work)
         return None if row is None else KnowledgeAtom(*row)
 
     def count(self, atom_type: str | None = None) -> int:
@@ -203,7 +203,7 @@ class KnowledgeBase(LazyDatabase):
         def work(conn: psycopg.Connection) -> int:
             return int(conn.execute(sql, params).fetchone()[0])  # type: ignore[index]
 
-        return self.db.run_in_transaction(work, idempotent=True)
+        return self.db.run_read(work)
 
     def search(self, query: str, limit: int = 10, atom_type: str | None = None) -> list[KnowledgeAtom]:
         """Return live atoms matching `query` (web-search syntax), best first, each with its `rank`.
@@ -222,7 +222,7 @@ class KnowledgeBase(LazyDatabase):
         def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
 
-        return [KnowledgeAtom(*row) for row in self.db.run_in_transaction(work, idempotent=True)]
+        return [KnowledgeAtom(*row) for row in self.db.run_read(work)]
 
     def delete(self, atom_id: str) -> bool:
         """Soft-delete the atom; return whether a live atom was deleted."""

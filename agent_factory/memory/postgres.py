@@ -1,10 +1,11 @@
 """`PostgresMemoryStorage`: the memory API on `DatabaseManager`, one statement per call.
 
-Every call runs in one `db.run_in_transaction(work, idempotent=True)`: one
+Every write runs in one `db.run_in_transaction(work, idempotent=True)`: one
 transaction, normally one statement, so one round trip besides BEGIN/COMMIT.
 Writes are safe to replay after a failover, on the same or another provider:
 rows are keyed by deterministic ids (see `ids`) and written with
-`INSERT ... ON CONFLICT`, so a replay rewrites the same rows.
+`INSERT ... ON CONFLICT`, so a replay rewrites the same rows. Every read is
+one statement in `db.run_read` (autocommit: no BEGIN/COMMIT round trips).
 
 Concurrency: `save_session`, `append_messages` and `delete_session` first lock
 the session's metadata row, so writers of one session take turns.
@@ -203,7 +204,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(LOAD_SESSION_SQL, (session_id,)).fetchall()
 
-        rows = self.db.run_in_transaction(work, idempotent=True)
+        rows = self.db.run_read(work)
         if not rows or rows[0][0] is not None:
             return None
         _, _, _, metadata, created_at, content, user_id = rows[0]
@@ -234,7 +235,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
 
-        return [summary_from_row(*row) for row in self.db.run_in_transaction(work, idempotent=True)]
+        return [summary_from_row(*row) for row in self.db.run_read(work)]
 
     def _append_messages(self, session_id: str, messages: PreparedMessages, now: str) -> int:
         total = self.db.run_in_transaction(append_messages_work(session_id, messages, now), idempotent=True)
@@ -267,7 +268,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
 
-        return list(map(MemoryAtom._make, self.db.run_in_transaction(work, idempotent=True)))
+        return list(map(MemoryAtom._make, self.db.run_read(work)))
 
 
 def append_messages_work(session_id: str, messages: PreparedMessages,

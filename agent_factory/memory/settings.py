@@ -92,7 +92,7 @@ class Settings(LazyDatabase):
             row = conn.execute(GET_SQL, (key,)).fetchone()
             return _MISSING if row is None else row[0]
 
-        return self.db.run_in_transaction(work, idempotent=True)
+        return self.db.run_read(work)
 
     def _remember(self, key: str, value: object) -> None:
         if self.ttl > 0:

@@ -208,3 +208,20 @@ def test_transaction_commits_and_rolls_back(db):
             cur.execute("DELETE FROM agent_messages WHERE id = %s", (message_id,))
             raise RuntimeError("abort")
     assert db.execute_query("SELECT count(*) FROM agent_messages WHERE id = %s", (message_id,), "one") == (1,)
+
+
+def test_reads_run_in_autocommit_and_leave_connections_in_transaction_mode(make_db, local):
+    db = make_db(DATABASE_POOL_MAX_SIZE="1")
+
+    def read(conn: psycopg.Connection) -> tuple[bool, str]:
+        in_block = conn.execute("SELECT now() = statement_timestamp()").fetchone()[0]
+        return conn.autocommit, in_block
+
+    assert db.run_read(read) == (True, True)  # no BEGIN: the statement is its own transaction
+    with pytest.raises(QueryError):
+        db.run_read(lambda conn: conn.execute("SELECT 1/0").fetchone())
+    with db.transaction() as cur:  # the same single pooled connection, back in transaction mode
+        assert cur.connection.autocommit is False
+    local.kill("neon")
+    assert db.run_read(lambda conn: conn.execute("SELECT current_setting('port')").fetchone()) == (
+        str(local.get("supabase").port),)
