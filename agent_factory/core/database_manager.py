@@ -312,16 +312,19 @@ class DatabaseManager:
                 f"unknown provider {name!r}; configured providers: {', '.join(self.failover_order)}"
             ) from None
 
-    def _candidates(self) -> list[Provider]:
+    def _candidates(self) -> Iterator[Provider]:
+        """Yield the active provider, then (only if asked: the hot path stops at the first)
+        the others in failover order from the primary, those known down last."""
         active = self._providers[self._active]
+        yield active
         if not self.failover_enabled:
-            return [active]
+            return
         order = self.failover_order
         start = order.index(self._primary)
         rotation = [self._providers[n] for n in order[start:] + order[:start] if n != active.name]
         up = [p for p in rotation if not (p.healthy is False and p.cache_fresh())]
-        down = [p for p in rotation if p not in up]
-        return [active, *up, *down]
+        yield from up
+        yield from (p for p in rotation if p not in up)
 
     def _run_with_retries(self, provider: Provider, work: Callable[[psycopg.Connection], T], autocommit: bool) -> T:
         for attempt in range(_RETRIES_ON_SAME_PROVIDER + 1):
