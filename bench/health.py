@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from agent_factory.core import DatabaseManager
 
-from .hanging import HangingServer
+from agent_factory.local.hanging import HangingServer
 from .harness import Context, Entry, median, timed
 
 CONNECT_TIMEOUT = 2  # seconds; the smallest libpq accepts, so the benchmark stays short

@@ -21,6 +21,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from agent_factory.config import Config
+from agent_factory.core.provider import connection_kwargs
 
 T = TypeVar("T")
 
@@ -33,15 +34,7 @@ class CachedHealthRouter:
         self._ttl = ttl
         start = config.failover_order.index(config.primary)
         self.order = list(config.failover_order[start:] + config.failover_order[:start])
-        self._kwargs: dict[str, Any] = {
-            "connect_timeout": config.connect_timeout,
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-            "application_name": "agent-factory-bench-reference",
-            "prepare_threshold": None,
-        }
+        self._kwargs = connection_kwargs(config, "agent-factory-bench-reference")
         self._pools: dict[str, ConnectionPool] = {}
         self._health: dict[str, tuple[bool, float]] = {}
         self._lock = threading.Lock()

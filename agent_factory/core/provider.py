@@ -30,6 +30,19 @@ T = TypeVar("T")
 MAX_IDLE_SECONDS = 240.0  # below Neon's 5-minute compute suspend
 
 
+def connection_kwargs(config: Config, application_name: str = "agent-factory") -> dict[str, Any]:
+    """Return the connection settings every provider connection uses (pooled or probe)."""
+    return {
+        "connect_timeout": config.connect_timeout,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "application_name": application_name,
+        "prepare_threshold": None,  # transaction poolers reject prepared statements
+    }
+
+
 class ProviderFailure(Exception):
     """The provider cannot serve this request (internal to the core package)."""
 
@@ -75,15 +88,7 @@ class Provider:
         self._conninfo = provider.url
         self._password = provider.password
         self._config = config
-        self._kwargs: dict[str, Any] = {
-            "connect_timeout": config.connect_timeout,
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-            "application_name": "agent-factory",
-            "prepare_threshold": None,  # transaction poolers reject prepared statements
-        }
+        self._kwargs = connection_kwargs(config)
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self.healthy: bool | None = None

@@ -9,7 +9,7 @@ import pytest
 
 from agent_factory.errors import ConfigError
 
-from .hanging import HangingServer
+from agent_factory.local.hanging import HangingServer
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""A TCP server on 127.0.0.1 that accepts connections and never answers: a hung provider."""
+"""A TCP server on 127.0.0.1 that accepts connections and never answers: a hung provider.
+
+For fault drills, tests and benchmarks: a provider that accepts TCP and never
+speaks is the case that bounds health checks by the connect timeout.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ class HangingServer:
         self.port = self._sock.getsockname()[1]
         self._clients: list[socket.socket] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread = threading.Thread(target=self._accept, name="hanging-server", daemon=True)
         self._thread.start()
 
     def url(self) -> str:
@@ -37,3 +41,9 @@ class HangingServer:
         for client in self._clients:
             client.close()
         self._sock.close()
+
+    def __enter__(self) -> HangingServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
