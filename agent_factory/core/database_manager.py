@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Literal, TypeVar
 
 import psycopg
@@ -252,32 +252,30 @@ class DatabaseManager:
         """
         errors: dict[str, str] = {}
         for provider in self._candidates():
-            try:
-                connection = provider.connection()
-                conn = connection.__enter__()
-            except ProviderFailure as failure:
-                self._on_failure(provider, failure, errors, idempotent=True)
-                continue
-            self._switch_after_success(provider, errors)
-            try:
-                with conn.cursor() as cur:
-                    yield cur
-                conn.commit()
-            except BaseException as exc:
-                rollback_quietly(conn)
+            with ExitStack() as stack:
                 try:
-                    provider.raise_classified(exc)
+                    conn = stack.enter_context(provider.connection())
                 except ProviderFailure as failure:
-                    provider.mark_down(failure.reason)
-                    raise ProviderUnavailableError(provider.name, failure.reason) from None
-                except RetrySameProvider:
-                    pass
-                if isinstance(exc, psycopg.Error):
-                    raise QueryError(f"provider {provider.name}: {exc}".strip()) from exc
-                raise
-            finally:
-                connection.__exit__(None, None, None)
-            return
+                    self._on_failure(provider, failure, errors, idempotent=True)
+                    continue
+                self._switch_after_success(provider, errors)
+                try:
+                    with conn.cursor() as cur:
+                        yield cur
+                    conn.commit()
+                except BaseException as exc:
+                    rollback_quietly(conn)
+                    try:
+                        provider.raise_classified(exc)
+                    except ProviderFailure as failure:
+                        provider.mark_down(failure.reason)
+                        raise ProviderUnavailableError(provider.name, failure.reason) from None
+                    except RetrySameProvider:
+                        pass
+                    if isinstance(exc, psycopg.Error):
+                        raise QueryError(f"provider {provider.name}: {exc}".strip()) from exc
+                    raise
+                return
         raise AllProvidersDownError(errors)
 
     @contextmanager
@@ -288,19 +286,17 @@ class DatabaseManager:
         The caller manages transactions; the connection is returned to the pool on exit.
         """
         provider = self._provider(name)
-        try:
-            connection = provider.connection()
-            conn = connection.__enter__()
-        except ProviderFailure as failure:
-            provider.mark_down(failure.reason)
-            raise ProviderUnavailableError(name, failure.reason) from None
-        try:
-            yield conn
-        except BaseException:
-            rollback_quietly(conn)
-            raise
-        finally:
-            connection.__exit__(None, None, None)
+        with ExitStack() as stack:
+            try:
+                conn = stack.enter_context(provider.connection())
+            except ProviderFailure as failure:
+                provider.mark_down(failure.reason)
+                raise ProviderUnavailableError(name, failure.reason) from None
+            try:
+                yield conn
+            except BaseException:
+                rollback_quietly(conn)
+                raise
 
     # ---- routing ----------------------------------------------------------------
 
