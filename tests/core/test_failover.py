@@ -84,7 +84,10 @@ def test_sigkill_of_primary_during_concurrent_writes_loses_no_acknowledged_write
 
     events = StateStore(db.config.state_dir).failovers()
     assert [(e.from_provider, e.to_provider) for e in events][:1] == [("neon", "supabase")]
-    assert "connection refused" in events[0].reason or "closed" in events[0].reason
+    # Which failure the first writer sees depends on the race with the dying
+    # postmaster: refused, closed, or a backend's 57P01 notice. All three fail over.
+    assert any(r in events[0].reason for r in ("connection refused", "server closed the connection", "[57P01]")), \
+        events[0].reason
 
 
 def test_fail_back_after_primary_restarts_and_passes_checks(db, local):
