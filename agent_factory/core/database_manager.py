@@ -211,6 +211,16 @@ class DatabaseManager:
         """
         return self._run(work, idempotent=True, autocommit=True)
 
+    def run_statement(self, work: Callable[[psycopg.Connection], T], *, idempotent: bool) -> T:
+        """Run single-statement `work(conn)` in autocommit: one round trip, atomic by itself.
+
+        For writes that are one statement (an upsert, a CTE that writes several tables):
+        PostgreSQL runs a single statement atomically, so no BEGIN/COMMIT is needed.
+        `idempotent` says whether the statement may be replayed when its outcome is unknown.
+        Raises as `run_in_transaction`.
+        """
+        return self._run(work, idempotent=idempotent, autocommit=True)
+
     def _run(self, work: Callable[[psycopg.Connection], T], *, idempotent: bool, autocommit: bool) -> T:
         errors: dict[str, str] = {}
         for provider in self._candidates():
