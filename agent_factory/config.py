@@ -58,6 +58,9 @@ class Config:
     pool_min_size: int = 1
     pool_max_size: int = 10
     pool_timeout: float = 5.0
+    pool_max_waiting: int = 100
+    pool_max_lifetime: float = 1800.0
+    pool_max_idle: float = 240.0
     connect_timeout: int = 5
     health_ttl: float = 60.0
     failback_checks: int = 3
@@ -138,6 +141,9 @@ def _parse(values: Mapping[str, str]) -> Config:
         pool_min_size=min_size,
         pool_max_size=max_size,
         pool_timeout=env_float(values, "DATABASE_POOL_TIMEOUT", 5.0),
+        pool_max_waiting=env_int(values, "DATABASE_POOL_MAX_WAITING", 100, minimum=0),
+        pool_max_lifetime=env_float(values, "DATABASE_POOL_MAX_LIFETIME", 1800.0, minimum=1.0),
+        pool_max_idle=env_float(values, "DATABASE_POOL_MAX_IDLE", 240.0, minimum=1.0),
         connect_timeout=env_int(values, "DATABASE_CONNECT_TIMEOUT", 5, minimum=2),  # libpq minimum
         health_ttl=env_float(values, "DATABASE_HEALTH_TTL", 60.0, minimum=0.0),
         failback_checks=env_int(values, "DATABASE_FAILBACK_CHECKS", 3, minimum=1),

@@ -46,6 +46,16 @@ class AllProvidersDownError(DatabaseError):
         self.errors = dict(errors)
 
 
+class ManagerClosedError(DatabaseError):
+    """The `DatabaseManager` was closed; it serves no more requests."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this DatabaseManager was closed and serves no more requests; create a new one, "
+            "or use agent_factory.core.default_manager() for the process's shared manager"
+        )
+
+
 class PoolExhaustedError(DatabaseError):
     """The provider is up but every pooled connection stayed busy past the timeout."""
 

@@ -3,14 +3,18 @@
 Routing rules (see docs/FAILOVER.md):
 
 - Work goes to the *active* provider: the primary, or the backup it failed over to.
-- A connection-class error (no SQLSTATE, class 08, 57P01-57P03) or a pool that
-  cannot open connections marks the provider down at once and moves the work
-  to the next provider in the failover order, starting from the primary.
+- A connection-class error (no SQLSTATE, class 08, 57P01-57P03) on one
+  connection discards that connection and retries the work once on a fresh
+  connection of the same provider; only when that fails too (the provider is
+  down) does the work move to the next provider in the failover order.
+- Switching is compare-and-set: a request moves traffic only away from the
+  provider it started on, and only because it saw that provider fail.
 - 40001/40P01 are retried on the same provider; every other server error is
   raised at once as `QueryError`, with no failover.
 - A pool exhausted by load raises `PoolExhaustedError`: never a failover.
 - After a failover a watcher probes the primary every DATABASE_HEALTH_TTL
-  seconds and fails back after DATABASE_FAILBACK_CHECKS consecutive passes.
+  seconds; after DATABASE_FAILBACK_CHECKS consecutive passes it merges the
+  writes made on the backup into the primary, then fails back.
 """
 
 from __future__ import annotations
@@ -31,11 +35,15 @@ from ..errors import (
     AllProvidersDownError,
     CommitOutcomeUnknownError,
     ConfigError,
+    ManagerClosedError,
     ProviderUnavailableError,
     QueryError,
 )
 from ..state.store import StateStore
 from .provider import HealthResult, Provider, ProviderFailure, RetrySameProvider, rollback_quietly
+
+FailbackSync = Callable[["DatabaseManager", str, str], int]
+"""`sync(manager, backup, primary)`: merge the backup's writes into the primary, return the rows moved."""
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +59,13 @@ class DatabaseManager:
     Opens no connection until first used. Thread-safe: share one per process.
     """
 
-    def __init__(self, config: Config | None = None, *, state: StateStore | None = None) -> None:
+    def __init__(self, config: Config | None = None, *, state: StateStore | None = None,
+                 failback_sync: FailbackSync | None = None) -> None:
+        """Build the manager from `config` (default: the environment and `.env`).
+
+        `failback_sync` merges a backup's writes into the primary before a
+        fail-back (default: `agent_factory.replication`'s merge). Raises `ConfigError`.
+        """
         self.config = config if config is not None else load_config()
         self.failover_enabled: bool = self.config.failover_enabled
         self.failover_order: list[str] = list(self.config.failover_order)
@@ -63,6 +77,8 @@ class DatabaseManager:
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-factory-events")
+        self._failback_sync = failback_sync if failback_sync is not None else _merge_into_primary
 
     def __repr__(self) -> str:
         return (
@@ -96,24 +112,42 @@ class DatabaseManager:
 
         Raises `ConfigError` (a `ValueError`) naming the configured providers if `name` is unknown.
         """
+        self._ensure_open()
         if name not in self._providers:
             raise ConfigError(f"unknown provider {name!r}; configured providers: {', '.join(self.failover_order)}")
         with self._lock:
             self._primary = name
-        self._switch(name, "set_provider: operator chose this provider")
+            previous, self._active = self._active, name
+        if previous != name:
+            self._announce(previous, name, "set_provider: operator chose this provider")
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called; a closed manager raises `ManagerClosedError` when used."""
+        return self._closed.is_set()
 
     def close(self) -> None:
-        """Stop the fail-back watcher and close every pool."""
+        """Stop the fail-back watcher, write pending failover events and close every pool."""
         self._closed.set()
+        with self._lock:
+            watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=max(self.config.health_ttl, 0.1) + self.config.connect_timeout + 1)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        self._recorder.shutdown(wait=True)
         for provider in self._providers.values():
             provider.close()
+
+    def _ensure_open(self) -> None:
+        if self._closed.is_set():
+            raise ManagerClosedError()
 
     # ---- health ---------------------------------------------------------------
 
     def health_check(self, name: str | None = None, *, force: bool = False) -> bool:
         """Return whether `name` (default: the active provider) is healthy, cached DATABASE_HEALTH_TTL s."""
+        self._ensure_open()
         provider = self._provider(name or self._active)
         if force or not provider.cache_fresh():
             provider.probe()
@@ -128,6 +162,7 @@ class DatabaseManager:
 
     def health_details(self, *, force: bool = False) -> dict[str, HealthResult]:
         """Return the latest `HealthResult` of every provider, probing stale ones concurrently."""
+        self._ensure_open()
         stale = [p for p in self._providers.values() if force or not p.cache_fresh()]
         if stale:
             list(self._pool_executor().map(lambda p: p.probe(), stale))
@@ -222,71 +257,77 @@ class DatabaseManager:
         return self._run(work, idempotent=idempotent, autocommit=True)
 
     def _run(self, work: Callable[[psycopg.Connection], T], *, idempotent: bool, autocommit: bool) -> T:
+        return self._serve(lambda provider: self._run_with_retries(provider, work, autocommit, idempotent),
+                           idempotent=idempotent)
+
+    def _serve(self, attempt: Callable[[Provider], T], *, idempotent: bool) -> T:
+        """Call `attempt(provider)` on the active provider, then on the next ones while providers are down."""
+        self._ensure_open()
         errors: dict[str, str] = {}
+        started_on: str | None = None
         for provider in self._candidates():
+            started_on = started_on or provider.name
             try:
-                result = self._run_with_retries(provider, work, autocommit)
+                result = attempt(provider)
             except ProviderFailure as failure:
                 self._on_failure(provider, failure, errors, idempotent=idempotent)
                 continue
-            self._switch_after_success(provider, errors)
+            if provider.name != started_on:
+                self._switch_from(started_on, provider.name, f"{started_on} failed: {errors[started_on]}")
             return result
         raise AllProvidersDownError(errors)
 
     def _on_failure(self, provider: Provider, failure: ProviderFailure, errors: dict[str, str], *,
                     idempotent: bool) -> None:
-        """Mark the provider down and decide whether the work may move to the next one."""
-        errors[provider.name] = failure.reason
-        provider.mark_down(failure.reason)
-        logger.warning("provider %s failed on real traffic: %s", provider.name, failure.reason)
+        """Decide whether work that `provider` failed may move to the next provider."""
         if failure.commit_unknown and not idempotent:
             raise CommitOutcomeUnknownError(
                 f"the connection to provider {provider.name} broke during COMMIT ({failure.reason}); "
                 "the write may or may not have been applied, so it was not replayed elsewhere. "
                 "Check the data before retrying."
             ) from None
+        errors[provider.name] = failure.reason
+        logger.warning("provider %s cannot serve: %s", provider.name, failure.reason)
         if not self.failover_enabled:
             raise ProviderUnavailableError(provider.name, failure.reason) from None
-
-    def _switch_after_success(self, provider: Provider, errors: dict[str, str]) -> None:
-        if provider.name != self._active:
-            self._switch(provider.name, f"{self._active} failed: {errors.get(self._active, 'unhealthy')}")
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
         """Yield a cursor in one transaction on the active provider; commit on exit, roll back on error.
 
         Failover happens only while obtaining the connection: a body interrupted by a
-        connection error cannot be replayed, so it raises `ProviderUnavailableError`.
+        connection error cannot be replayed, so it raises `ProviderUnavailableError`
+        (`CommitOutcomeUnknownError` if it broke during COMMIT); the provider is
+        probed and marked down only if the probe fails too.
         Use `run_in_transaction` for work that should be replayed on failover.
         """
-        errors: dict[str, str] = {}
-        for provider in self._candidates():
-            with ExitStack() as stack:
+        with ExitStack() as stack:
+            provider, conn = self._serve(lambda p: (p, stack.enter_context(p.connection())), idempotent=True)
+            phase = "work"
+            try:
+                with conn.cursor() as cur:
+                    yield cur
+                phase = "commit"
+                conn.commit()
+            except BaseException as exc:
+                rollback_quietly(conn)
                 try:
-                    conn = stack.enter_context(provider.connection())
+                    provider.raise_classified(exc, commit_unknown=phase == "commit")
                 except ProviderFailure as failure:
-                    self._on_failure(provider, failure, errors, idempotent=True)
-                    continue
-                self._switch_after_success(provider, errors)
-                try:
-                    with conn.cursor() as cur:
-                        yield cur
-                    conn.commit()
-                except BaseException as exc:
-                    rollback_quietly(conn)
-                    try:
-                        provider.raise_classified(exc)
-                    except ProviderFailure as failure:
-                        provider.mark_down(failure.reason)
-                        raise ProviderUnavailableError(provider.name, failure.reason) from None
-                    except RetrySameProvider:
-                        pass
-                    if isinstance(exc, psycopg.Error):
-                        raise QueryError(f"provider {provider.name}: {exc}".strip()) from exc
-                    raise
-                return
-        raise AllProvidersDownError(errors)
+                    provider.confirm_down(failure.reason)
+                    if failure.commit_unknown:
+                        raise CommitOutcomeUnknownError(
+                            f"the connection to provider {provider.name} broke during COMMIT ({failure.reason}); "
+                            "the transaction may or may not have been applied. Check the data before retrying."
+                        ) from None
+                    raise ProviderUnavailableError(
+                        provider.name, f"{failure.reason}; the transaction was rolled back, retry it"
+                    ) from None
+                except RetrySameProvider:
+                    pass
+                if isinstance(exc, psycopg.Error):
+                    raise QueryError(f"provider {provider.name}: {exc}".strip()) from exc
+                raise
 
     @contextmanager
     def provider_connection(self, name: str) -> Iterator[psycopg.Connection]:
@@ -295,12 +336,12 @@ class DatabaseManager:
         Raises `ConfigError` for an unknown name and `ProviderUnavailableError` when it cannot serve.
         The caller manages transactions; the connection is returned to the pool on exit.
         """
+        self._ensure_open()
         provider = self._provider(name)
         with ExitStack() as stack:
             try:
                 conn = stack.enter_context(provider.connection())
             except ProviderFailure as failure:
-                provider.mark_down(failure.reason)
                 raise ProviderUnavailableError(name, failure.reason) from None
             try:
                 yield conn
@@ -332,10 +373,11 @@ class DatabaseManager:
         yield from up
         yield from (p for p in rotation if p not in up)
 
-    def _run_with_retries(self, provider: Provider, work: Callable[[psycopg.Connection], T], autocommit: bool) -> T:
+    def _run_with_retries(self, provider: Provider, work: Callable[[psycopg.Connection], T], autocommit: bool,
+                          idempotent: bool) -> T:
         for attempt in range(_RETRIES_ON_SAME_PROVIDER + 1):
             try:
-                return provider.run(work, autocommit=autocommit)
+                return provider.run(work, autocommit=autocommit, idempotent=idempotent)
             except RetrySameProvider:
                 if attempt == _RETRIES_ON_SAME_PROVIDER:
                     raise QueryError(
@@ -347,41 +389,84 @@ class DatabaseManager:
                 raise QueryError(f"provider {provider.name}: {exc}".strip()) from exc
         raise AssertionError("unreachable")
 
-    def _switch(self, to: str, reason: str) -> None:
+    def _switch_from(self, expected: str, to: str, reason: str) -> None:
+        """Move traffic from `expected` to `to`, only if `expected` is still the active provider."""
         with self._lock:
-            previous = self._active
-            if previous == to:
-                return
+            if self._active != expected:
+                return  # another request or the watcher moved traffic already
             self._active = to
+            if to != self._primary:
+                self._start_failback_watcher()
+        self._announce(expected, to, reason)
+
+    def _announce(self, previous: str, to: str, reason: str) -> None:
+        """Log a switch and record it in the state store without making the caller wait."""
         kind = "fail-back" if to == self._primary else "failover"
         logger.warning("%s from provider %s to provider %s: %s", kind, previous, to, reason)
+        try:
+            self._recorder.submit(self._record, previous, to, reason)
+        except RuntimeError:  # closed: record in this thread
+            self._record(previous, to, reason)
+
+    def _record(self, previous: str, to: str, reason: str) -> None:
         try:
             self._state.record_failover(previous, to, reason)
         except Exception:  # recording must never stop traffic
             logger.exception("could not record the switch from %s to %s in the state store", previous, to)
-        if to != self._primary:
-            self._start_failback_watcher()
 
     def _start_failback_watcher(self) -> None:
-        with self._lock:
-            if self._watcher is not None and self._watcher.is_alive():
-                return
-            self._watcher = threading.Thread(target=self._watch_primary, name="agent-factory-failback", daemon=True)
-            self._watcher.start()
+        """Start the watcher unless one is running; call with `self._lock` held."""
+        if self._watcher is not None or self._closed.is_set():
+            return
+        self._watcher = threading.Thread(target=self._watch_primary, name="agent-factory-failback", daemon=True)
+        self._watcher.start()
 
     def _watch_primary(self) -> None:
+        """Probe the primary until it passes DATABASE_FAILBACK_CHECKS checks in a row, then fail back."""
         interval = max(self.config.health_ttl, 0.1)
-        while not self._closed.wait(interval):
-            if self._active == self._primary:
-                return
-            primary = self._providers[self._primary]
-            primary.probe()
-            if primary.consecutive_ok >= self.config.failback_checks:
-                self._switch(
-                    self._primary,
-                    f"primary passed {self.config.failback_checks} consecutive health checks",
-                )
-                return
+        try:
+            while not self._closed.wait(interval):
+                with self._lock:
+                    backup, primary_name = self._active, self._primary
+                    if backup == primary_name:
+                        self._watcher = None
+                        return
+                primary = self._providers[primary_name]
+                primary.probe()
+                if primary.consecutive_ok >= self.config.failback_checks and self._fail_back(backup, primary_name):
+                    return
+        finally:
+            with self._lock:
+                if self._watcher is threading.current_thread():
+                    self._watcher = None
+                    if self._active != self._primary and not self._closed.is_set():
+                        self._start_failback_watcher()  # a failover raced with this watcher's exit
+
+    def _fail_back(self, backup: str, primary: str) -> bool:
+        """Merge `backup`'s writes into `primary`, switch, merge once more; return whether traffic moved."""
+        try:
+            moved = self._failback_sync(self, backup, primary)
+        except Exception as exc:  # the sync's own errors name the table and provider
+            reason = f"fail-back to {primary} postponed: merging the writes made on {backup} failed: {exc}"
+            logger.warning("%s", reason)
+            self._record(backup, backup, reason)
+            self._providers[primary].consecutive_ok = 0
+            return False
+        with self._lock:
+            if self._active != backup or self._primary != primary:
+                return self._active == self._primary
+            self._active = primary
+        self._announce(backup, primary, f"primary passed {self.config.failback_checks} consecutive health "
+                                        f"checks; merged {moved} rows written on {backup} during the failover")
+        try:  # writes that were in flight on the backup while traffic moved
+            late = self._failback_sync(self, backup, primary)
+            if late:
+                logger.info("merged %d late rows from provider %s into provider %s after fail-back",
+                            late, backup, primary)
+        except Exception as exc:
+            logger.warning("merging late writes from provider %s into provider %s after fail-back failed: %s; "
+                           "run `agent-factory sync --from %s --to %s`", backup, primary, exc, backup, primary)
+        return True
 
     def _pool_executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -390,3 +475,28 @@ class DatabaseManager:
                     max_workers=max(len(self._providers), 1), thread_name_prefix="agent-factory-health"
                 )
             return self._executor
+
+
+def _merge_into_primary(manager: DatabaseManager, backup: str, primary: str) -> int:
+    """Merge what was written on `backup` into `primary` (the default fail-back sync)."""
+    from ..replication import sync_pair  # the merge engine builds on this module
+
+    return sync_pair(manager, backup, primary).rows_copied
+
+
+_default: DatabaseManager | None = None
+_default_lock = threading.Lock()
+
+
+def default_manager() -> DatabaseManager:
+    """Return the process's shared `DatabaseManager`, made from the configuration on first use.
+
+    Storages, `KnowledgeBase`, `Settings` and ops built without a manager all use
+    this one, so one process serves everything from one active provider. A
+    closed default is replaced by a new one. Raises `ConfigError`.
+    """
+    global _default
+    with _default_lock:
+        if _default is None or _default.closed:
+            _default = DatabaseManager()
+        return _default

@@ -3,6 +3,11 @@
 The pool is opened lazily, after a direct probe shows the provider reachable,
 and closed when the provider is marked down, so that a dead provider costs no
 background reconnect attempts and waiting clients are released at once.
+
+A checkout costs no round trip: the pool does not test connections. A stale
+connection (terminated backend, pooler recycling, TCP reset) is found by its
+first failing statement; `run` then retries the work once on a fresh direct
+connection, and only if that fails too is the provider marked down.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
 from ..config import Config, ProviderConfig
 from ..errors import PoolExhaustedError
@@ -27,11 +32,14 @@ from .sqlstate import Action, classify, describe
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_IDLE_SECONDS = 240.0  # below Neon's 5-minute compute suspend
 
+def connection_kwargs(config: Config, application_name: str = "agent-factory",
+                      prepared_statements: bool = False) -> dict[str, Any]:
+    """Return the connection settings every provider connection uses (pooled or probe).
 
-def connection_kwargs(config: Config, application_name: str = "agent-factory") -> dict[str, Any]:
-    """Return the connection settings every provider connection uses (pooled or probe)."""
+    `prepared_statements` lets psycopg prepare statements run often (off behind
+    a transaction pooler, which rejects them).
+    """
     return {
         "connect_timeout": config.connect_timeout,
         "keepalives": 1,
@@ -39,33 +47,27 @@ def connection_kwargs(config: Config, application_name: str = "agent-factory") -
         "keepalives_interval": 10,
         "keepalives_count": 3,
         "application_name": application_name,
-        "prepare_threshold": None,  # transaction poolers reject prepared statements
+        "prepare_threshold": 5 if prepared_statements else None,
     }
 
 
 class ProviderFailure(Exception):
-    """The provider cannot serve this request (internal to the core package)."""
+    """The provider could not serve this request (internal to the core package).
 
-    def __init__(self, reason: str, commit_unknown: bool = False) -> None:
+    `confirmed` is true once a direct connection failed too (the provider is
+    down, not just one connection); `commit_unknown` when the work may have
+    been applied before the connection broke.
+    """
+
+    def __init__(self, reason: str, commit_unknown: bool = False, confirmed: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.commit_unknown = commit_unknown
+        self.confirmed = confirmed
 
 
 class RetrySameProvider(Exception):
     """A serialization failure or deadlock: the work may be retried on the same provider."""
-
-
-class _Unreachable(BaseException):
-    """Raised from the pool's check callback to stop its wait loop at once.
-
-    psycopg_pool retries a failed check until its timeout, but lets a
-    BaseException through; the provider turns it into a `ProviderFailure`.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Provider:
         self._kwargs = connection_kwargs(config)
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
+        self._checking = threading.Lock()
         self.healthy: bool | None = None
         self.last_error: str | None = None
         self.last_checked: datetime | None = None
@@ -153,7 +156,7 @@ class Provider:
         # client wait the whole DATABASE_POOL_TIMEOUT before failing over.
         result = self.probe()
         if not result.healthy:
-            raise ProviderFailure(result.error or "unreachable")
+            raise ProviderFailure(result.error or "unreachable", confirmed=True)
         with self._lock:
             if self._pool is None:
                 self._pool = ConnectionPool(
@@ -162,8 +165,9 @@ class Provider:
                     min_size=self._config.pool_min_size,
                     max_size=self._config.pool_max_size,
                     timeout=self._config.pool_timeout,
-                    max_idle=MAX_IDLE_SECONDS,
-                    check=self._check,
+                    max_waiting=self._config.pool_max_waiting,
+                    max_lifetime=self._config.pool_max_lifetime,
+                    max_idle=self._config.pool_max_idle,
                     name=f"agent_factory.{self.name}",
                     open=False,
                 )
@@ -171,14 +175,21 @@ class Provider:
                 logger.info("opened pool for provider %s (%s)", self.name, self.host)
             return self._pool
 
-    def _check(self, conn: psycopg.Connection) -> None:
-        try:
-            ConnectionPool.check_connection(conn)
-        except Exception:
-            result = self.probe()
-            if not result.healthy:
-                raise _Unreachable(result.error or "unreachable") from None
-            raise
+    def _check_pool_async(self) -> None:
+        """Test the idle pooled connections in the background, replacing dead ones (one check at a time)."""
+        pool = self._pool
+        if pool is None or not self._checking.acquire(blocking=False):
+            return
+
+        def check() -> None:
+            try:
+                pool.check()
+            except Exception as exc:  # a closed pool, a provider going down: the next request finds out
+                logger.debug("checking the pool of provider %s failed: %s", self.name, exc)
+            finally:
+                self._checking.release()
+
+        threading.Thread(target=check, name=f"check-pool-{self.name}", daemon=True).start()
 
     def _close_pool_async(self) -> None:
         with self._lock:
@@ -206,8 +217,10 @@ class Provider:
     def connection(self) -> Iterator[psycopg.Connection]:
         """Yield a pooled connection and give it back; failures to obtain one are classified.
 
+        The connection is not tested first: it may turn out broken on first use.
         Raises `ProviderFailure` when the provider cannot give a connection and
-        `PoolExhaustedError` when every connection stays busy past DATABASE_POOL_TIMEOUT.
+        `PoolExhaustedError` when every connection stays busy past DATABASE_POOL_TIMEOUT
+        or DATABASE_POOL_MAX_WAITING requests already wait.
         """
         pool, conn = self._acquire()
         try:
@@ -215,32 +228,57 @@ class Provider:
         finally:
             pool.putconn(conn)
 
-    def run(self, work: Callable[[psycopg.Connection], T], *, autocommit: bool = False) -> T:
-        """Run `work(conn)` in one transaction on a pooled connection and commit it.
+    def run(self, work: Callable[[psycopg.Connection], T], *, autocommit: bool, idempotent: bool) -> T:
+        """Run `work(conn)` on a pooled connection (one transaction, or autocommit) and return its result.
 
-        With `autocommit=True` each statement commits by itself and no BEGIN or
-        COMMIT is sent: for single-statement reads, two round trips fewer.
-        Raises `ProviderFailure` when the provider cannot serve, `RetrySameProvider`
-        on serialization failures, `PoolExhaustedError` when every connection
-        stays busy, and the original error for everything else.
+        A connection-class error on the pooled connection discards it; unless
+        the outcome is unknown for a non-idempotent write, the work runs once
+        more on a fresh direct connection. Only when that connection fails too
+        is the provider marked down and `ProviderFailure(confirmed=True)` raised.
+        Raises `RetrySameProvider` on serialization failures, `PoolExhaustedError`
+        when every connection stays busy, and the original error for the rest.
         """
-        with self.connection() as conn:
-            if autocommit:
-                conn.autocommit = True
-            phase = "work"
-            try:
-                result = work(conn)
-                if not autocommit:
-                    phase = "commit"
-                    conn.commit()
-                return result
-            except BaseException as exc:
-                rollback_quietly(conn)
-                self.raise_classified(exc, commit_unknown=phase == "commit")
+        try:
+            with self.connection() as conn:
+                return self._execute(conn, work, autocommit=autocommit, idempotent=idempotent)
+        except ProviderFailure as failure:
+            if failure.confirmed or (failure.commit_unknown and not idempotent):
                 raise
-            finally:
-                if autocommit:
-                    _restore_transactions(conn)
+            logger.info("a connection to provider %s broke (%s); retrying on a fresh connection",
+                        self.name, failure.reason)
+        self._check_pool_async()
+        try:
+            fresh = psycopg.connect(self._conninfo, **self._kwargs)
+        except psycopg.Error as exc:
+            reason = describe(exc, self._password)
+            self.mark_down(reason)
+            raise ProviderFailure(reason, confirmed=True) from None
+        with fresh:
+            try:
+                return self._execute(fresh, work, autocommit=autocommit, idempotent=idempotent)
+            except ProviderFailure as failure:
+                self.mark_down(failure.reason)
+                raise ProviderFailure(failure.reason, failure.commit_unknown, confirmed=True) from None
+
+    def _execute(self, conn: psycopg.Connection, work: Callable[[psycopg.Connection], T], *,
+                 autocommit: bool, idempotent: bool) -> T:
+        if autocommit:
+            conn.autocommit = True
+        # In autocommit a statement may have been applied before its connection broke.
+        phase = "commit" if autocommit and not idempotent else "work"
+        try:
+            result = work(conn)
+            if not autocommit:
+                phase = "commit"
+                conn.commit()
+            return result
+        except BaseException as exc:
+            rollback_quietly(conn)
+            self.raise_classified(exc, commit_unknown=phase == "commit")
+            raise
+        finally:
+            if autocommit:
+                _restore_transactions(conn)
 
     def raise_classified(self, exc: BaseException, commit_unknown: bool = False) -> None:
         """Turn a connection-class error into `ProviderFailure` and a retryable one into `RetrySameProvider`."""
@@ -250,21 +288,35 @@ class Provider:
         if action is Action.RETRY:
             raise RetrySameProvider(str(exc)) from exc
 
+    def confirm_down(self, reason: str) -> bool:
+        """Probe the provider after `reason` was seen on one connection; mark it down if the probe fails.
+
+        Returns whether the provider is down. Bounded by DATABASE_CONNECT_TIMEOUT.
+        """
+        if self.probe().healthy:
+            self._check_pool_async()
+            return False
+        logger.warning("provider %s confirmed down after %s", self.name, reason)
+        return True
+
     def _acquire(self) -> tuple[ConnectionPool, psycopg.Connection]:
         pool = self._ensure_pool()
         try:
             return pool, pool.getconn()
-        except _Unreachable as exc:
-            raise ProviderFailure(exc.reason) from None
         except PoolClosed:
-            raise ProviderFailure(self.last_error or "pool closed: provider marked down") from None
+            raise ProviderFailure(self.last_error or "pool closed: provider marked down", confirmed=True) from None
+        except TooManyRequests:
+            raise PoolExhaustedError(
+                f"provider {self.name}: {self._config.pool_max_waiting} requests are already waiting for a "
+                "connection; raise DATABASE_POOL_MAX_WAITING or DATABASE_POOL_MAX_SIZE, or reduce concurrency"
+            ) from None
         except PoolTimeout:
             stats = pool.get_stats()
             busy = stats.get("pool_size", 0) - stats.get("pool_available", 0)
             if busy < self._config.pool_max_size:
                 result = self.probe()
                 if not result.healthy:
-                    raise ProviderFailure(result.error or "unreachable") from None
+                    raise ProviderFailure(result.error or "unreachable", confirmed=True) from None
             raise PoolExhaustedError(
                 f"couldn't get a connection after {self._config.pool_timeout:.2f} sec from provider "
                 f"{self.name}: all {busy} connections are busy; raise DATABASE_POOL_MAX_SIZE or "

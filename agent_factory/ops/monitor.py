@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from ..core import DatabaseManager
+from ..core import DatabaseManager, default_manager
 from ..core.sqlstate import describe
 from ..errors import AgentFactoryError
 from ..redact import scrub
@@ -311,28 +311,23 @@ def run_monitor_loop(seconds: float, db: DatabaseManager | None = None, store: S
     """
     if seconds <= 0:
         raise ValueError("seconds must be positive")
-    own_db = db is None
-    db = db if db is not None else DatabaseManager()
+    db = db if db is not None else default_manager()
     store = store if store is not None else StateStore(db.config.state_dir)
     settings = settings if settings is not None else settings_from_env()
     channels = list(channels) if channels is not None else channels_from_env(timeout=settings.delivery_timeout)
     stop = stop or threading.Event()
     last: MonitorResult | None = None
     runs = 0
-    try:
-        while count is None or runs < count:
-            started = time.monotonic()
-            try:
-                last = run_monitor_once(db, store, channels, settings=settings)
-            except Exception:
-                logger.exception("monitor run failed; trying again in %s s", seconds)
-            else:
-                if on_result is not None:
-                    on_result(last)
-            runs += 1
-            if (count is not None and runs >= count) or stop.wait(max(0.0, seconds - (time.monotonic() - started))):
-                break
-    finally:
-        if own_db:
-            db.close()
+    while count is None or runs < count:
+        started = time.monotonic()
+        try:
+            last = run_monitor_once(db, store, channels, settings=settings)
+        except Exception:
+            logger.exception("monitor run failed; trying again in %s s", seconds)
+        else:
+            if on_result is not None:
+                on_result(last)
+        runs += 1
+        if (count is not None and runs >= count) or stop.wait(max(0.0, seconds - (time.monotonic() - started))):
+            break
     return last

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core import DatabaseManager
+from ..core import DatabaseManager, default_manager
 from ..errors import AgentFactoryError, ConfigError
 from ..redact import scrub
 from .schema_ops import schema_verify
@@ -94,19 +94,14 @@ def verify(db: DatabaseManager | None = None) -> VerifyReport:
     """
     run = _Run()
     run.imports()
-    owned = db is None
     if db is None:
         db = run.build_manager()
-    try:
-        if db is not None:
-            run.manager(db)
-            run.health(db)
-            run.round_trip(db)
-            run.knowledge(db)
-            run.schema(db)
-    finally:
-        if owned and db is not None:
-            db.close()
+    if db is not None:
+        run.manager(db)
+        run.health(db)
+        run.round_trip(db)
+        run.knowledge(db)
+        run.schema(db)
     return run.report()
 
 
@@ -150,7 +145,7 @@ class _Run:
 
     def build_manager(self) -> DatabaseManager | None:
         try:
-            return DatabaseManager()
+            return default_manager()
         except ConfigError as exc:
             self.config_error = str(exc)
             test = self.test("Testing DatabaseManager")

@@ -187,23 +187,6 @@ def test_writer_waiting_on_a_concurrent_append_sees_its_messages(db, second, cap
         assert row_count(db, session.session_id, live_only=True) == 0
 
 
-def test_storage_without_db_creates_one_from_configuration(env, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # no .env file here
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    storage = PostgresMemoryStorage()
-    assert storage._db is None  # nothing read or opened at construction
-    try:
-        session = conversation(2)
-        storage.save_session(session)
-        assert storage.load_session(session.session_id) == session
-        assert storage.delete_session(session.session_id)
-        assert storage._db is not None
-    finally:
-        storage.close()
-    assert storage._db is None
-
-
 def test_rows_written_by_other_tools_load_tolerantly(db):
     """A metadata row without last_active and a message without text still load."""
     storage = PostgresMemoryStorage(db)
