@@ -295,14 +295,16 @@ class DatabaseManager:
     def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
         """Yield a cursor in one transaction on the active provider; commit on exit, roll back on error.
 
-        Failover happens only while obtaining the connection: a body interrupted by a
+        The connection is checked first (one round trip; a broken pooled one is
+        replaced by a fresh one). Failover happens only while obtaining the connection: a body interrupted by a
         connection error cannot be replayed, so it raises `ProviderUnavailableError`
         (`CommitOutcomeUnknownError` if it broke during COMMIT); the provider is
         probed and marked down only if the probe fails too.
         Use `run_in_transaction` for work that should be replayed on failover.
         """
         with ExitStack() as stack:
-            provider, conn = self._serve(lambda p: (p, stack.enter_context(p.connection())), idempotent=True)
+            provider, conn = self._serve(lambda p: (p, stack.enter_context(p.checked_connection())),
+                                         idempotent=True)
             phase = "work"
             try:
                 with conn.cursor() as cur:
@@ -331,7 +333,7 @@ class DatabaseManager:
 
     @contextmanager
     def provider_connection(self, name: str) -> Iterator[psycopg.Connection]:
-        """Yield a pooled connection to one named provider, with no failover (for ops work).
+        """Yield a checked connection to one named provider, with no failover (for ops work).
 
         Raises `ConfigError` for an unknown name and `ProviderUnavailableError` when it cannot serve.
         The caller manages transactions; the connection is returned to the pool on exit.
@@ -340,7 +342,7 @@ class DatabaseManager:
         provider = self._provider(name)
         with ExitStack() as stack:
             try:
-                conn = stack.enter_context(provider.connection())
+                conn = stack.enter_context(provider.checked_connection())
             except ProviderFailure as failure:
                 raise ProviderUnavailableError(name, failure.reason) from None
             try:

@@ -228,6 +228,38 @@ class Provider:
         finally:
             pool.putconn(conn)
 
+    @contextmanager
+    def checked_connection(self) -> Iterator[psycopg.Connection]:
+        """Yield a connection known to work: a pooled one that answered a check, else a fresh one.
+
+        For work that cannot be replayed (a `with transaction()` body, ops
+        sessions): the check costs one round trip. A fresh connection is closed
+        on exit. Raises `ProviderFailure(confirmed=True)` when no connection can
+        be made, and `PoolExhaustedError` as `connection()`.
+        """
+        with self.connection() as conn:
+            try:
+                ConnectionPool.check_connection(conn)
+            except psycopg.Error as exc:
+                reason = describe(exc, self._password)
+                logger.info("a pooled connection to provider %s is broken (%s); using a fresh one",
+                            self.name, reason)
+            else:
+                yield conn
+                return
+        self._check_pool_async()
+        with self._fresh_connection() as fresh:
+            yield fresh
+
+    def _fresh_connection(self) -> psycopg.Connection:
+        """Open a direct connection outside the pool; mark the provider down if that fails."""
+        try:
+            return psycopg.connect(self._conninfo, **self._kwargs)
+        except psycopg.Error as exc:
+            reason = describe(exc, self._password)
+            self.mark_down(reason)
+            raise ProviderFailure(reason, confirmed=True) from None
+
     def run(self, work: Callable[[psycopg.Connection], T], *, autocommit: bool, idempotent: bool) -> T:
         """Run `work(conn)` on a pooled connection (one transaction, or autocommit) and return its result.
 
@@ -247,13 +279,7 @@ class Provider:
             logger.info("a connection to provider %s broke (%s); retrying on a fresh connection",
                         self.name, failure.reason)
         self._check_pool_async()
-        try:
-            fresh = psycopg.connect(self._conninfo, **self._kwargs)
-        except psycopg.Error as exc:
-            reason = describe(exc, self._password)
-            self.mark_down(reason)
-            raise ProviderFailure(reason, confirmed=True) from None
-        with fresh:
+        with self._fresh_connection() as fresh:
             try:
                 return self._execute(fresh, work, autocommit=autocommit, idempotent=idempotent)
             except ProviderFailure as failure:

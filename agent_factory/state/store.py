@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -144,6 +145,20 @@ SCHEMA = [
 ]
 
 
+def _use_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Put the file in WAL mode; two first openers race for it, and the loser finds it done."""
+    for _ in range(attempts):
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:  # switching needs the file to itself
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    raise sqlite3.OperationalError("could not put the state store in WAL mode: another process keeps it locked")
+
+
 @dataclass(frozen=True)
 class FailoverEvent:
     """One switch of the serving provider."""
@@ -193,8 +208,8 @@ class StateStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             try:
-                conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA busy_timeout = 30000")
+                _use_wal(conn)
                 for ddl in SCHEMA:
                     conn.execute(ddl)
             finally:

@@ -1,0 +1,193 @@
+"""Routing rules on real servers: retry before failover, compare-and-set switching, events off the hot path."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from psycopg.types.json import Json
+
+from agent_factory.state import StateStore
+
+
+def _events(db, count: int = 0, timeout: float = 5.0) -> list[tuple[str, str, str]]:
+    """Return the failover log, waiting up to `timeout` for at least `count` events (recording is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = [(e.from_provider, e.to_provider, e.reason) for e in StateStore(db.config.state_dir).failovers()]
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
+
+
+def _terminate(local, name: str, where: str = "true") -> int:
+    """Terminate the application's backends on `name` matching `where`; return how many."""
+    with psycopg.connect(local.admin_url(name), autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE usename = 'agent' AND pid <> pg_backend_pid() AND {where}"
+        ).fetchall()
+    return len(rows)
+
+
+def _port(db) -> int:
+    return int(db.execute_query("SELECT current_setting('port')", fetch_mode="one")[0])
+
+
+def test_terminating_the_backend_serving_a_read_retries_it_on_the_same_provider(db, local):
+    result: dict[str, object] = {}
+
+    def slow_read() -> None:
+        try:
+            result["row"] = db.execute_query("SELECT pg_sleep(1.5), current_setting('port')", fetch_mode="one")
+        except Exception as exc:  # asserted below
+            result["error"] = exc
+
+    reader = threading.Thread(target=slow_read)
+    reader.start()
+    deadline = time.monotonic() + 5
+    terminated = 0
+    while not terminated and time.monotonic() < deadline:
+        terminated = _terminate(local, "neon", "query LIKE 'SELECT pg_sleep(1.5)%' AND state = 'active'")
+        time.sleep(0.02)
+    reader.join(timeout=10)
+
+    assert terminated == 1
+    assert "error" not in result, result.get("error")
+    assert int(result["row"][1]) == local.get("neon").port  # retried on neon, not on a backup
+    assert db.active_provider == "neon"
+    assert _events(db, timeout=0.3) == []
+
+
+def test_terminating_every_pooled_connection_moves_nothing(make_db, local):
+    db = make_db(DATABASE_POOL_MIN_SIZE="4")
+    barrier = threading.Barrier(4)
+
+    def hold() -> None:  # make the pool open four connections
+        db.execute_query("SELECT pg_sleep(0.2)")
+        barrier.wait(timeout=5)
+
+    threads = [threading.Thread(target=hold) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _terminate(local, "neon") >= 4
+
+    for _ in range(6):  # reads, a non-idempotent write and a transaction, each on a possibly dead connection
+        assert _port(db) == local.get("neon").port
+    db.execute_query("INSERT INTO agent_messages (id, sender, recipient, payload) VALUES (%s, 'a', 'b', %s)",
+                     (uuid.uuid4(), Json({})), fetch_mode="none")
+    _terminate(local, "neon")
+    with db.transaction() as cur:
+        cur.execute("SELECT 1")
+    assert db.active_provider == "neon"
+    assert _events(db, timeout=0.3) == []
+
+
+def test_a_provider_that_is_really_down_still_fails_over_with_its_reason(db, local):
+    db.execute_query("SELECT 1")
+    local.kill("neon")
+    assert _port(db) == local.get("supabase").port
+    events = _events(db, 1)
+    assert [(f, t) for f, t, _ in events] == [("neon", "supabase")]
+    assert events[0][2].startswith("neon failed: ")
+    assert "unhealthy" not in events[0][2]
+
+
+def test_a_request_finishing_on_the_backup_after_fail_back_moves_nothing(db, local):
+    local.kill("neon")
+    assert _port(db) == local.get("supabase").port
+    result: dict[str, object] = {}
+
+    def slow_read_on_backup() -> None:
+        result["row"] = db.execute_query("SELECT pg_sleep(2), current_setting('port')", fetch_mode="one")
+
+    reader = threading.Thread(target=slow_read_on_backup)
+    reader.start()  # starts on supabase, the active provider
+    local.start("neon")
+    deadline = time.monotonic() + 10
+    while db.active_provider != "neon" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert db.active_provider == "neon"
+    reader.join(timeout=10)
+    assert int(result["row"][1]) == local.get("supabase").port  # it did finish on the backup
+    time.sleep(0.3)
+    assert db.active_provider == "neon"
+    assert [(f, t) for f, t, _ in _events(db, 2)] == [("neon", "supabase"), ("supabase", "neon")]
+
+
+def test_recording_a_failover_never_blocks_the_request(db, local):
+    db.execute_query("SELECT 1")
+    store = StateStore(db.config.state_dir)
+    store.failovers()  # create the file
+    blocker = sqlite3.connect(store.path, timeout=30, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the state store is locked: no writer can record anything
+    try:
+        local.kill("neon")
+        done = threading.Event()
+        port: dict[str, int] = {}
+
+        def request() -> None:
+            port["served_by"] = _port(db)
+            done.set()
+
+        threading.Thread(target=request, daemon=True).start()
+        assert done.wait(timeout=10), "the request waited for the state store"
+        assert port["served_by"] == local.get("supabase").port
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert [(f, t) for f, t, _ in _events(db, 1)] == [("neon", "supabase")]  # recorded once the lock went
+
+
+@pytest.mark.timeout(240)
+def test_eight_writers_through_five_kills_end_on_the_primary_with_one_switch_each_way(make_db, local):
+    db = make_db(DATABASE_HEALTH_TTL="0.3", DATABASE_FAILBACK_CHECKS="2")
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        while not stop.is_set():
+            try:
+                db.execute_query("INSERT INTO agent_messages (id, sender, recipient, payload) "
+                                 "VALUES (%s, 'w', 'r', %s) ON CONFLICT (id) DO NOTHING",
+                                 (uuid.uuid4(), Json({})), fetch_mode="none", idempotent=True)
+            except Exception as exc:  # asserted below
+                failures.append(exc)
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for cycle in range(5):
+            time.sleep(0.5)
+            local.kill("neon")
+            deadline = time.monotonic() + 10
+            while db.active_provider != "supabase" and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert db.active_provider == "supabase", f"cycle {cycle}: no failover"
+            time.sleep(0.5)
+            local.start("neon")
+            deadline = time.monotonic() + 20
+            while db.active_provider != "neon" and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert db.active_provider == "neon", f"cycle {cycle}: no fail-back"
+            time.sleep(0.5)  # requests still in flight on supabase finish: they must not switch back
+            assert db.active_provider == "neon", f"cycle {cycle}: fail-back undone"
+            events = _events(db, 2 * (cycle + 1))
+            assert [(f, t) for f, t, _ in events] == [("neon", "supabase"), ("supabase", "neon")] * (cycle + 1)
+            failover, failback = events[-2][2], events[-1][2]
+            assert failover.startswith("neon failed: ") and "unhealthy" not in failover
+            assert failback.startswith("primary passed 2 consecutive health checks")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert db.active_provider == "neon"
+    assert not failures, failures[:3]  # idempotent writes move with the traffic: none fails
