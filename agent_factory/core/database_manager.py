@@ -303,8 +303,11 @@ class DatabaseManager:
         Use `run_in_transaction` for work that should be replayed on failover.
         """
         with ExitStack() as stack:
-            provider, conn = self._serve(lambda p: (p, stack.enter_context(p.checked_connection())),
-                                         idempotent=True)
+            def attempt(p: Provider) -> tuple[Provider, psycopg.Connection]:
+                stack.enter_context(p.in_flight())
+                return p, stack.enter_context(p.checked_connection())
+
+            provider, conn = self._serve(attempt, idempotent=True)
             phase = "work"
             try:
                 with conn.cursor() as cur:
@@ -379,7 +382,8 @@ class DatabaseManager:
                           idempotent: bool) -> T:
         for attempt in range(_RETRIES_ON_SAME_PROVIDER + 1):
             try:
-                return provider.run(work, autocommit=autocommit, idempotent=idempotent)
+                with provider.in_flight():
+                    return provider.run(work, autocommit=autocommit, idempotent=idempotent)
             except RetrySameProvider:
                 if attempt == _RETRIES_ON_SAME_PROVIDER:
                     raise QueryError(
@@ -461,6 +465,8 @@ class DatabaseManager:
         self._announce(backup, primary, f"primary passed {self.config.failback_checks} consecutive health "
                                         f"checks; merged {moved} rows written on {backup} during the failover")
         try:  # writes that were in flight on the backup while traffic moved
+            if not self._providers[backup].wait_idle(self.config.pool_timeout + 30):
+                logger.warning("requests still run on provider %s after fail-back; merging what is there", backup)
             late = self._failback_sync(self, backup, primary)
             if late:
                 logger.info("merged %d late rows from provider %s into provider %s after fail-back",
