@@ -1,0 +1,101 @@
+"""Every acknowledged write stays visible through failover and fail-back (8 writers, SIGKILL, restart)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from agent_factory.core import DatabaseManager
+from agent_factory.errors import SessionNotOnProviderError
+from agent_factory.memory import Message, PostgresMemoryStorage, Session
+from tests.conftest import make_config
+
+
+@dataclass
+class Acknowledged:
+    """What one writer was told was saved: per session, its messages in order."""
+
+    sessions: dict[str, list[str]] = field(default_factory=dict)
+    refused: int = 0  # appends refused with SessionNotOnProviderError (documented, not acknowledged)
+    failures: list[BaseException] = field(default_factory=list)
+
+
+def _writer(storage: PostgresMemoryStorage, seed: int, stop: threading.Event, ack: Acknowledged) -> None:
+    rng = random.Random(seed)
+    counter = 0
+    while not stop.is_set():
+        counter += 1
+        text = f"w{seed}-{counter}"
+        try:
+            if not ack.sessions or rng.random() < 0.3:
+                session = Session(user_id=f"user-{seed}", messages=[Message("user", text)])
+                storage.save_session(session)
+                ack.sessions[session.session_id] = [text]
+            else:
+                session_id = rng.choice(list(ack.sessions))
+                storage.append_messages(session_id, [{"role": "assistant", "content": text}])
+                ack.sessions[session_id].append(text)
+        except SessionNotOnProviderError:
+            ack.refused += 1
+        except Exception as exc:  # asserted by the test
+            ack.failures.append(exc)
+            time.sleep(0.01)
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.timeout(300)
+def test_acknowledged_messages_stay_visible_through_three_failovers_and_fail_backs(make_db, env, local, db):
+    manager = make_db(DATABASE_HEALTH_TTL="0.3", DATABASE_FAILBACK_CHECKS="2")
+    storage = PostgresMemoryStorage(manager)
+    stop = threading.Event()
+    acks = [Acknowledged() for _ in range(8)]
+    threads = [threading.Thread(target=_writer, args=(storage, i, stop, acks[i])) for i in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for cycle in range(3):
+            time.sleep(0.7)
+            local.kill("neon")
+            assert _wait_for(lambda: manager.active_provider != "neon", 10), f"cycle {cycle}: no failover"
+            time.sleep(0.7)  # writes land on the backup
+            local.start("neon")
+            assert _wait_for(lambda: manager.active_provider == "neon", 30), f"cycle {cycle}: no fail-back"
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+
+    failures = [f for ack in acks for f in ack.failures]
+    assert not failures, failures[:3]
+    expected = {sid: msgs for ack in acks for sid, msgs in ack.sessions.items()}
+    assert sum(len(m) for m in expected.values()) > 100
+
+    with DatabaseManager(make_config(env)) as fresh:  # default settings, as a new process would
+        reader = PostgresMemoryStorage(fresh)
+        unloadable, invisible, duplicated = [], 0, 0
+        for session_id, messages in expected.items():
+            loaded = reader.load_session(session_id)
+            if loaded is None:
+                unloadable.append(session_id)
+                continue
+            contents = [m.content for m in loaded.messages]
+            invisible += sum(1 for text in messages if text not in contents)
+            duplicated += len(contents) - len(set(contents))
+            assert contents == messages, f"session {session_id}: order or content differs"
+        assert fresh.active_provider == "neon"
+    assert unloadable == []
+    assert invisible == 0
+    assert duplicated == 0
