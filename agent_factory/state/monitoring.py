@@ -15,17 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .store import StateStore
-
-
-def ts(value: datetime) -> str:
-    """Return `value` as the stored text form (UTC, microseconds)."""
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def parse_ts(value: str | None) -> datetime | None:
-    """Return the datetime of a stored timestamp, or None."""
-    return datetime.fromisoformat(value) if value else None
+from .store import StateStore, parse_ts, ts
 
 
 def _at(value: str) -> datetime:
@@ -145,13 +135,22 @@ def add_samples(conn: sqlite3.Connection, run_id: int, samples: list[HealthSampl
 
 
 def prune(conn: sqlite3.Connection, before: datetime) -> dict[str, int]:
-    """Delete samples, heartbeats and finished deliveries older than `before`; return counts per table."""
+    """Delete monitor history older than `before`; return counts per table.
+
+    Samples, heartbeats, alert events, finished deliveries and sync runs go;
+    the newest sync run of each (source, target) stays, so a sync that stopped
+    long ago still shows how far behind its target is.
+    """
     cutoff = ts(before)
     return {
         "health_samples": conn.execute("DELETE FROM health_samples WHERE at < ?", (cutoff,)).rowcount,
         "monitor_runs": conn.execute("DELETE FROM monitor_runs WHERE started_at < ?", (cutoff,)).rowcount,
+        "alert_events": conn.execute("DELETE FROM alert_events WHERE at < ?", (cutoff,)).rowcount,
         "alert_deliveries": conn.execute(
             "DELETE FROM alert_deliveries WHERE status != 'pending' AND created_at < ?", (cutoff,)).rowcount,
+        "sync_runs": conn.execute(
+            "DELETE FROM sync_runs WHERE at < ? AND id NOT IN (SELECT MAX(id) FROM sync_runs GROUP BY source, target)",
+            (cutoff,)).rowcount,
     }
 
 
