@@ -125,3 +125,14 @@ class LocalProviderError(AgentFactoryError):
 
 class AlertError(AgentFactoryError):
     """An alert could not be delivered through a channel."""
+
+
+# --- state store -------------------------------------------------------------
+
+
+class StateStoreError(AgentFactoryError):
+    """The local state store cannot be read or written."""
+
+
+class StateStoreMissingError(StateStoreError, FileNotFoundError):
+    """There is no state store file where one was expected (nothing has written it yet)."""

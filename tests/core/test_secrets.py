@@ -8,6 +8,7 @@ import pytest
 
 from agent_factory.errors import AgentFactoryError
 from agent_factory.state import StateStore
+from tests.conftest import wait_for_failovers
 
 
 def test_no_password_in_logs_errors_reprs_or_state(make_db, local, passwords, caplog, capsys):
@@ -30,8 +31,8 @@ def test_no_password_in_logs_errors_reprs_or_state(make_db, local, passwords, ca
     texts += [str(r.exc_info[1]) for r in caplog.records if r.exc_info]
     out = capsys.readouterr()
     texts += [out.out, out.err]
+    assert wait_for_failovers(db, 1), "the failover should have been recorded"
     state = StateStore(db.config.state_dir)
-    assert state.failovers(), "the failover should have been recorded"
     state_bytes = b"".join(p.read_bytes() for p in state.path.parent.iterdir() if p.is_file())
 
     assert caplog.records, "expected log records to search"

@@ -14,6 +14,7 @@ from agent_factory.ops.alerts import MonitorSettings
 from agent_factory.ops.events import errors, failovers, parse_since, slow_queries
 from agent_factory.ops.monitor import run_monitor_once
 from agent_factory.state import StateStore
+from tests.conftest import wait_for_failovers
 
 NOW = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc)
 
@@ -34,6 +35,7 @@ def test_failovers_and_errors_from_the_state_store(make_db, local):
     before = datetime.now(timezone.utc)
     local.kill("neon")
     db.execute_query("SELECT 1")
+    wait_for_failovers(db, 1)
     [event] = failovers(store, since=before)
     assert (event.from_provider, event.to_provider) == ("neon", "supabase")
     assert failovers(store, since=datetime.now(timezone.utc) + timedelta(minutes=1)) == []
