@@ -305,11 +305,13 @@ def backup_locked(
     except BaseException as exc:
         if check or not isinstance(exc, (AgentFactoryError, psycopg.Error, KeyboardInterrupt)):
             raise
-        if isinstance(exc, KeyboardInterrupt):
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if interrupted:
             error = f"interrupted ({exc or 'SIGINT'}); partial files removed"
         else:
             error = str(exc) if isinstance(exc, AgentFactoryError) else describe(exc, target.password)
-        _record_failure(db, target, path, fmt, started, purpose, time.monotonic() - t0, error)
+        _record_failure(db, target, path, fmt, started, purpose, time.monotonic() - t0, error,
+                        level=logging.INFO if interrupted else logging.ERROR)  # the caller reports an interruption
         if isinstance(exc, psycopg.Error):
             raise BackupError(f"provider {target.provider}: backup failed: {error}") from None
         raise
@@ -326,11 +328,11 @@ def backup_locked(
 
 
 def _record_failure(db: Any, target: PgTarget, path: Path, fmt: str, started: datetime, purpose: str,
-                    duration: float, error: str) -> None:
+                    duration: float, error: str, level: int = logging.ERROR) -> None:
     BackupCatalog(StateStore(db.config.state_dir)).record(BackupRecord(
         target.provider, str(path.absolute()), fmt, "failed", started, purpose=purpose, finished_at=utcnow(),
         duration_s=round(duration, 3), host=target.host, error=error[:1000]))
-    logger.error("provider %s: backup failed: %s", target.provider, error)
+    logger.log(level, "provider %s: backup failed: %s", target.provider, error)
 
 
 def _dump_args(target: PgTarget, fmt: str) -> list[str]:
