@@ -178,7 +178,7 @@ def test_password_reaches_tools_only_through_a_passfile(db: DatabaseManager, tmp
         return real(argv, *args, **kwargs)
 
     monkeypatch.setenv("PGPASSWORD", "inherited-should-not-pass")
-    monkeypatch.setattr(pgtools.subprocess, "Popen", recording)
+    monkeypatch.setattr(subprocess, "Popen", recording)
     from agent_factory.ops.catalog import verify_backup
     from agent_factory.ops.restore import restore
 
