@@ -2,6 +2,10 @@
 
 `load_config()` reads every setting the library uses and raises one
 `ConfigError` naming the variable and the fix when something is wrong.
+Per provider NAME: `NAME_DB_URL` (required), `NAME_DIRECT_URL` (optional, for
+ops that need a session of their own), `NAME_PREPARED_STATEMENTS` (default
+true) and `NAME_SSL_ROOT_CERT` (else `DATABASE_SSL_ROOT_CERT`); every URL gets
+the TLS defaults of `agent_factory.tls`.
 `read_env()` and the `env_bool`/`env_int`/`env_float` parsers serve other
 settings (the alert channels) the same way.
 """
