@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentFactoryError as exc:
         outcome = Outcome(EXIT_FAILED, f"error: {exc}")
     except Interrupted as exc:
-        outcome = Outcome(EXIT_FAILED, f"interrupted by {exc.signal_name}: stopped the running tool and removed "
-                                       "its temporary files; nothing was completed")
+        outcome = Outcome(EXIT_FAILED, f"interrupted by {exc.signal_name}: the running tool was stopped and its "
+                                       "temporary files removed")
     except KeyboardInterrupt:
         outcome = Outcome(EXIT_FAILED, "interrupted")
     return emit(outcome, args.json)
