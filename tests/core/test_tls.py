@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import socket
+import subprocess
 import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent_factory.config import ProviderConfig, load_config
 from agent_factory.core import DatabaseManager
-from agent_factory.errors import AgentFactoryError, BackupError, ConfigError
+from agent_factory.errors import AgentFactoryError, BackupError, ConfigError, ToolNotFoundError
+from agent_factory.local.binaries import PgInstall, supports_ssl
 from agent_factory.ops import pgtools
 from agent_factory.tls import is_loopback_host
 
@@ -204,14 +209,23 @@ def test_a_server_without_tls_is_refused_not_used_in_plain_text(env, local, prox
     target = dataclasses.replace(pgtools.target_for(db, "neon"), connect_timeout=2)
     with pytest.raises(AgentFactoryError, match="SSL"):
         target.connect()
-    with pytest.raises(BackupError, match="SSL") as dump:
-        pgtools.run_tool(pgtools.pick_tool("pg_dump", 15), [f"--dbname={target.conninfo}", "--schema-only"], target)
+    texts = [str(info.value)]
+    try:
+        tool = pgtools.pick_tool("pg_dump", None, ssl=True)
+    except ToolNotFoundError as exc:  # a machine with only SSL-less builds: never one of those for a TLS target
+        assert "SSL support" in str(exc)
+        tries = 2
+    else:
+        with pytest.raises(BackupError, match="SSL") as dump:
+            pgtools.run_tool(tool, [f"--dbname={target.conninfo}", "--schema-only"], target)
+        texts.append(str(dump.value))
+        tries = 3
 
     sent_by_clients = proxy.settle()
-    assert len(sent_by_clients) >= 3  # the probe, the direct connection and pg_dump each tried
+    assert len(sent_by_clients) >= tries  # the probe, the direct connection and pg_dump each tried
     for sent in sent_by_clients:
         assert sent == SSL_REQUEST  # asked for TLS, was refused, sent nothing else: no startup packet, no password
-    for text in (str(info.value), str(dump.value)):
+    for text in texts:
         assert not any(p in text for p in passwords)
 
 
@@ -224,3 +238,94 @@ def test_the_proxy_does_see_plain_text_when_tls_is_optional(local, proxy) -> Non
     [sent] = proxy.settle()
     assert sent.startswith(SSL_REQUEST)
     assert STARTUP_V3 in sent and b"user\x00" in sent
+
+
+# ---- verify-full against a real TLS server -------------------------------------------
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _make_ca(directory: Path, name: str) -> tuple[Path, Path]:
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt",
+             "-days", "2", "-subj", f"/CN={name}", cwd=directory)
+    return directory / f"{name}.crt", directory / f"{name}.key"
+
+
+@pytest.fixture
+def tls_supabase(local, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Turn TLS on in the local supabase server, with a certificate for IP 127.0.0.1 signed by a test CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make test certificates")
+    provider = local.get("supabase")
+    install = PgInstall(provider.major, Path(provider.bindir), "")
+    if not supports_ssl(install):
+        pytest.skip(f"the PostgreSQL {install.major} build serving supabase has no SSL support")
+    ca_crt, ca_key = _make_ca(tmp_path, "test-ca")
+    other_ca, _ = _make_ca(tmp_path, "other-ca")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+             "-subj", "/CN=agent-factory-test", cwd=tmp_path)
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-out", "server.crt", "-days", "2", "-extfile", "san.ext", cwd=tmp_path)
+    data = local.base_dir / "supabase" / "data"
+    owner = data.stat()
+    for name in ("server.crt", "server.key"):
+        target = data / f"test-{name}"
+        shutil.copyfile(tmp_path / name, target)
+        target.chmod(0o600)
+        os.chown(target, owner.st_uid, owner.st_gid)
+    admin = local.admin_url("supabase")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET ssl_cert_file = 'test-server.crt'")
+        conn.execute("ALTER SYSTEM SET ssl_key_file = 'test-server.key'")
+        conn.execute("ALTER SYSTEM SET ssl = on")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        real = conninfo_to_dict(local.url("supabase"))
+        yield {"major": str(provider.major), "port": real["port"], "user": real["user"], "password": real["password"], "dbname": real["dbname"],
+               "ca": str(ca_crt), "other_ca": str(other_ca)}
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for setting in ("ssl", "ssl_cert_file", "ssl_key_file"):
+                conn.execute(f"ALTER SYSTEM RESET {setting}")
+            conn.execute("SELECT pg_reload_conf()")
+        for name in ("server.crt", "server.key"):
+            (data / f"test-{name}").unlink(missing_ok=True)
+
+
+def remote_config(env: dict[str, str], server: dict[str, str], ca: str, host: str = "127.0.0.1"):
+    """The library's Config for a remote provider with a CA file, pointed at the local TLS server."""
+    remote = load_config(env={"DATABASE_PROVIDER": "supabase", "SUPABASE_DB_URL": REMOTE, "DATABASE_SSL_ROOT_CERT": ca},
+                         env_file=None)
+    conninfo = make_conninfo(remote.providers["supabase"].url, host=host, port=server["port"], user=server["user"],
+                             password=server["password"], dbname=server["dbname"])
+    base = load_config(env={**env, "DATABASE_PROVIDER": "supabase", "DATABASE_FAILOVER_ORDER": "supabase"},
+                       env_file=None)
+    return dataclasses.replace(base, providers={"supabase": ProviderConfig("supabase", conninfo)})
+
+
+def test_verify_full_with_the_configured_ca_connects_over_tls(env, tls_supabase) -> None:
+    config = remote_config(env, tls_supabase, tls_supabase["ca"])
+    params = conninfo_to_dict(config.providers["supabase"].url)
+    assert params["sslmode"] == "verify-full" and params["sslrootcert"] == tls_supabase["ca"]
+    with DatabaseManager(config) as db:
+        assert db.execute_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", fetch_mode="one") == (True,)
+        target = pgtools.target_for(db, "supabase")
+        assert target.needs_ssl
+        with target.connect() as conn:
+            assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+        tool = pgtools.pick_tool("pg_dump", int(tls_supabase["major"]), ssl=True)
+        out = pgtools.run_tool(tool, [f"--dbname={target.conninfo}", "--schema-only", "--table=settings"], target)
+        assert "CREATE TABLE public.settings" in out
+
+
+@pytest.mark.parametrize("case", ["certificate from another CA", "host name not in the certificate"])
+def test_verify_full_refuses_a_server_it_cannot_verify(env, tls_supabase, case: str) -> None:
+    if case.startswith("certificate"):
+        config, expected = remote_config(env, tls_supabase, tls_supabase["other_ca"]), "certificate verify failed"
+    else:
+        config, expected = remote_config(env, tls_supabase, tls_supabase["ca"], host="localhost"), "does not match"
+    with DatabaseManager(config) as db, pytest.raises(AgentFactoryError, match=expected):
+        db.execute_query("SELECT 1")
