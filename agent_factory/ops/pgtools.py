@@ -34,7 +34,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..core.sqlstate import describe
-from ..errors import BackupError, ProviderUnavailableError
+from ..errors import ProviderUnavailableError
 from ..redact import describe_url
 from ..tls import is_loopback
 from .tools import Progress, Tool, major_of, pick_tool, run_tool
