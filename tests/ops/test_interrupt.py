@@ -84,11 +84,12 @@ def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def pg_dump_waiting(local: Any) -> bool:
+def dumps_waiting(local: Any) -> int:
+    """Return how many sessions wait for the test's lock in pg_dump's LOCK TABLE."""
     with psycopg.connect(local.url("neon"), autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                            "AND query ILIKE 'LOCK TABLE%'").fetchone()
-    return bool(row and row[0])
+    return int(row[0]) if row else 0
 
 
 def dump_sessions(local: Any) -> int:
@@ -98,11 +99,17 @@ def dump_sessions(local: Any) -> int:
     return int(row[0]) if row else 0
 
 
-def running_dump(proc: subprocess.Popen[str], local: Any) -> int:
-    """Wait until the CLI's pg_dump is blocked on the test's lock; return pg_dump's pid."""
-    wait_for(lambda: pg_dump_waiting(local), "pg_dump to wait for the table lock")
-    [(pid, name)] = [c for c in children(proc.pid) if c[1] == "pg_dump"]
-    return pid
+def start_blocked_backup(run_env: dict[str, str], cwd: Path, local: Any) -> tuple[subprocess.Popen[str], int]:
+    """Start `agent-factory backup` and wait until its pg_dump is blocked on the test's lock; return it and pg_dump's pid.
+
+    Sessions of earlier, killed pg_dumps may still wait on the server (a backend
+    waiting for a lock does not notice its client is gone), so a new waiter is counted.
+    """
+    before = dumps_waiting(local)
+    proc = start_backup(run_env, cwd)
+    wait_for(lambda: dumps_waiting(local) > before, "pg_dump to wait for the table lock")
+    [pid] = wait_for(lambda: [p for p, name in children(proc.pid) if name == "pg_dump"], "pg_dump's process")
+    return proc, pid
 
 
 def files(directory: Path) -> list[str]:
@@ -113,8 +120,7 @@ def files(directory: Path) -> list[str]:
 def test_a_signal_stops_pg_dump_and_removes_passfile_and_partial_file(
         run_env: dict[str, str], tmp_path: Path, local: Any, lock_holder: psycopg.Connection[Any],
         signum: signal.Signals, passwords: list[str]) -> None:
-    proc = start_backup(run_env, tmp_path)
-    dump_pid = running_dump(proc, local)
+    proc, dump_pid = start_blocked_backup(run_env, tmp_path, local)
     [passdir] = files(tmp_path / "tmp")
     assert passdir.startswith(f"agent-factory-pg-{proc.pid}-")
     [partial] = files(tmp_path / "backups")
@@ -143,8 +149,7 @@ def test_a_signal_stops_pg_dump_and_removes_passfile_and_partial_file(
 def test_leftovers_of_a_sigkilled_backup_are_removed_by_the_next_backup_and_by_prune(
         run_env: dict[str, str], tmp_path: Path, local: Any, lock_holder: psycopg.Connection[Any]) -> None:
     def killed_run() -> tuple[str, str]:
-        proc = start_backup(run_env, tmp_path)
-        dump_pid = running_dump(proc, local)
+        proc, dump_pid = start_blocked_backup(run_env, tmp_path, local)
         proc.kill()
         proc.communicate(timeout=30)
         wait_for(lambda: not alive(dump_pid), "the kernel to kill pg_dump with its parent", timeout=10)
