@@ -181,3 +181,41 @@ def test_leftovers_of_a_sigkilled_backup_are_removed_by_the_next_backup_and_by_p
     assert f"removed the partial file {tmp_path / 'backups' / partial}" in pruned.stdout
     assert files(tmp_path / "tmp") == []
     assert partial not in files(tmp_path / "backups")
+
+
+def test_sigterm_during_pg_restore_rolls_back_and_cleans_up(
+        db: Any, run_env: dict[str, str], tmp_path: Path, local: Any) -> None:
+    from agent_factory.ops.backup import backup
+
+    db.execute_query("INSERT INTO settings (id, setting_key, setting_value) "
+                     "VALUES (gen_random_uuid(), 'kept', 'before')")
+    [made] = backup(db, "neon", backup_dir=tmp_path / "backups")
+    db.execute_query("UPDATE settings SET setting_value = 'after' WHERE setting_key = 'kept'")
+    holder = psycopg.connect(local.url("neon"))
+    holder.execute("LOCK TABLE knowledge_atoms IN ACCESS SHARE MODE")  # the pre-restore pg_dump passes, --clean waits
+    try:
+        def waiting() -> int:
+            with psycopg.connect(local.url("neon"), autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()
+            return int(row[0]) if row else 0
+
+        before = waiting()
+        proc = subprocess.Popen([sys.executable, "-m", "agent_factory.cli", "restore", "--provider", "neon",
+                                 "--backup", str(made.path), "--yes"], env=run_env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: waiting() > before, "pg_restore to wait for the table lock")
+        [restore_pid] = wait_for(lambda: [p for p, n in children(proc.pid) if n == "pg_restore"], "pg_restore")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert proc.returncode == 1 and out == ""
+    assert err.strip().splitlines()[-1] == ("interrupted by SIGTERM: the running tool was stopped and its temporary "
+                                            "files removed")
+    assert not alive(restore_pid)
+    assert files(tmp_path / "tmp") == []
+    assert all(not name.startswith(".") for name in files(tmp_path / "backups"))
+    assert db.execute_query("SELECT setting_value FROM settings WHERE setting_key = 'kept'", fetch_mode="one") == (
+        "after",)  # pg_restore's single transaction was rolled back: the target is as it was
