@@ -28,7 +28,8 @@ def state_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ["-v", "failovers", "--json"],
     ["failovers", "-v", "--json"],
 ])
-def test_json_before_or_after_the_subcommand(state_env: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_before_or_after_the_subcommand(state_env: Path, argv: list[str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["ok"] is True

@@ -84,7 +84,7 @@ class LocalProviders:
         return (self.base_dir / name / "password").read_text().strip()
 
     def url(self, name: str) -> str:
-        """Return the application URL of one provider, `postgresql://...` as .env.example shows (contains the password)."""
+        """Return the application URL of one provider, `postgresql://...` as in .env.example (has the password)."""
         return _url(APP_USER, self.password(name), self.get(name).port, APP_DB)
 
     def admin_url(self, name: str) -> str:

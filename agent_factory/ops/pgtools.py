@@ -87,7 +87,7 @@ class PgTarget:
 
 
 def target_for(db: Any, provider: str) -> PgTarget:
-    """Return the `PgTarget` of a configured provider (its direct URL when set); raise `ConfigError` for an unknown name."""
+    """Return the `PgTarget` of a configured provider (its direct URL when set); `ConfigError` for an unknown name."""
     config = db.config.provider(provider)
     params = conninfo_to_dict(config.session_url)
     password = params.pop("password", None)

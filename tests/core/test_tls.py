@@ -1,4 +1,4 @@
-"""TLS by default: sslmode=require for remote hosts, verify-full with a CA file, and never plain text after a refusal."""
+"""TLS by default: sslmode=require for remote hosts, verify-full with a CA file, never plain text after a refusal."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 import subprocess
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -283,8 +284,18 @@ def tls_supabase(local, tmp_path: Path) -> Iterator[dict[str, str]]:
         conn.execute("ALTER SYSTEM SET ssl = on")
         conn.execute("SELECT pg_reload_conf()")
     try:
+        deadline = time.monotonic() + 30
+        while True:  # the postmaster applies the reload asynchronously
+            try:
+                psycopg.connect(admin, sslmode="require", connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         real = conninfo_to_dict(local.url("supabase"))
-        yield {"major": str(provider.major), "port": real["port"], "user": real["user"], "password": real["password"], "dbname": real["dbname"],
+        yield {"major": str(provider.major), "port": real["port"], "user": real["user"],
+               "password": real["password"], "dbname": real["dbname"],
                "ca": str(ca_crt), "other_ca": str(other_ca)}
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

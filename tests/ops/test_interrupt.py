@@ -100,7 +100,7 @@ def dump_sessions(local: Any) -> int:
 
 
 def start_blocked_backup(run_env: dict[str, str], cwd: Path, local: Any) -> tuple[subprocess.Popen[str], int]:
-    """Start `agent-factory backup` and wait until its pg_dump is blocked on the test's lock; return it and pg_dump's pid.
+    """Start `agent-factory backup`, wait until its pg_dump is blocked on the test's lock; return it and pg_dump's pid.
 
     Sessions of earlier, killed pg_dumps may still wait on the server (a backend
     waiting for a lock does not notice its client is gone), so a new waiter is counted.
