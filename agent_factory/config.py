@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigError
@@ -247,7 +248,10 @@ def _ca_file(prefix: str, values: Mapping[str, str]) -> str | None:
         raw = (values.get(var) or "").strip()
         if not raw:
             continue
-        if raw == "system":  # libpq 16+: the operating system's trusted CAs
+        if raw == "system":  # the operating system's trusted CAs
+            if pq.version() < 160000:
+                raise ConfigError(f"{var}=system needs libpq 16 or newer (psycopg has {pq.version()}); "
+                                  "give the path of the CA certificate instead")
             return raw
         path = Path(raw).expanduser()
         if not path.is_file() or not os.access(path, os.R_OK):

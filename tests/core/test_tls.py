@@ -62,6 +62,11 @@ def test_the_per_provider_ca_file_wins(ca_file: str, tmp_path: Path) -> None:
     assert p["sslmode"] == "verify-full" and p["sslrootcert"] == str(other)
 
 
+def test_system_cas_can_be_named() -> None:
+    p = params(REMOTE, "system")
+    assert p["sslmode"] == "verify-full" and p["sslrootcert"] == "system"
+
+
 def test_a_url_that_names_its_own_root_cert_is_verified_in_full() -> None:
     p = params(REMOTE + "?sslrootcert=/etc/ssl/neon.pem")
     assert p["sslmode"] == "verify-full" and p["sslrootcert"] == "/etc/ssl/neon.pem"
