@@ -2,12 +2,17 @@
 
 `load_config()` reads every setting the library uses and raises one
 `ConfigError` naming the variable and the fix when something is wrong.
+Per provider NAME: `NAME_DB_URL` (required), `NAME_DIRECT_URL` (optional, for
+ops that need a session of their own), `NAME_PREPARED_STATEMENTS` (default
+true) and `NAME_SSL_ROOT_CERT` (else `DATABASE_SSL_ROOT_CERT`); every URL gets
+the TLS defaults of `agent_factory.tls`.
 `read_env()` and the `env_bool`/`env_int`/`env_float` parsers serve other
 settings (the alert channels) the same way.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -15,10 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigError
 from .redact import describe_url
+from .tls import secure_conninfo
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_FAILOVER_ORDER = ("neon", "supabase", "railway")
 _PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
@@ -28,10 +37,23 @@ _FALSE = {"0", "false", "no", "off"}
 
 @dataclass(frozen=True)
 class ProviderConfig:
-    """One provider: its name and connection URL (the URL never appears in repr)."""
+    """One provider: its name, connection URLs (never in repr) and connection settings.
+
+    `url` is what the pool uses (often a pooler); `direct_url` (NAME_DIRECT_URL)
+    is a connection straight to the server, for work that needs a session of its
+    own; both carry the TLS defaults of `agent_factory.tls`. `prepared_statements`
+    is false behind a transaction pooler (PgBouncer transaction mode, Supabase's port 6543).
+    """
 
     name: str
     url: str = field(repr=False)
+    direct_url: str | None = field(default=None, repr=False)
+    prepared_statements: bool = True
+
+    @property
+    def session_url(self) -> str:
+        """Return the URL for a session of its own (pg_dump, pg_restore, advisory locks): direct if configured."""
+        return self.direct_url or self.url
 
     @property
     def host(self) -> str:
@@ -112,9 +134,9 @@ def _parse(values: Mapping[str, str]) -> Config:
 
     providers = {}
     for name in order:
-        url = _provider_url(name, values)
-        if url is not None:
-            providers[name] = ProviderConfig(name, url)
+        provider = _provider(name, values)
+        if provider is not None:
+            providers[name] = provider
     if not providers:
         raise ConfigError(
             "no database provider is configured: set NEON_DB_URL (and SUPABASE_DB_URL, "
@@ -166,9 +188,30 @@ def _names(raw: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _provider(name: str, values: Mapping[str, str]) -> ProviderConfig | None:
+    """Return the provider `name` from NAME_DB_URL (and its optional settings), or None when not configured."""
+    prefix = name.upper()
+    url = _provider_url(name, values)
+    direct = (values.get(f"{prefix}_DIRECT_URL") or "").strip()
+    if url is None:
+        if direct:
+            raise ConfigError(f"{prefix}_DIRECT_URL is set but {prefix}_DB_URL is not; set {prefix}_DB_URL too")
+        return None
+    ca_file = _ca_file(prefix, values)
+    provider = ProviderConfig(
+        name,
+        _secure(f"{prefix}_DB_URL", _check_url(f"{prefix}_DB_URL", url), ca_file),
+        _secure(f"{prefix}_DIRECT_URL", _check_url(f"{prefix}_DIRECT_URL", direct), ca_file) if direct else None,
+        env_bool(values, f"{prefix}_PREPARED_STATEMENTS", True),
+    )
+    if provider.prepared_statements and "6543" in str(conninfo_to_dict(provider.url).get("port", "")).split(","):
+        logger.warning("provider %s: port 6543 is usually a transaction pooler (Supabase), which rejects prepared "
+                       "statements; set %s_PREPARED_STATEMENTS=false if it is one", name, prefix)
+    return provider
+
+
 def _provider_url(name: str, values: Mapping[str, str]) -> str | None:
-    var = f"{name.upper()}_DB_URL"
-    url = (values.get(var) or "").strip()
+    url = (values.get(f"{name.upper()}_DB_URL") or "").strip()
     if not url and name == "supabase":
         host = (values.get("SUPABASE_DB_HOST") or "").strip()
         password = values.get("SUPABASE_DB_PASSWORD") or ""
@@ -178,9 +221,10 @@ def _provider_url(name: str, values: Mapping[str, str]) -> str | None:
             from psycopg.conninfo import make_conninfo
 
             return make_conninfo(host=host, port=5432, user="postgres", dbname="postgres", password=password)
-        return None
-    if not url:
-        return None
+    return url or None
+
+
+def _check_url(var: str, url: str) -> str:
     if "://" in url and not url.startswith(("postgres://", "postgresql://")):
         raise ConfigError(f"{var} must start with postgresql:// (got a URL for {describe_url(url)})")
     try:
@@ -192,9 +236,34 @@ def _provider_url(name: str, values: Mapping[str, str]) -> str | None:
     if not params.get("host"):
         raise ConfigError(f"{var} has no host; expected postgresql://user:password@host:port/dbname")
     port = params.get("port")
-    if port is not None and not (str(port).isdigit() and 0 < int(port) < 65536):
+    if port is not None and not all(p.isdigit() and 0 < int(p) < 65536 for p in str(port).split(",") if p):
         raise ConfigError(f"{var} has an invalid port; expected a number from 1 to 65535")
     return url
+
+
+def _secure(var: str, url: str, ca_file: str | None) -> str:
+    try:
+        return secure_conninfo(url, ca_file)
+    except ValueError as exc:
+        raise ConfigError(f"{var}: {exc}") from None
+
+
+def _ca_file(prefix: str, values: Mapping[str, str]) -> str | None:
+    """Return the CA file for a provider: NAME_SSL_ROOT_CERT, else DATABASE_SSL_ROOT_CERT, else None."""
+    for var in (f"{prefix}_SSL_ROOT_CERT", "DATABASE_SSL_ROOT_CERT"):
+        raw = (values.get(var) or "").strip()
+        if not raw:
+            continue
+        if raw == "system":  # the operating system's trusted CAs
+            if pq.version() < 160000:
+                raise ConfigError(f"{var}=system needs libpq 16 or newer (psycopg has {pq.version()}); "
+                                  "give the path of the CA certificate instead")
+            return raw
+        path = Path(raw).expanduser()
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise ConfigError(f"{var}={raw} is not a readable file; give the path of the CA certificate (PEM)")
+        return str(path.resolve())
+    return None
 
 
 def env_bool(values: Mapping[str, str], name: str, default: bool) -> bool:

@@ -10,8 +10,15 @@ import re
 
 from psycopg.conninfo import conninfo_to_dict
 
-_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)@")
+# postgres://, postgresql:// and SQLAlchemy's postgresql+psycopg:// (any +driver). The password runs to the
+# last "@" before the host: an unencoded "@" inside it stays hidden too (it cannot hold an unencoded "/").
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]*:)([^\s/]*)@", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# JSON (and Python repr) fields whose key mentions a password: "password": "...", 'db_password': 42.
+_JSON_PASSWORD = re.compile(
+    r"""((["'])[^"'\s]*password[^"'\s]*\2\s*:\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,}\]]+)""",
+    re.IGNORECASE,
+)
 
 
 def describe_url(url: str) -> str:
@@ -27,8 +34,9 @@ def describe_url(url: str) -> str:
 
 
 def scrub(text: str, *secrets: str) -> str:
-    """Remove passwords from free text: URL and key=value forms, plus any known secret values."""
+    """Remove passwords from free text: URL, key=value and JSON forms, plus any known secret values."""
     text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _JSON_PASSWORD.sub(lambda m: m.group(1) + ('"***"' if m.group(3)[0] in "\"'" else "***"), text)
     text = _KV_PASSWORD.sub(r"\1***", text)
     for secret in secrets:
         if secret:

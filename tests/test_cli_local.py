@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def test_local_kill_then_queries_succeed_on_supabase(db, local):
     events = wait_for_failovers(db, 1)
     assert [(e.from_provider, e.to_provider) for e in events] == [("neon", "supabase")]
 
-    status = _cli("--json", "local", "--dir", str(local.base_dir), "status")
+    status = _cli("local", "--dir", str(local.base_dir), "status", "--json")
     rows = {r["name"]: r for r in json.loads(status.stdout)["result"]}
     assert rows["neon"]["running"] is False and rows["supabase"]["running"] is True
 
@@ -42,7 +43,9 @@ def test_local_up_is_idempotent_and_writes_a_private_env_file(local, tmp_path, p
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
     content = env_file.read_text()
     assert "TELEGRAM_CHAT_ID=12345" in content  # other settings are kept
-    assert all(f"{n.upper()}_DB_URL=" in content for n in ("neon", "supabase", "railway"))
+    for name in ("neon", "supabase", "railway"):  # URLs as .env.example shows them
+        assert re.search(rf"^{name.upper()}_DB_URL=postgresql://agent:[^@\s]+@127\.0\.0\.1:\d+/agent_factory$",
+                         content, re.MULTILINE), content.replace(local.password(name), "***")
     assert not any(p in result.stdout + result.stderr for p in passwords)
 
 

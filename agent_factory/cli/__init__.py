@@ -11,19 +11,36 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ..errors import AgentFactoryError, ConfigError
 from .output import EXIT_FAILED, EXIT_USAGE, Outcome, emit
+from .signals import Interrupted
 
 # Each module defines `register(subparsers)` and sets `handler=` on its parsers.
 COMMAND_MODULES = ["local", "verify", "schema", "backup", "monitor"]
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose every command and subcommand accepts the output options.
+
+    `--json` and `-v` are defined here once; argparse builds subcommand parsers
+    with the parent's class, so `agent-factory --json failovers` and
+    `agent-factory failovers --json` both work. Their default is set once, on the
+    top parser: a subcommand that is not given the option leaves the value alone.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="log progress to stderr")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the full argument parser."""
-    parser = argparse.ArgumentParser(prog="agent-factory", description="Operate the Agent Factory memory system.")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser = CommandParser(prog="agent-factory", description="Operate the Agent Factory memory system.")
+    parser.set_defaults(json=False, verbose=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -42,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = Outcome(EXIT_USAGE, f"configuration error: {exc}")
     except AgentFactoryError as exc:
         outcome = Outcome(EXIT_FAILED, f"error: {exc}")
+    except Interrupted as exc:
+        outcome = Outcome(EXIT_FAILED, f"interrupted by {exc.signal_name}: the running tool was stopped and its "
+                                       "temporary files removed")
     except KeyboardInterrupt:
         outcome = Outcome(EXIT_FAILED, "interrupted")
     return emit(outcome, args.json)

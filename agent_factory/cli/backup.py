@@ -1,4 +1,7 @@
-"""`agent-factory backup`, `backups list|verify|prune` and `restore`: the runbook's sections 5 and 6."""
+"""`agent-factory backup`, `backups list|verify|prune` and `restore`: the runbook's sections 5 and 6.
+
+Backup, verify and restore stop cleanly on SIGTERM and SIGINT (`signals.stoppable`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from ..ops.catalog import age_text, list_backups, prune_backups, verify_backup
 from ..ops.restore import RestoreResult, restore
 from ..state.store import StateStore
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Outcome, progress
+from .signals import stoppable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="custom: compressed pg_restore archive (.dump, default); plain: SQL script (.sql)")
     p.add_argument("--dir", default="backups", help="backup directory (default backups)")
     p.add_argument("--dry-run", action="store_true", help="check the provider and pg_dump, write nothing")
-    p.set_defaults(handler=_backup)
+    p.set_defaults(handler=stoppable(_backup))
 
     group = sub.add_parser("backups", help="list, verify or prune backups")
     actions = group.add_subparsers(dest="backups_command", metavar="ACTION")
@@ -40,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     vf.add_argument("--deep", action="store_true",
                     help="restore into a scratch database and compare row counts with the manifest")
     vf.add_argument("--target", help="provider for the scratch database (default: the backup's provider)")
-    vf.set_defaults(handler=_verify)
+    vf.set_defaults(handler=stoppable(_verify))
     pr = actions.add_parser("prune", help="delete backups outside the retention (never a provider's newest verified)",
                             description="Keep a backup when it is among the N newest of its provider, or younger "
                                         "than D days, or its provider's newest verified backup; delete the rest.")
@@ -59,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rs.add_argument("--dry-run", action="store_true", help="validate everything and print the plan; change nothing")
     rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rs.add_argument("--dir", default="backups", help="where the pre-restore backup goes (default backups)")
-    rs.set_defaults(handler=_restore)
+    rs.set_defaults(handler=stoppable(_restore))
 
 
 def _non_negative_int(text: str) -> int:

@@ -110,19 +110,52 @@ def server_installs() -> list[PgInstall]:
     return list(by_major.values())
 
 
-def find_tool(name: str, min_major: int | None = None) -> tuple[Path, PgInstall]:
+def find_tool(name: str, min_major: int | None = None, *, ssl: bool = False) -> tuple[Path, PgInstall]:
     """Return the newest `name` (e.g. pg_dump) whose major version is >= `min_major`.
 
+    With `ssl`, only a client built with SSL support qualifies (one without it
+    refuses `sslmode=require` and would talk to `prefer` servers in plain text).
     Raises `ToolNotFoundError` saying what was found and how to install a fitting one.
     """
     found = [i for i in find_installs() if i.tool(name)]
     fitting = [i for i in found if min_major is None or i.major >= min_major]
+    if ssl:
+        without = [i for i in fitting if not supports_ssl(i)]
+        fitting = [i for i in fitting if i not in without]
     if fitting:
         install = fitting[0]
         return install.tool(name), install  # type: ignore[return-value]
     have = ", ".join(f"{i.major} at {i.bindir}" for i in found) or "none"
     need = f" of major version {min_major} or newer" if min_major else ""
+    if ssl and without:
+        raise ToolNotFoundError(
+            f"no {name}{need} with SSL support found, and the provider's connection needs SSL (built without "
+            f"it: {', '.join(str(i.bindir) for i in without)}); install your OS's PostgreSQL client tools "
+            "(e.g. postgresql-client) and set PG_BIN_DIR to their bin directory"
+        )
     raise ToolNotFoundError(
         f"no {name}{need} found (found: {have}); install PostgreSQL client tools "
         f"(e.g. `pip install pgserver` or your OS package) or set PG_BIN_DIR to their bin directory"
     )
+
+
+@functools.lru_cache(maxsize=32)
+def supports_ssl(install: PgInstall) -> bool:
+    """Return whether an installation's client programs (one libpq) were built with SSL support.
+
+    libpq checks `sslmode` before connecting, so pointing pg_dump or psql at a
+    socket directory that does not exist tells at once, without any network.
+    """
+    conninfo = "--dbname=host=/nonexistent-agent-factory-dir sslmode=require dbname=x user=x connect_timeout=2"
+    if install.tool("pg_dump"):
+        argv = [str(install.tool("pg_dump")), conninfo, "--schema-only"]
+    elif install.tool("psql"):
+        argv = [str(install.tool("psql")), "-X", conninfo, "-c", ""]
+    else:
+        return False
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                             env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"})
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "SSL support is not compiled in" not in out.stderr

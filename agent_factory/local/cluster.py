@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from psycopg.conninfo import make_conninfo
 
@@ -83,17 +84,13 @@ class LocalProviders:
         return (self.base_dir / name / "password").read_text().strip()
 
     def url(self, name: str) -> str:
-        """Return the application connection URL of one provider (contains the password)."""
-        provider = self.get(name)
-        return make_conninfo(
-            host="127.0.0.1", port=provider.port, user=APP_USER, dbname=APP_DB, password=self.password(name)
-        )
+        """Return the application URL of one provider, `postgresql://...` as in .env.example (has the password)."""
+        return _url(APP_USER, self.password(name), self.get(name).port, APP_DB)
 
     def admin_url(self, name: str) -> str:
         """Return the superuser URL of one provider (for fault drills and tests only)."""
-        provider = self.get(name)
         admin = (self.base_dir / name / "admin_password").read_text().strip()
-        return make_conninfo(host="127.0.0.1", port=provider.port, user="postgres", dbname="postgres", password=admin)
+        return _url("postgres", admin, self.get(name).port, "postgres")
 
     def _data(self, name: str) -> Path:
         return self.base_dir / name / "data"
@@ -285,6 +282,10 @@ class LocalProviders:
                                 cwd="/", **kwargs)  # type: ignore[call-overload]
         if result.returncode != 0:
             raise LocalProviderError(f"{tool} failed: {(result.stderr or result.stdout).strip()[-800:]}")
+
+
+def _url(user: str, password: str, port: int, dbname: str) -> str:
+    return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{port}/{quote(dbname, safe='')}"
 
 
 def write_env_file(path: str | Path, values: dict[str, str]) -> None:

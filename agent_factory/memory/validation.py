@@ -8,6 +8,7 @@ constraints are the second line of defence, not the first.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ ATOM_TYPES: tuple[str, ...] = ("concept", "procedure", "specification", "pattern
 MAX_ID_LENGTH = 255  # session ids, user ids, atom ids, setting keys, categories
 MAX_TEXT_LENGTH = 1_000_000  # any other string, including those nested in JSON content
 MAX_JSON_DEPTH = 64
+MAX_LIMIT = 2**63 - 1  # a limit is bound as a PostgreSQL bigint
 
 _MEMORY_TYPE_SET = frozenset(MEMORY_TYPES)
 _ROLE_SET = frozenset(MESSAGE_ROLES)
@@ -66,11 +68,19 @@ def check_optional_text(value: object, field: str, *, max_length: int = MAX_TEXT
 
 
 def check_id(value: object, field: str) -> str:
-    """Return `value` if it is a valid identifier: a non-blank string of at most 255 characters, no NUL."""
+    """Return `value` if it is a valid identifier: a non-blank string of at most 255 characters, no control characters.
+
+    Control characters (newline, tab, escape, DEL, C1 codes...) would forge log
+    lines and terminal output wherever the id is shown, so they are refused.
+    """
     if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and value.isascii() and value.isprintable() \
             and not value.isspace():
         return value  # the common case, checked cheaply
-    return check_text(value, field, max_length=MAX_ID_LENGTH, allow_empty=False)
+    value = check_text(value, field, max_length=MAX_ID_LENGTH, allow_empty=False)
+    bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
+    if bad is not None:
+        raise InvalidInputError(f"{field} contains the control character {bad!r}; identifiers must be printable")
+    return value
 
 
 def check_optional_id(value: object, field: str) -> str | None:
@@ -101,11 +111,13 @@ def check_role(value: object, field: str) -> str:
 
 
 def check_limit(value: object, field: str = "limit") -> int:
-    """Return `value` if it is a positive int (bool is refused)."""
+    """Return `value` if it is a positive int that fits a bigint (bool is refused)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInputError(f"{field} must be a positive integer, not {type(value).__name__}")
     if value <= 0:
         raise InvalidInputError(f"{field} must be a positive integer; got {value}")
+    if value > MAX_LIMIT:
+        raise InvalidInputError(f"{field} must be at most {MAX_LIMIT} (a bigint); got {value}")
     return value
 
 

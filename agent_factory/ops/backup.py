@@ -13,6 +13,8 @@ Decisions:
   `pg_restore --list`; plain: the "dump complete" trailer), the manifest is
   renamed into place, then the dump, then the directory is fsynced. A failed or
   interrupted backup removes its partial files: no file that looks complete is left.
+  What a SIGKILLed run could not remove (its partial files and passfile
+  directory, named with its pid) is removed by the next backup (see `leftovers`).
 - Consistency: a REPEATABLE READ transaction exports its snapshot
   (`pg_export_snapshot()`), pg_dump runs with `--snapshot=`, and the per-table
   row counts of the manifest are counted in that same snapshot while pg_dump runs.
@@ -48,7 +50,7 @@ from ..core.sqlstate import describe
 from ..errors import AgentFactoryError, BackupError, BackupVerificationError, ConfigError, ProviderUnavailableError
 from ..state.backups import BackupCatalog, BackupRecord
 from ..state.store import StateStore, utcnow
-from . import pgtools
+from . import leftovers, pgtools
 from .locks import operation_lock
 from .pgtools import FORMATS, PgTarget, Progress
 
@@ -144,7 +146,7 @@ def read_manifest(backup_file: str | Path) -> Manifest:
 
 def write_manifest(manifest: Manifest, path: Path) -> None:
     """Write a manifest atomically (temp file, fsync, rename), mode 0600."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = leftovers.partial_path(path, "tmp")
     _write_private(tmp, json.dumps(asdict(manifest), indent=2, sort_keys=True).encode() + b"\n")
     os.replace(tmp, path)
 
@@ -281,9 +283,10 @@ def backup_locked(
     result = BackupResult(target.provider, False, "planned", path, fmt, host=target.host, started_at=started,
                           manifest_path=manifest_path(path))
     try:
+        swept = leftovers.sweep(backup_dir, check=check)
         with target.connect(autocommit=True, purpose="backup") as conn:
             num, version = pgtools.server_version(conn)
-            tool = pgtools.pick_tool("pg_dump", num // 10000)
+            tool = pgtools.pick_tool("pg_dump", num // 10000, ssl=target.needs_ssl)
             result.server_version, result.pg_dump_version = version, tool.version
             args = _dump_args(target, fmt)
             shown = " ".join(a for a in args if not a.startswith("--dbname="))
@@ -293,16 +296,22 @@ def backup_locked(
                 "count rows of every table in the same snapshot",
                 f"write {path} and {manifest_path(path).name} (mode 0600)",
                 "record the backup in the state store catalog",
+                *swept,
             ]
             if check:
                 return result
             say(f"{target.provider}: backing up {target.host} with pg_dump {tool.version} to {path}")
             _dump(conn, tool, target, fmt, args, path, result, purpose, say)
     except BaseException as exc:
-        if check or not isinstance(exc, (AgentFactoryError, psycopg.Error)):
+        if check or not isinstance(exc, (AgentFactoryError, psycopg.Error, KeyboardInterrupt)):
             raise
-        error = str(exc) if isinstance(exc, AgentFactoryError) else describe(exc, target.password)
-        _record_failure(db, target, path, fmt, started, purpose, time.monotonic() - t0, error)
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if interrupted:
+            error = f"interrupted ({exc or 'SIGINT'}); partial files removed"
+        else:
+            error = str(exc) if isinstance(exc, AgentFactoryError) else describe(exc, target.password)
+        _record_failure(db, target, path, fmt, started, purpose, time.monotonic() - t0, error,
+                        level=logging.INFO if interrupted else logging.ERROR)  # the caller reports an interruption
         if isinstance(exc, psycopg.Error):
             raise BackupError(f"provider {target.provider}: backup failed: {error}") from None
         raise
@@ -319,11 +328,11 @@ def backup_locked(
 
 
 def _record_failure(db: Any, target: PgTarget, path: Path, fmt: str, started: datetime, purpose: str,
-                    duration: float, error: str) -> None:
+                    duration: float, error: str, level: int = logging.ERROR) -> None:
     BackupCatalog(StateStore(db.config.state_dir)).record(BackupRecord(
         target.provider, str(path.absolute()), fmt, "failed", started, purpose=purpose, finished_at=utcnow(),
         duration_s=round(duration, 3), host=target.host, error=error[:1000]))
-    logger.error("provider %s: backup failed: %s", target.provider, error)
+    logger.log(level, "provider %s: backup failed: %s", target.provider, error)
 
 
 def _dump_args(target: PgTarget, fmt: str) -> list[str]:
@@ -339,8 +348,8 @@ def _dump(conn: psycopg.Connection[Any], tool: pgtools.Tool, target: PgTarget, f
     path.parent.mkdir(parents=True, exist_ok=True)
     if created:
         path.parent.chmod(0o700)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp_manifest = manifest_path(path).with_name(f".{manifest_path(path).name}.partial-{os.getpid()}")
+    tmp = leftovers.partial_path(path)
+    tmp_manifest = leftovers.partial_path(manifest_path(path))
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         conn.execute("SET idle_in_transaction_session_timeout = 0")

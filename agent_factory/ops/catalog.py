@@ -16,7 +16,8 @@
 - `prune_backups` keeps a backup when it is among the `keep` newest of its
   provider, or younger than `max_age_days`, or its provider's newest verified
   backup (always kept); every other one is deleted with its manifest. Check mode
-  reports what would go and deletes nothing.
+  reports what would go and deletes nothing. Prune also removes what killed
+  backups left (`leftovers.sweep`): partial files and passfile directories of dead processes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from psycopg import sql
 from ..errors import BackupError, BackupVerificationError, ConfigError
 from ..state.backups import BackupCatalog, BackupRecord
 from ..state.store import StateStore, utcnow
-from . import pgtools
+from . import leftovers, pgtools
 from .backup import Manifest, check_archive, manifest_path, read_manifest, sha256_of, write_manifest
 from .pgtools import Progress
 
@@ -193,6 +194,10 @@ def prune_backups(
             catalog.mark_pruned(path)
             result.changed = True
             logger.info("provider %s: pruned backup %s (%s)", name, path, why)
+    directories = [*([Path(backup_dir)] if backup_dir else []), *(Path(e.record.path).parent for e in entries)]
+    swept = leftovers.sweep(*directories, check=check)
+    result.actions += swept
+    result.changed = result.changed or bool(swept and not check)
     if failures:
         raise BackupError("could not delete: " + "; ".join(failures))
     return result
@@ -273,7 +278,7 @@ def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Pro
     base = pgtools.target_for(db, provider)
     scratch = f"af_verify_{secrets.token_hex(4)}"
     tool_name = "pg_restore" if manifest.format == "custom" else "psql"
-    tool = pgtools.pick_tool(tool_name, pgtools.major_of(manifest.pg_dump_version))
+    tool = pgtools.pick_tool(tool_name, pgtools.major_of(manifest.pg_dump_version), ssl=base.needs_ssl)
     with base.connect(purpose="verify") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(scratch)))
         try:

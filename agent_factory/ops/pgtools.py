@@ -1,13 +1,13 @@
-"""Run pg_dump, pg_restore and psql against one provider without exposing its password.
+"""Point pg_dump, pg_restore and psql at one provider without exposing its password; load archives; count rows.
 
-- The password reaches the child through a temporary passfile (`PGPASSFILE`,
-  mode 0600 in a 0700 directory, removed afterwards); never through argv, and
-  an inherited `PGPASSWORD` is removed from the child's environment.
-- The connection string on the command line is rebuilt from the provider URL
-  without its password; tool output is scrubbed before it reaches a message.
-- Tools are chosen with `find_tool(name, min_major=...)`: pg_dump at least the
-  server's major, pg_restore/psql at least the major of the pg_dump that wrote
-  the archive.
+- The connection string on the command line is rebuilt from the provider's
+  session URL (`NAME_DIRECT_URL` when set, else `NAME_DB_URL`: pg_dump needs a
+  session of its own, not a transaction pooler) without its password; tool
+  output is scrubbed before it reaches a message.
+- The tools run through `agent_factory.ops.tools` (passfile, minimal
+  environment; re-exported here): pg_dump at least the server's major,
+  pg_restore/psql at least the major of the pg_dump that wrote the archive, and
+  built with SSL support when the target's connection uses TLS (`PgTarget.needs_ssl`).
 - `apply_archive` loads a custom or plain backup in one transaction. Schemas and
   extensions that already exist on the target, and extensions this role may not
   create (untrusted ones, for a non-superuser), are skipped: on managed
@@ -22,14 +22,9 @@ most 60 s for a table lock.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,16 +34,17 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..core.sqlstate import describe
-from ..errors import BackupError, ProviderUnavailableError
-from ..local.binaries import find_tool
-from ..redact import scrub
+from ..errors import ProviderUnavailableError
+from ..redact import describe_url
+from ..tls import is_loopback
+from .tools import Progress, Tool, major_of, pick_tool, run_tool
+
+__all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
+           "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for", "target_objects"]
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
 FORMATS = ("custom", "plain")
-_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
-_PROGRESS_EVERY = 5.0  # seconds between progress reports of a running tool
 
 
 @dataclass(frozen=True)
@@ -69,6 +65,13 @@ class PgTarget:
         host = self.host.rsplit("/", 1)[0] + "/" + dbname
         return replace(self, dbname=dbname, conninfo=make_conninfo(**params), host=host)
 
+    @property
+    def needs_ssl(self) -> bool:
+        """Whether a client tool for this target must be built with SSL support (else it fails or goes plain)."""
+        params = conninfo_to_dict(self.conninfo)
+        mode = params.get("sslmode")
+        return mode != "disable" and (mode in ("require", "verify-ca", "verify-full") or not is_loopback(params))
+
     def connect(self, *, autocommit: bool = True, purpose: str = "ops") -> psycopg.Connection[Any]:
         """Open a direct (unpooled) connection; raise `ProviderUnavailableError` when it fails."""
         try:
@@ -84,14 +87,14 @@ class PgTarget:
 
 
 def target_for(db: Any, provider: str) -> PgTarget:
-    """Return the `PgTarget` of a configured provider; raise `ConfigError` for an unknown name."""
+    """Return the `PgTarget` of a configured provider (its direct URL when set); `ConfigError` for an unknown name."""
     config = db.config.provider(provider)
-    params = conninfo_to_dict(config.url)
+    params = conninfo_to_dict(config.session_url)
     password = params.pop("password", None)
     params.setdefault("application_name", "agent-factory")
     params.setdefault("connect_timeout", str(db.config.connect_timeout))
     dbname = params.get("dbname") or params.get("user") or "postgres"
-    return PgTarget(provider, config.host, str(dbname), make_conninfo(**params), password,
+    return PgTarget(provider, describe_url(config.session_url), str(dbname), make_conninfo(**params), password,
                     db.config.connect_timeout)
 
 
@@ -100,136 +103,6 @@ def server_version(conn: psycopg.Connection[Any]) -> tuple[int, str]:
     num = conn.info.server_version
     text = conn.execute("SHOW server_version").fetchone()
     return num, (str(text[0]).split()[0] if text else str(num))
-
-
-# ---- tools ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tool:
-    """One PostgreSQL client program and its version."""
-
-    name: str
-    path: Path
-    major: int
-    version: str
-
-
-def pick_tool(name: str, min_major: int | None) -> Tool:
-    """Return the newest `name` whose major version is >= `min_major`.
-
-    Raises `ToolNotFoundError` saying what was found and how to install a fitting one.
-    """
-    path, _install = find_tool(name, min_major=min_major)
-    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
-    match = _VERSION.search(out.stdout)
-    if not match:
-        raise BackupError(f"could not read the version of {path}")
-    version = f"{match.group(1)}.{match.group(2) or 0}"
-    return Tool(name, path, int(match.group(1)), version)
-
-
-def major_of(version: str) -> int:
-    """Return the major number of a version string such as "16.2"."""
-    return int(str(version).split(".")[0])
-
-
-@contextmanager
-def _child_env(password: str | None) -> Iterator[dict[str, str]]:
-    """Yield an environment for a client tool, with the password in a private passfile."""
-    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-    if password is None:
-        yield env
-        return
-    home = tempfile.mkdtemp(prefix="agent-factory-pg-")  # mode 0700
-    try:
-        passfile = Path(home) / "pgpass"
-        escaped = password.replace("\\", "\\\\").replace(":", "\\:")
-        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"*:*:*:*:{escaped}\n")
-        env["PGPASSFILE"] = str(passfile)
-        yield env
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def run_tool(
-    tool: Tool,
-    args: list[str],
-    target: PgTarget | None = None,
-    *,
-    stdin: Iterable[bytes] | None = None,
-    watch: Path | None = None,
-    progress: Progress | None = None,
-    label: str = "",
-    during: Callable[[], object] | None = None,
-) -> str:
-    """Run a client tool to completion and return its stdout.
-
-    `target` supplies the password (through a passfile); `watch` names a file
-    whose size is reported through `progress` while the tool runs; `during` is
-    called once the tool has started, before waiting for it (the tool is killed
-    if it raises). Raises `BackupError` with the tool's scrubbed error output
-    when it exits non-zero.
-    """
-    argv = [str(tool.path), *args]
-    secret = target.password if target else None
-    logger.debug("running %s %s", tool.name, " ".join(scrub(a, secret or "") for a in args))
-    with _child_env(secret) as env, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=out, stderr=err, env=env)
-        try:
-            if stdin is not None:
-                _feed(proc, stdin)
-            if during is not None:
-                during()
-            _wait(proc, tool, watch, progress, label)
-        except BaseException:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            raise
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode("utf-8", "replace")
-        stderr = err.read().decode("utf-8", "replace")
-    if proc.returncode != 0:
-        lines = [ln for ln in scrub(stderr, secret or "").splitlines() if ln.strip()]
-        detail = " | ".join(lines[-6:]) or f"exit status {proc.returncode}"
-        raise BackupError(f"{label + ': ' if label else ''}{tool.name} failed: {detail}"[:1500])
-    return stdout
-
-
-def _feed(proc: subprocess.Popen[bytes], chunks: Iterable[bytes]) -> None:
-    assert proc.stdin is not None
-    try:
-        for chunk in chunks:
-            proc.stdin.write(chunk)
-    except BrokenPipeError:
-        pass  # the tool stopped early (ON_ERROR_STOP); its exit status says why
-    finally:
-        try:
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-
-
-def _wait(proc: subprocess.Popen[bytes], tool: Tool, watch: Path | None, progress: Progress | None,
-          label: str) -> None:
-    start = time.monotonic()
-    last = start
-    while True:
-        try:
-            proc.wait(timeout=0.5)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-        now = time.monotonic()
-        if progress is not None and now - last >= _PROGRESS_EVERY:
-            last = now
-            size = f", {watch.stat().st_size / 1e6:.1f} MB written" if watch and watch.exists() else ""
-            progress(f"{label}: {tool.name} running for {now - start:.0f} s{size}")
 
 
 # ---- loading an archive into a database -------------------------------------

@@ -135,7 +135,7 @@ def restore(
                 "AND backend_type = 'client backend' AND application_name NOT LIKE 'agent-factory % lock %'"
             ).fetchone()
         tool = pgtools.pick_tool("pg_restore" if manifest.format == "custom" else "psql",
-                                 pgtools.major_of(manifest.pg_dump_version))
+                                 pgtools.major_of(manifest.pg_dump_version), ssl=target.needs_ssl)
         if manifest.server_version_num // 10000 > num // 10000:
             result.warnings.append(
                 f"the backup comes from PostgreSQL {manifest.server_version}, newer than the target's {version}; "

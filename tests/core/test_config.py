@@ -60,6 +60,10 @@ def test_extra_provider_listed_in_failover_order():
         ({"NEON_DB_URL": URL, "DATABASE_FAILOVER_ORDER": "neon,neon"}, "DATABASE_FAILOVER_ORDER"),
         ({"NEON_DB_URL": URL, "DATABASE_FAILOVER_ORDER": "neon,Bad-Name"}, "DATABASE_FAILOVER_ORDER"),
         ({}, "NEON_DB_URL"),
+        ({"NEON_DB_URL": URL, "NEON_PREPARED_STATEMENTS": "sometimes"}, "NEON_PREPARED_STATEMENTS"),
+        ({"NEON_DB_URL": URL, "NEON_DIRECT_URL": "mysql://agent:s3cret-pw@h/d"}, "NEON_DIRECT_URL"),
+        ({"NEON_DB_URL": URL, "NEON_DIRECT_URL": "postgresql://agent:s3cret-pw@h:0/d"}, "NEON_DIRECT_URL"),
+        ({"NEON_DB_URL": URL, "SUPABASE_DIRECT_URL": URL}, "SUPABASE_DIRECT_URL"),
     ],
 )
 def test_bad_configuration_names_the_variable(env, names):
@@ -76,3 +80,31 @@ def test_repr_and_host_never_show_the_password():
     assert provider.host == "db.example.com:5433/app"
     for text in (repr(config), str(config), repr(provider), str(provider)):
         assert "s3cret-pw" not in text
+
+
+def test_prepared_statements_per_provider_default_on():
+    config = load_config(env={"NEON_DB_URL": URL, "SUPABASE_DB_URL": URL, "RAILWAY_DB_URL": URL,
+                              "SUPABASE_PREPARED_STATEMENTS": "false", "RAILWAY_PREPARED_STATEMENTS": "yes"},
+                         env_file=None)
+    assert {n: p.prepared_statements for n, p in config.providers.items()} == {
+        "neon": True, "supabase": False, "railway": True}
+
+
+def test_transaction_pooler_port_with_prepared_statements_is_warned_about(caplog):
+    pooler = "postgresql://postgres.abc:pw@aws-0-eu.pooler.supabase.com:6543/postgres"
+    load_config(env={"NEON_DB_URL": URL, "SUPABASE_DB_URL": pooler}, env_file=None)
+    assert "SUPABASE_PREPARED_STATEMENTS=false" in caplog.text
+    caplog.clear()
+    load_config(env={"NEON_DB_URL": URL, "SUPABASE_DB_URL": pooler, "SUPABASE_PREPARED_STATEMENTS": "false"},
+                env_file=None)
+    assert caplog.text == ""
+
+
+def test_direct_url_is_optional_and_falls_back_to_the_main_url():
+    direct = URL.replace("db.example.com", "direct.example.com")
+    config = load_config(env={"NEON_DB_URL": URL, "NEON_DIRECT_URL": direct, "SUPABASE_DB_URL": URL}, env_file=None)
+    neon, supabase = config.providers["neon"], config.providers["supabase"]
+    assert supabase.direct_url is None and supabase.session_url == supabase.url
+    assert neon.direct_url is not None and neon.session_url == neon.direct_url
+    assert "direct.example.com" in neon.session_url and "db.example.com" in neon.url
+    assert "s3cret-pw" not in repr(neon) and "s3cret-pw" not in str(config)

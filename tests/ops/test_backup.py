@@ -19,7 +19,6 @@ from agent_factory.cli import main
 from agent_factory.core import DatabaseManager
 from agent_factory.errors import BackupError, ConfigError, ToolNotFoundError
 from agent_factory.local import binaries
-from agent_factory.ops import pgtools
 from agent_factory.ops.backup import backup, manifest_path, read_manifest, sha256_of
 from agent_factory.state.backups import BackupCatalog
 from agent_factory.state.store import StateStore
@@ -178,7 +177,7 @@ def test_password_reaches_tools_only_through_a_passfile(db: DatabaseManager, tmp
         return real(argv, *args, **kwargs)
 
     monkeypatch.setenv("PGPASSWORD", "inherited-should-not-pass")
-    monkeypatch.setattr(pgtools.subprocess, "Popen", recording)
+    monkeypatch.setattr(subprocess, "Popen", recording)
     from agent_factory.ops.catalog import verify_backup
     from agent_factory.ops.restore import restore
 
