@@ -90,7 +90,7 @@ class Provider:
         self._conninfo = provider.url
         self._password = provider.password
         self._config = config
-        self._kwargs = connection_kwargs(config)
+        self._kwargs = connection_kwargs(config, prepared_statements=provider.prepared_statements)
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._checking = threading.Lock()

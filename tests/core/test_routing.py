@@ -186,3 +186,17 @@ def test_eight_writers_through_five_kills_end_on_the_primary_with_one_switch_eac
             t.join(timeout=30)
     assert db.active_provider == "neon"
     assert not failures, failures[:3]  # idempotent writes move with the traffic: none fails
+
+
+def test_prepared_statements_follow_the_provider_setting(make_db):
+    """On by default (psycopg prepares a statement run 5 times); off for a provider behind a transaction pooler."""
+    sql = "SELECT current_setting(%s) /* prepared? */"
+    on = make_db(DATABASE_POOL_MAX_SIZE="1")  # one connection: the count below sees its statements
+    for _ in range(8):
+        on.execute_query(sql, ("port",))
+    assert on.execute_query("SELECT count(*) FROM pg_prepared_statements", fetch_mode="one")[0] >= 1
+
+    off = make_db(NEON_PREPARED_STATEMENTS="false", DATABASE_POOL_MAX_SIZE="1")
+    for _ in range(8):
+        off.execute_query(sql, ("port",))
+    assert off.execute_query("SELECT count(*) FROM pg_prepared_statements", fetch_mode="one") == (0,)
