@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent_factory.config import Config, load_config
-from agent_factory.core import DatabaseManager
+from agent_factory.core import DatabaseManager, close_default_manager
 from agent_factory.local import LocalProviders
 from agent_factory.schema import EXPECTED_TABLES, apply_schema
 from agent_factory.state import StateStore
@@ -47,8 +47,9 @@ def local() -> Iterator[LocalProviders]:
 
 @pytest.fixture(autouse=True)
 def providers_running(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After each test that used the providers, start any provider it killed."""
+    """After each test that used the providers, start any provider it killed; close the process's default manager."""
     yield
+    close_default_manager()
     if "local" in request.fixturenames:
         local: LocalProviders = request.getfixturevalue("local")
         for name in local.providers():

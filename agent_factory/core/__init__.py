@@ -1,6 +1,6 @@
 """The multi-provider database core: `DatabaseManager` and its providers."""
 
-from .database_manager import DatabaseManager, default_manager
+from .database_manager import DatabaseManager, close_default_manager, default_manager
 from .provider import HealthResult
 
-__all__ = ["DatabaseManager", "HealthResult", "default_manager"]
+__all__ = ["DatabaseManager", "HealthResult", "close_default_manager", "default_manager"]

@@ -508,3 +508,12 @@ def default_manager() -> DatabaseManager:
         if _default is None or _default.closed:
             _default = DatabaseManager()
         return _default
+
+
+def close_default_manager() -> None:
+    """Close the process's default manager, if one was made; the next `default_manager()` reads the configuration anew."""
+    global _default
+    with _default_lock:
+        manager, _default = _default, None
+    if manager is not None:
+        manager.close()

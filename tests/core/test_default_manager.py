@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_factory.core import default_manager
+from agent_factory.core import close_default_manager, default_manager
 from agent_factory.errors import ManagerClosedError
 from agent_factory.memory import KnowledgeBase, PostgresMemoryStorage, Settings
 from agent_factory.ops.verify import verify
@@ -17,7 +17,7 @@ def configured(env, monkeypatch, tmp_path):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield
-    default_manager().close()
+    close_default_manager()
 
 
 def test_storages_knowledge_settings_and_ops_share_the_process_default(configured):
