@@ -249,3 +249,56 @@ def test_sequential_writes_take_one_statement(db, caplog):
     storage.delete_session(session.session_id)
     storage.save_session(session)
     assert not [r for r in caplog.records if "changed concurrently" in r.getMessage()]
+
+
+class _Counting:
+    """A connection stand-in that counts the statements sent through it."""
+
+    def __init__(self, conn: psycopg.Connection, log: list[str]) -> None:
+        self._conn, self._log = conn, log
+
+    def execute(self, query, *args, **kwargs):
+        self._log.append(query if isinstance(query, str) else repr(query))
+        return self._conn.execute(query, *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+def test_every_memory_operation_is_one_statement_in_autocommit(db, monkeypatch):
+    """One statement, no BEGIN/COMMIT: one round trip per operation (the pool's checkout aside)."""
+    from agent_factory.core.provider import Provider
+    from agent_factory.memory import KnowledgeBase, Settings
+
+    calls: list[tuple[bool, int]] = []
+    real_run = Provider.run
+
+    def run(self, work, *, autocommit=False):
+        log: list[str] = []
+        result = real_run(self, lambda conn: work(_Counting(conn, log)), autocommit=autocommit)
+        calls.append((autocommit, len(log)))
+        return result
+
+    monkeypatch.setattr(Provider, "run", run)
+    storage, kb, settings = PostgresMemoryStorage(db), KnowledgeBase(db), Settings(db, ttl=0)
+    session = conversation(3)
+    operations = {
+        "save_session": lambda: storage.save_session(session),
+        "save_session again": lambda: storage.save_session(session),
+        "append_messages": lambda: storage.append_messages(session.session_id, [{"role": "user", "content": "x"}]),
+        "load_session": lambda: storage.load_session(session.session_id),
+        "list_sessions": lambda: storage.list_sessions("alice"),
+        "save_memory_atom": lambda: storage.save_memory_atom(session.session_id, "alice", "log", {"a": 1}),
+        "query_memory_atoms": lambda: storage.query_memory_atoms(session_id=session.session_id),
+        "kb.upsert": lambda: kb.upsert({"atom_id": "a", "atom_type": "concept", "title": "T", "content": "c"}),
+        "kb.search": lambda: kb.search("T"),
+        "kb.delete": lambda: kb.delete("a"),
+        "settings.set": lambda: settings.set("k", "v"),
+        "settings.get": lambda: settings.get("k"),
+        "settings.delete": lambda: settings.delete("k"),
+        "delete_session": lambda: storage.delete_session(session.session_id),
+    }
+    for name, operation in operations.items():
+        calls.clear()
+        operation()
+        assert calls == [(True, 1)], name
