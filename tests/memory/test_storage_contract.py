@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from agent_factory.memory import Message, Session, SessionNotFoundError
-from agent_factory.memory.ids import message_row_id
 
-from .conftest import fingerprint, stored_rows
+from agent_factory.memory.base import prepare_messages, prepare_session
+from agent_factory.memory.ids import new_stamp
+
+from .conftest import fingerprint, make_rows_newer, stored_rows
 
 
 def conversation(user_id: str = "alice", count: int = 3, **kwargs) -> Session:
@@ -85,15 +88,57 @@ def test_changed_messages_are_updated_and_removed_ones_soft_deleted(storage):
     storage.save_session(session)
     loaded = storage.load_session(session.session_id)
     assert [m.content for m in loaded.messages][-1] == "back at position 3"
-    assert len(stored_rows(storage, session.session_id)) == 6  # position 3 reused, position 4 still deleted
+    assert len(stored_rows(storage, session.session_id)) == 7  # a new message is a new row; tombstones stay
 
 
-def test_message_rows_have_deterministic_ids(storage):
-    session = conversation(count=2)
+def test_messages_get_time_ordered_ids_that_they_keep(storage):
+    session = conversation(count=3)
+    assert all(m.id is None for m in session.messages)
     storage.save_session(session)
-    ids = {a.message_index: a.id for a in storage.query_memory_atoms(session_id=session.session_id)}
-    assert ids[0] == str(message_row_id(session.session_id, 0))
-    assert ids[1] == str(message_row_id(session.session_id, 1))
+    ids = [m.id for m in session.messages]  # given by the save, on the caller's messages
+    assert all(uuid.UUID(i).version == 7 for i in ids) and ids == sorted(ids)
+    loaded = storage.load_session(session.session_id)
+    assert [m.id for m in loaded.messages] == ids
+    loaded.add_message("user", "fourth")
+    storage.save_session(loaded)
+    reloaded = storage.load_session(session.session_id)
+    assert [m.id for m in reloaded.messages][:3] == ids and reloaded.messages[3].id > ids[2]
+    assert len(stored_rows(storage, session.session_id)) == 5  # nothing rewritten under a new id
+
+
+def test_moved_or_repeated_messages_get_new_ids_and_keep_the_list_order(storage):
+    session = conversation(count=3)
+    storage.save_session(session)
+    first = session.messages[0]
+    session.messages = [session.messages[2], session.messages[1], first, first]
+    storage.save_session(session)
+    loaded = storage.load_session(session.session_id)
+    assert [m.content for m in loaded.messages] == ["message 2", "message 1", "message 0", "message 0"]
+    assert len({m.id for m in loaded.messages}) == 4
+
+
+def test_the_same_messages_saved_into_two_sessions_are_separate_rows(storage):
+    source = conversation(count=3)
+    storage.save_session(source)
+    copy = Session("bob", messages=storage.load_session(source.session_id).messages)
+    storage.save_session(copy)
+    copy.messages[0].content = "changed in the copy"
+    storage.save_session(copy)
+    assert [m.content for m in storage.load_session(source.session_id).messages] == [
+        "message 0", "message 1", "message 2"]
+    assert [m.content for m in storage.load_session(copy.session_id).messages] == [
+        "changed in the copy", "message 1", "message 2"]
+    rows = storage.query_memory_atoms(session_id=copy.session_id)
+    assert {a.id for a in rows}.isdisjoint(a.id for a in storage.query_memory_atoms(session_id=source.session_id))
+
+
+def test_a_message_id_that_is_not_a_uuid_is_refused(storage):
+    session = conversation(count=1)
+    session.messages[0].id = "not-a-uuid"
+    before = fingerprint(storage)
+    with pytest.raises(ValueError, match=r"session\.messages\[0\]\.id"):
+        storage.save_session(session)
+    assert fingerprint(storage) == before
 
 
 def test_append_messages_adds_after_the_last_in_order(storage):
@@ -113,7 +158,7 @@ def test_append_messages_adds_after_the_last_in_order(storage):
     assert [s.message_count for s in storage.list_sessions("alice")] == [6]
 
 
-def test_append_after_a_shortening_save_reuses_positions(storage):
+def test_append_after_a_shortening_save_continues_after_the_last_live_message(storage):
     session = conversation(count=4)
     storage.save_session(session)
     del session.messages[2:]
@@ -192,6 +237,34 @@ def test_list_sessions_filters_by_user_and_orders_by_last_active(storage):
     assert storage.list_sessions("carol") == []
 
 
+def test_list_sessions_pages_by_key_without_skips_or_repeats(storage):
+    now = datetime.now(timezone.utc)
+    made = []
+    for i in range(25):  # groups of sessions share a last_active: ties are ordered by session id
+        session = Session("alice" if i % 5 else "bob", session_id=f"s-{i:02d}", last_active=now - timedelta(minutes=i // 3))
+        storage.save_session(session)
+        made.append(session)
+    everything = storage.list_sessions(limit=1000)
+    assert [(s.last_active, s.session_id) for s in everything] == sorted(
+        ((s.last_active, s.session_id) for s in made), reverse=True)
+    pages, before = [], None
+    while True:
+        page = storage.list_sessions(limit=10, before=before)
+        if not page:
+            break
+        pages.append(page)
+        before = page[-1]
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [s for p in pages for s in p] == everything
+    alice = storage.list_sessions("alice", limit=7)
+    assert alice == [s for s in everything if s.user_id == "alice"][:7]
+    assert storage.list_sessions("alice", limit=7, before=alice[-1]) == [
+        s for s in everything if s.user_id == "alice"][7:14]
+    assert len(storage.list_sessions()) == 25  # the default limit is 100
+    with pytest.raises(ValueError, match="before"):
+        storage.list_sessions(before="s-03")
+
+
 def test_saving_under_another_user_moves_the_session(storage):
     session = conversation("alice", count=2)
     storage.save_session(session)
@@ -245,3 +318,50 @@ def test_atoms_with_a_message_type_stay_out_of_the_session(storage):
 def test_context_manager_closes(storage):
     with storage as same:
         assert same is storage
+
+
+def test_a_save_or_delete_older_than_the_stored_session_changes_nothing(storage):
+    session = conversation(count=2)
+    storage.save_session(session)
+    make_rows_newer(storage, datetime(2100, 1, 1, tzinfo=timezone.utc))  # another writer, with a later clock
+    before = fingerprint(storage)
+    session.metadata = {"stale": True}
+    session.messages[0].content = "stale edit"
+    del session.messages[1]
+    storage.save_session(session)
+    assert storage.delete_session(session.session_id) is False
+    assert fingerprint(storage) == before
+    loaded = storage.load_session(session.session_id)
+    assert loaded.metadata == {} and [m.content for m in loaded.messages] == ["message 0", "message 1"]
+    assert storage.append_messages(session.session_id, [{"role": "user", "content": "added"}]) == 3  # adds rows
+
+
+def test_replayed_writes_write_the_same_rows(storage):
+    session = conversation(count=3)
+    prepared = prepare_session(session)
+    storage._save_session(prepared)
+    after_save = fingerprint(storage)
+    storage._save_session(prepared)
+    assert fingerprint(storage) == after_save
+    batch = prepare_messages(session.session_id, [{"role": "user", "content": "once"}], "messages")
+    stamp = new_stamp()
+    assert storage._append_messages(session.session_id, batch, stamp) == 4
+    after_append = fingerprint(storage)
+    assert storage._append_messages(session.session_id, batch, stamp) == 4
+    assert fingerprint(storage) == after_append
+    delete_stamp = new_stamp()
+    assert storage._delete_session(session.session_id, delete_stamp) is True
+    after_delete = fingerprint(storage)
+    assert storage._delete_session(session.session_id, delete_stamp) is False
+    assert fingerprint(storage) == after_delete
+
+
+def test_deleting_a_session_never_saved_here_leaves_a_tombstone_a_later_save_overrides(storage):
+    assert storage.delete_session("elsewhere") is False
+    assert [(i, t, d) for i, t, d in stored_rows(storage, "elsewhere")] == [(None, "session_metadata", True)]
+    assert storage.list_sessions() == [] and storage.load_session("elsewhere") is None
+    with pytest.raises(SessionNotFoundError):
+        storage.append_messages("elsewhere", [{"role": "user", "content": "x"}])
+    session = conversation(session_id="elsewhere", count=1)
+    storage.save_session(session)
+    assert storage.load_session("elsewhere") == session
