@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
 from agent_factory.core import DatabaseManager
+from agent_factory.local.proxy import CountingProxy
 from agent_factory.memory import KnowledgeBase, PostgresMemoryStorage, Session
 from agent_factory.memory import knowledge as kb_module
 from agent_factory.memory import postgres as pg_module
@@ -46,6 +48,7 @@ from .harness import Context, Entry, percentile, skipped
 OPS = ("append_10", "load_200", "save_50", "query_atoms", "search_kb")
 PEER_OPS = ("append_10", "load_200", "save_50")
 CONCURRENCY = (1, 8)
+LINK_DELAY = 0.020  # seconds added per round trip: a managed provider in another region
 KB_ATOMS = 1965
 QUERY_USER = "bench-query-user"
 PEER_TABLE = "langchain_chat_history"
@@ -369,39 +372,101 @@ def _check_same_sql(ours: Ours, bare: Bare) -> None:
 # ---- entries ------------------------------------------------------------------------
 
 
-def run(ctx: Context) -> list[Entry]:
-    rounds = 3 if ctx.quick else 20
-    per_worker = {1: 8, 8: 2} if ctx.quick else {1: 25, 8: 6}
-    url = ctx.local.url("neon")
-    peer_missing = None
+def _peer_missing(ctx: Context) -> str | None:
     if ctx.no_peer:
-        peer_missing = "peer comparison turned off (--no-peer)"
-    elif importlib.util.find_spec("langchain_postgres") is None:
-        peer_missing = "peer not installed (pip install -e '.[bench]')"
-    peer_ok = peer_missing is None
-    entries: list[Entry] = []
-    with DatabaseManager(ctx.config()) as db:
-        prepared = _seed(db, ctx.quick)
-        ours, bare = Ours(db, prepared), Bare(url, prepared)
-        peer = Peer(url, prepared) if peer_ok else None
+        return "peer comparison turned off (--no-peer)"
+    if importlib.util.find_spec("langchain_postgres") is None:
+        return "peer not installed (pip install -e '.[bench]')"
+    return None
+
+
+@contextlib.contextmanager
+def _subjects(ctx: Context, neon_url: str) -> Iterator[tuple[list[Any], str | None]]:
+    """Seed neon, then yield ours, bare and (if installed) the peer, all connecting through `neon_url`."""
+    peer_missing = _peer_missing(ctx)
+    with DatabaseManager(ctx.config()) as direct:
+        prepared = _seed(direct, ctx.quick)
+    with DatabaseManager(ctx.config(NEON_DB_URL=neon_url)) as db:
+        ours, bare = Ours(db, prepared), Bare(neon_url, prepared)
+        peer = Peer(neon_url, prepared) if peer_missing is None else None
         subjects = [s for s in (ours, bare, peer) if s is not None]
         try:
             _check_same_sql(ours, bare)
-            with ThreadPoolExecutor(max_workers=max(CONCURRENCY), thread_name_prefix="bench-memory") as executor:
-                for op in OPS:
-                    for c in CONCURRENCY:
-                        stats = _measure(executor, subjects, op, c, rounds, per_worker[c])
-                        ctx.log(f"memory {op} c={c}: " + ", ".join(
-                            f"{n} p50 {s.p50_ms:.2f} ms p99 {s.p99_ms:.2f} ms {s.ops_s:.0f} ops/s "
-                            f"(cpu {s.busy_pct:.0f}%)" for n, s in stats.items()))
-                        entries.extend(_entries(op, c, stats, peer_missing))
+            yield subjects, peer_missing
         finally:
             for subject in subjects:
                 subject.close()
+
+
+def _proxy_to_neon(ctx: Context, delay: float) -> tuple[CountingProxy, str]:
+    """Start a proxy to neon adding `delay` s per round trip; return it and the URL through it."""
+    target = conninfo_to_dict(ctx.local.url("neon"))
+    proxy = CountingProxy(str(target["host"]), int(target["port"]), delay=delay)
+    return proxy, make_conninfo(ctx.local.url("neon"), host="127.0.0.1", port=proxy.port)
+
+
+def run(ctx: Context) -> list[Entry]:
+    """Memory operations on loopback: ours against the bare pool (p50 <= 1.05 x) and the peer."""
+    rounds = 3 if ctx.quick else 20
+    per_worker = {1: 8, 8: 2} if ctx.quick else {1: 25, 8: 6}
+    return _compare(ctx, ctx.local.url("neon"), "memory", rounds, per_worker, bare_factor=1.05,
+                    peer_factors={1: 1, 8: 3})
+
+
+def run_link(ctx: Context) -> list[Entry]:
+    """Round trips per operation (counted by a proxy), then the operations over a link adding 20 ms per round trip."""
+    proxy, url = _proxy_to_neon(ctx, delay=0.0)
+    with proxy, _subjects(ctx, url) as (subjects, peer_missing):
+        entries = _round_trip_entries(ctx, proxy, subjects, peer_missing)
+    proxy, url = _proxy_to_neon(ctx, delay=LINK_DELAY)
+    rounds = 2 if ctx.quick else 4
+    per_worker = {1: 3, 8: 2} if ctx.quick else {1: 10, 8: 4}
+    with proxy:
+        entries += _compare(ctx, url, "memory_link", rounds, per_worker, bare_factor=1.1,
+                            peer_factors={1: 3, 8: 3})
     return entries
 
 
-def _entries(op: str, c: int, stats: dict[str, Stats], peer_missing: str | None) -> list[Entry]:
+def _round_trip_entries(ctx: Context, proxy: CountingProxy, subjects: list[Any],
+                        peer_missing: str | None) -> list[Entry]:
+    entries = []
+    for op in OPS:
+        counts: dict[str, int] = {}
+        for subject in subjects:
+            fn = subject.make(op, 0)
+            if fn is None:
+                continue
+            fn()  # warm: the pool has its connection, statements are known
+            proxy.reset()
+            fn()
+            counts[subject.name] = proxy.round_trips
+        ctx.log(f"round trips {op}: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
+        details: dict[str, Any] = dict(counts)
+        if op in PEER_OPS and "peer" not in counts:
+            details["peer"] = peer_missing
+        entries.append(Entry(f"roundtrips.{op}", "round trips", counts["ours"], counts["bare"],
+                             "same SQL on a bare psycopg_pool.ConnectionPool", "ours == 1",
+                             counts["ours"] == 1, details=details))
+    return entries
+
+
+def _compare(ctx: Context, url: str, prefix: str, rounds: int, per_worker: dict[int, int], *,
+             bare_factor: float, peer_factors: dict[int, int]) -> list[Entry]:
+    entries: list[Entry] = []
+    with _subjects(ctx, url) as (subjects, peer_missing), \
+            ThreadPoolExecutor(max_workers=max(CONCURRENCY), thread_name_prefix="bench-memory") as executor:
+        for op in OPS:
+            for c in CONCURRENCY:
+                stats = _measure(executor, subjects, op, c, rounds, per_worker[c])
+                ctx.log(f"{prefix} {op} c={c}: " + ", ".join(
+                    f"{n} p50 {s.p50_ms:.2f} ms p99 {s.p99_ms:.2f} ms {s.ops_s:.0f} ops/s "
+                    f"(cpu {s.busy_pct:.0f}%)" for n, s in stats.items()))
+                entries.extend(_entries(prefix, op, c, stats, peer_missing, bare_factor, peer_factors[c]))
+    return entries
+
+
+def _entries(prefix: str, op: str, c: int, stats: dict[str, Stats], peer_missing: str | None,
+             bare_factor: float, factor: int) -> list[Entry]:
     o, b = stats["ours"], stats["bare"]
     figures = {name: {"p50_ms": round(s.p50_ms, 3), "p99_ms": round(s.p99_ms, 3), "ops_s": round(s.ops_s, 1),
                       "ops": s.ops, "machine_cpu_busy_pct": round(s.busy_pct, 1),
@@ -409,15 +474,14 @@ def _entries(op: str, c: int, stats: dict[str, Stats], peer_missing: str | None)
                for name, s in stats.items()}
     bare_name = "same SQL on a bare psycopg_pool.ConnectionPool"
     out = [
-        Entry(f"memory.{op}.c{c}.p50", "ms", o.p50_ms, b.p50_ms, bare_name, "ours <= 1.15 x bare pool p50",
-              o.p50_ms <= 1.15 * b.p50_ms, details=figures),
-        Entry(f"memory.{op}.c{c}.p99", "ms", o.p99_ms, b.p99_ms, bare_name, "informational", None),
+        Entry(f"{prefix}.{op}.c{c}.p50", "ms", o.p50_ms, b.p50_ms, bare_name,
+              f"ours <= {bare_factor} x bare pool p50", o.p50_ms <= bare_factor * b.p50_ms, details=figures),
+        Entry(f"{prefix}.{op}.c{c}.p99", "ms", o.p99_ms, b.p99_ms, bare_name, "informational", None),
     ]
     if op in PEER_OPS:
-        factor = 1 if c == 1 else 3
         target = ("ours ops/s >= peer ops/s (ratio <= 1)" if factor == 1
                   else "ours ops/s >= 3 x peer ops/s (ratio <= 0.333)")
-        name = f"memory.{op}.c{c}.time_per_op_vs_peer"
+        name = f"{prefix}.{op}.c{c}.time_per_op_vs_peer"
         peer_name = "langchain-postgres PostgresChatMessageHistory (one shared connection)"
         if peer_missing is not None or "peer" not in stats:
             out.append(skipped(name, "ms per op (1000 / ops/s)", peer_name, target,

@@ -26,9 +26,10 @@ if str(ROOT) not in sys.path:
 
 from bench.harness import Context, Entry, format_table, local_providers, machine, write_results  # noqa: E402
 
-BENCHMARKS = ("memory", "failover", "health", "backup")
-MODULES = {"memory": "bench.memory_ops", "failover": "bench.failover", "health": "bench.health",
-           "backup": "bench.backup_restore"}
+BENCHMARKS = ("memory", "memory_link", "failover", "health", "backup")
+MODULES = {"memory": ("bench.memory_ops", "run"), "memory_link": ("bench.memory_ops", "run_link"),
+           "failover": ("bench.failover", "run"), "health": ("bench.health", "run"),
+           "backup": ("bench.backup_restore", "run")}
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 DURABLE = False
 
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in selected:
                 log(f"benchmark {name} ...")
                 try:
-                    module = importlib.import_module(MODULES[name])
-                    entries.extend(module.run(ctx))
+                    module_name, function = MODULES[name]
+                    entries.extend(getattr(importlib.import_module(module_name), function)(ctx))
                 except Exception:
                     errors.append(f"{name}: {traceback.format_exc(limit=8)}")
                     log(f"benchmark {name} FAILED:\n{traceback.format_exc()}")

@@ -87,12 +87,13 @@ class CountingProxy:
                 data = source.recv(65536)
                 if not data:
                     break
+                arrived = time.monotonic()
                 with self._lock:
                     if side == "client" and turn["last"] == "server":
                         self._round_trips += 1
                     turn["last"] = side
-                if self.delay:
-                    time.sleep(self.delay / 2)
+                if self.delay:  # each chunk leaves half the delay after it arrived, as on a real link
+                    time.sleep(max(0.0, arrived + self.delay / 2 - time.monotonic()))
                 sink.sendall(data)
         except OSError:
             pass
