@@ -35,7 +35,7 @@ def test_quick_benchmark_run_writes_complete_entries(tmp_path: Path) -> None:
     entries = results["entries"]
     names = [e["name"] for e in entries]
     assert len(names) == len(set(names)), "entry names repeat"
-    for prefix in ("memory.", "failover.", "health.", "backup.", "restore."):
+    for prefix in ("memory.", "roundtrips.", "memory_link.", "failover.", "health.", "backup.", "restore."):
         assert any(n.startswith(prefix) for n in names), f"no {prefix}* entry"
     for entry in entries:
         missing = [k for k in REQUIRED if k not in entry]
