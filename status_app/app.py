@@ -33,14 +33,16 @@ from status_app.model import (
     timeline,
 )
 
+# Icons from Streamlit's own Material Symbols font: emoji need a font the viewer may not have.
 _BANNERS = {
-    "operational": (st.success, "✅"),
-    "degraded": (st.warning, "⚠️"),
-    "outage": (st.error, "🚨"),
-    "unknown": (st.warning, "❓"),
-    "empty": (st.info, "ℹ️"),
-    "missing": (st.info, "ℹ️"),
+    "operational": (st.success, ":material/check_circle:"),
+    "degraded": (st.warning, ":material/warning:"),
+    "outage": (st.error, ":material/error:"),
+    "unknown": (st.warning, ":material/help:"),
+    "empty": (st.info, ":material/info:"),
+    "missing": (st.info, ":material/info:"),
 }
+_OK, _BAD = ":material/check_circle:", ":material/warning:"
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -94,7 +96,8 @@ def show_providers(snap: Snapshot, settings: PageSettings, now: datetime) -> Non
             if p.serving:
                 st.badge("serving", icon=":material/check_circle:", color="green")
             state = "no data" if p.up is None else "Up" if p.up else "Down"
-            st.metric(f"{p.name} status", f"{'✅' if p.up else '❌' if p.up is False else '❔'} {state}")
+            icon = ":material/help:" if p.up is None else ":material/check_circle:" if p.up else ":material/cancel:"
+            st.metric(f"{p.name} status", state, icon=icon)
             if p.error:
                 st.caption(f"Error: {p.error}")
             st.metric(f"{p.name} latency now", f"{p.latency_ms:.1f} ms" if p.latency_ms is not None else "—")
@@ -138,7 +141,7 @@ def show_backups(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzin
         with column:
             st.metric(f"RPO {r.provider}", hours(r.age) if r.age is not None else "no verified backup",
                       help="Age of the newest verified backup, from when it was taken")
-            mark = "" if r.target is None else "⚠️ overdue: " if r.overdue else "✅ "
+            mark = "" if r.target is None else f"{_BAD} overdue: " if r.overdue else f"{_OK} "
             st.caption(mark + describe_rpo(r) + (f" ({r.backup.path})" if r.backup else ""))
     table = backup_table(snap.backups)
     if table.empty:
@@ -159,7 +162,7 @@ def show_sync(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo)
             if lag.last_at is None:
                 continue
             status = "ok" if lag.ok else f"failed: {lag.error or 'no reason recorded'}"
-            st.caption(f"{'⚠️ over' if lag.over else '✅ within'} the {duration(lag.max_lag)} target; "
+            st.caption(f"{_BAD + ' over' if lag.over else _OK + ' within'} the {duration(lag.max_lag)} target; "
                        f"last sync from {lag.source} {when(lag.last_at, tz)}, {status}")
 
 
@@ -190,7 +193,7 @@ def body() -> None:
     try:
         settings = page_settings()
     except ConfigError as exc:
-        st.error(f"Configuration error: {exc}", icon="🚫")
+        st.error(f"Configuration error: {exc}", icon=":material/error:")
         return
     try:
         snap = load(str(settings.state_dir.absolute()), settings.retention.total_seconds())
@@ -211,6 +214,6 @@ def body() -> None:
     show_timeline(snap, settings, now, tz)
 
 
-st.set_page_config(page_title="Agent Factory status", page_icon="🗄️", layout="wide")
+st.set_page_config(page_title="Agent Factory status", page_icon=":material/monitor_heart:", layout="wide")
 st.title("Agent Factory status")
 body()

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from .output import EXIT_FAILED, EXIT_OK, Outcome, progress
+from .output import EXIT_FAILED, Outcome, progress
 
 INSTALL_HINT = "the status page needs the `status` extra: pip install 'agent-factory[status]'"
 
@@ -58,10 +57,8 @@ def _status_page(args: argparse.Namespace) -> Outcome:
             raise ConfigError(f"--state-dir {state_dir} is not a directory")
         env["AGENT_FACTORY_STATE_DIR"] = str(state_dir)
     progress(f"status page on http://{args.address}:{args.port} (Ctrl-C stops it)")
-    try:
-        code = subprocess.run(command, env=env, check=False).returncode
-    except KeyboardInterrupt:
-        code = 0
-    if code in (0, -2, 130):  # stopped with Ctrl-C
-        return Outcome(EXIT_OK, "status page stopped")
-    return Outcome(EXIT_FAILED, f"the status page exited with code {code}")
+    sys.stdout.flush()
+    # Become the Streamlit server: signals (Ctrl-C, a service manager's SIGTERM) reach it directly, and no
+    # orphan is left behind when this process is stopped.
+    os.execve(command[0], command, env)
+    return Outcome(EXIT_FAILED, "unreachable")  # pragma: no cover

@@ -5,43 +5,15 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pyarrow as pa
 import streamlit as st
 
 from agent_factory.state import StateStore, monitoring
 from agent_factory.state.backups import BackupCatalog, BackupRecord, RestoreRecord
 
+from .pagetext import chart_data, charts, everything, metrics, table
+
 MIN = timedelta(minutes=1)
 ALL = ("neon", "supabase", "railway")
-
-
-def metrics(at) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
-def chart_data(chart):
-    """The Arrow datasets of a chart element, as DataFrames."""
-    return [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets]
-
-
-def everything(at) -> str:
-    """Every text the page shows (elements, table cells, chart alt text, spec and data), as one string."""
-    parts = [str(e.value) for kind in ("title", "header", "subheader", "markdown", "caption", "success", "warning",
-                                       "error", "info") for e in getattr(at, kind)]
-    parts += [f"{m.label} {m.value} {m.proto.help}" for m in at.metric]
-    parts += [df.value.to_csv() for df in at.dataframe]
-    for chart in at.get("vega_lite_chart"):
-        parts += [chart.proto.alt, chart.proto.spec] + [d.to_csv() for d in chart_data(chart)]
-    return "\n".join(parts)
-
-
-def charts(at) -> list:
-    return list(at.get("vega_lite_chart"))
-
-
-def table(at, column: str):
-    """The first table with `column`."""
-    return next(df.value for df in at.dataframe if column in df.value.columns)
 
 
 def test_healthy(seeded, page):
@@ -52,7 +24,7 @@ def test_healthy(seeded, page):
     assert at.title[0].value == "Agent Factory status"
     assert at.caption[0].value.startswith("Last updated ") and at.caption[0].value.endswith("(2 min ago)")
     m = metrics(at)
-    assert m["neon status"] == "✅ Up" and m["railway status"] == "✅ Up"
+    assert m["neon status"] == "Up" and m["railway status"] == "Up"
     assert m["neon uptime 24 h"] == "100.00 %" and m["neon latency now"].endswith(" ms")
     assert m["RPO neon"] == "3 h"
     providers = at.dataframe[0].value
@@ -69,7 +41,7 @@ def test_degraded_primary_down_backup_serving(seeded, page, now):
     assert [w.value for w in at.warning] == [
         "Degraded: primary neon is down, supabase serving; alert firing: primary-down/neon"]
     m = metrics(at)
-    assert m["neon status"] == "❌ Down" and m["supabase status"] == "✅ Up" and m["neon latency now"] == "—"
+    assert m["neon status"] == "Down" and m["supabase status"] == "Up" and m["neon latency now"] == "—"
     assert "Error: connection refused" in [c.value for c in at.caption]
     providers = at.dataframe[0].value.set_index("provider")
     assert providers.loc["neon", "state"] == "down" and providers.loc["supabase", "serving"]
@@ -84,7 +56,7 @@ def test_all_down(seeded, page, now):
     assert not at.exception
     assert [e.value for e in at.error] == ["Major outage: no provider answers"]
     assert not at.success
-    assert all(metrics(at)[f"{n} status"] == "❌ Down" for n in ALL)
+    assert all(metrics(at)[f"{n} status"] == "Down" for n in ALL)
 
 
 def test_backup_overdue(seeded, page):
@@ -93,7 +65,7 @@ def test_backup_overdue(seeded, page):
     assert [w.value for w in at.warning] == [
         "Degraded: backup of neon overdue (newest good backup 30 h old, target 24 h)"]
     assert metrics(at)["RPO neon"] == "30 h"
-    assert any(c.value.startswith("⚠️ overdue: newest good backup 30 h old") for c in at.caption)
+    assert any(c.value.startswith(":material/warning: overdue: newest good backup 30 h old") for c in at.caption)
     backups = table(at, "file")
     assert len(backups) == 3 and set(backups["verified"]) == {"yes (restore)"}
     assert not backups["file"].str.contains("/").any(), "backups are named by file, never by path"
@@ -179,9 +151,9 @@ def test_sync_lag_shown_per_backup(seeded, page, now):
     m = metrics(at)
     assert m["Sync lag supabase"] == "3 min" and m["Sync lag railway"] == "45 min"
     captions = [c.value for c in at.caption]
-    assert any(c.startswith("✅ within the 10 min target; last sync from neon ") and c.endswith(", ok")
+    assert any(c.startswith(":material/check_circle: within the 10 min target; last sync from neon ") and c.endswith(", ok")
                for c in captions)
-    assert any(c.startswith("⚠️ over the 10 min target") for c in captions)
+    assert any(c.startswith(":material/warning: over the 10 min target") for c in captions)
 
 
 def test_restore_shows_rto(seeded, page, now):
