@@ -100,11 +100,10 @@ class SyncLag:
 
 def newest_run(snap: Snapshot, now: datetime, settings: PageSettings) -> pd.Series | None:
     """Return the newest run that counts: an unfinished run still within `stale_after` is skipped."""
-    for _, run in snap.runs.iterrows():
-        if pd.isna(run["finished_at"]) and now - run["started_at"].to_pydatetime() < settings.stale_after:
-            continue
-        return run
-    return None
+    runs = snap.runs
+    counts = runs["finished_at"].notna() | (runs["started_at"] <= pd.Timestamp(now - settings.stale_after))
+    found = runs[counts]
+    return found.iloc[0] if not found.empty else None
 
 
 def latest_samples(snap: Snapshot, run: pd.Series | None) -> pd.DataFrame:
@@ -209,17 +208,19 @@ def daily_uptime(samples: pd.DataFrame, now: datetime, days: int, tz: tzinfo) ->
     """
     interval_min = sample_interval(samples).total_seconds() / 60
     today = pd.Timestamp(now).tz_convert(tz).normalize()
-    day_index = [(today - pd.Timedelta(days=i)).strftime("%Y-%m-%d") for i in range(days - 1, -1, -1)]
-    local = samples.assign(day=samples["at"].dt.tz_convert(tz).dt.strftime("%Y-%m-%d"))
-    grouped = local.groupby(["provider", "day"])["healthy"].agg(["size", "sum"])
-    rows = []
-    for provider in dict.fromkeys(samples["provider"]):
-        for day in day_index:
-            n, healthy = grouped.loc[(provider, day)] if (provider, day) in grouped.index else (0, 0)
-            ratio = healthy / n * 100 if n else float("nan")
-            rows.append({"provider": provider, "day": day, "samples": int(n), "uptime": ratio,
-                         "minutes_down": round((n - healthy) * interval_min), "band": _band(ratio)})
-    return pd.DataFrame(rows, columns=["provider", "day", "samples", "uptime", "minutes_down", "band"])
+    days_shown = [today - pd.Timedelta(days=i) for i in range(days - 1, -1, -1)]
+    local_day = samples["at"].dt.tz_convert(tz).dt.normalize()
+    grouped = samples.groupby([samples["provider"], local_day.rename("day")])["healthy"].agg(["size", "sum"])
+    index = pd.MultiIndex.from_product([list(dict.fromkeys(samples["provider"])), days_shown],
+                                       names=["provider", "day"])
+    frame = grouped.reindex(index, fill_value=0).reset_index()
+    n, healthy = frame["size"].astype(int), frame["sum"].astype(int)
+    uptime = (healthy / n.where(n > 0) * 100).astype(float)
+    return pd.DataFrame({
+        "provider": frame["provider"], "day": frame["day"].dt.strftime("%Y-%m-%d"), "samples": n,
+        "uptime": uptime, "minutes_down": ((n - healthy) * interval_min).round().astype(int),
+        "band": uptime.map(_band),
+    })
 
 
 def _band(percent: float) -> str:
@@ -314,8 +315,9 @@ def sync_lags(snap: Snapshot, settings: PageSettings, now: datetime) -> list[Syn
     """Return the sync lag of every backup provider (every provider but the primary) from the newest sync."""
     run = newest_run(snap, now, settings)
     primary = primary_of(snap, run)
-    names = [p.name for p in provider_states(snap, settings, now) if p.name != primary]
-    names += [s.target for s in snap.syncs if s.target not in names and s.target != primary]
+    seen = [*latest_samples(snap, run)["provider"], *sorted(set(snap.samples["provider"])),
+            *(s.target for s in snap.syncs)]
+    names = [name for name in dict.fromkeys(seen) if name != primary]
     result = []
     for name in names:
         runs = [s for s in snap.syncs if s.target == name]
@@ -360,9 +362,8 @@ def timeline(snap: Snapshot, now: datetime) -> pd.DataFrame:
         if b.verify_error and b.started_at >= snap.since:
             rows.append((b.verified_at or b.finished_at or b.started_at, "verification failed", b.provider,
                          f"{b.path}: {b.verify_error}"))
-    for _, r in snap.runs.iterrows():
-        if isinstance(r["error"], str):
-            rows.append((r["started_at"], "monitor run failed", "monitor", r["error"]))
+    failed = snap.runs[snap.runs["error"].notna()]
+    rows += [(at, "monitor run failed", "monitor", error) for at, error in zip(failed["started_at"], failed["error"])]
     frame = pd.DataFrame(rows, columns=["at", "kind", "subject", "detail"])
     if frame.empty:
         return frame
