@@ -41,8 +41,10 @@ def uptime_alt(daily: pd.DataFrame) -> str:
 
 def latency_chart(series: pd.DataFrame) -> alt.Chart:
     """Return latency over time per provider; hourly p50 solid and p95 dashed when aggregated."""
+    span = series["time"].max() - series["time"].min() if not series.empty else pd.Timedelta(0)
+    fmt = "%H:%M" if span <= pd.Timedelta(hours=24) else "%b %d"
     base = alt.Chart(series).encode(
-        x=alt.X("time:T", title="Time"),
+        x=alt.X("time:T", title="Time", axis=alt.Axis(format=fmt, labelOverlap=True)),
         y=alt.Y("latency_ms:Q", title="Latency (ms)"),
         color=alt.Color("provider:N", title="Provider"),
         tooltip=[alt.Tooltip("provider:N", title="Provider"), alt.Tooltip("time:T", title="Time", format="%Y-%m-%d %H:%M"),

@@ -306,6 +306,7 @@ def backup_table(backups: list[BackupRecord]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     if frame.empty:
         return frame
+    frame["error"] = frame["error"].fillna("")
     frame["started"] = pd.to_datetime(frame["started"], utc=True)
     frame["pruned_at"] = pd.to_datetime(frame["pruned_at"], utc=True)
     return frame.sort_values(["provider", "started"], ascending=[True, False], ignore_index=True)
