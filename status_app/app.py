@@ -85,8 +85,10 @@ def show_banner(verdict: Banner, now: datetime, tz: tzinfo) -> None:
         st.caption("Last updated: never")
 
 
-def show_providers(snap: Snapshot, settings: PageSettings, now: datetime) -> None:
+def show_providers(snap: Snapshot, settings: PageSettings, now: datetime, verdict: Banner, tz: tzinfo) -> None:
     st.header("Providers")
+    if verdict.updated_at is not None:
+        st.caption(f"As the monitor saw them at {when(verdict.updated_at, tz)}.")
     states = provider_states(snap, settings, now)
     for column, p in zip(st.columns(max(len(states), 1)), states):
         with column.container(border=True):
@@ -205,7 +207,7 @@ def body() -> None:
     show_banner(verdict, now, tz)
     if snap.empty:
         return
-    show_providers(snap, settings, now)
+    show_providers(snap, settings, now, verdict, tz)
     show_uptime(snap, settings, now, tz)
     show_latency(snap, now, tz)
     show_backups(snap, settings, now, tz)

@@ -82,6 +82,7 @@ def test_stale_monitor_overrides_everything(seeded, page, now):
     assert [w.value for w in at.warning] == ["Status unknown: monitor last ran 25 min ago"]
     assert not at.error and not at.success
     assert at.caption[0].value.endswith("(25 min ago)")
+    assert at.caption[1].value.startswith("As the monitor saw them at "), "old states are labelled as old"
 
 
 def test_empty_store(tmp_path, page):
