@@ -38,6 +38,7 @@ import pandas as pd  # noqa: E402
 from bench.harness import Entry, format_table, machine  # noqa: E402
 from status_app import model  # noqa: E402
 from status_app.data import PageSettings, load_snapshot, utcnow  # noqa: E402
+from status_app.timeline import timeline  # noqa: E402
 from tests.status.seed import Seed, seed  # noqa: E402
 from tests.status.server import chromium_path, serve, streamlit_command  # noqa: E402
 
@@ -84,7 +85,7 @@ def bench_python(state: Path, rounds: int, workdir: Path) -> list[Entry]:
             model.latency_series(snap.samples, now, window)
         model.rpos(snap, settings, now)
         model.sync_lags(snap, settings, now)
-        model.timeline(snap, now)
+        timeline(snap, now)
 
     derive = _median_s(work, rounds)
     empty = workdir / "empty_app.py"

@@ -30,8 +30,8 @@ from status_app.model import (
     provider_states,
     rpos,
     sync_lags,
-    timeline,
 )
+from status_app.timeline import timeline
 
 # Icons from Streamlit's own Material Symbols font: emoji need a font the viewer may not have.
 _BANNERS = {

@@ -13,7 +13,7 @@ from agent_factory.errors import ConfigError, StateStoreMissingError
 from agent_factory.state import StateStore, monitoring
 from agent_factory.state.backups import BackupCatalog, BackupRecord
 from agent_factory.state.schema import _INITIAL
-from status_app import model
+from status_app import model, timeline
 from status_app.data import PageSettings, clean, load_snapshot, page_settings
 
 SETTINGS = PageSettings()
@@ -120,14 +120,14 @@ def test_pre_restore_pruned_and_failed_backups_do_not_count_but_are_listed(seede
     table = model.backup_table(snap.backups)
     assert sorted(table["file"]) == ["bad.dump", "gone.dump", "pre.dump"]
     assert set(table["status"]) == {"ok", "pruned", "failed"}
-    events = model.timeline(snap, now)
+    events = timeline.timeline(snap, now)
     assert events.iloc[0]["kind"] == "backup failed" and events.iloc[0]["detail"] == "pg_dump: disk full"
 
 
 def test_outages_are_runs_of_consecutive_unhealthy_samples(seeded, now):
     snap = snapshot(seeded(down={"railway": [(now - timedelta(hours=3), now - timedelta(hours=2, minutes=30)),
                                              (now - timedelta(minutes=12), now)]}), now)
-    found = model.outages(snap.samples)
+    found = timeline.outages(snap.samples)
     assert list(found["provider"]) == ["railway", "railway"]
     ongoing, past = found.iloc[0], found.iloc[1]
     assert pd.isna(ongoing["end"]) and ongoing["error"] == "connection refused"
@@ -146,7 +146,7 @@ def test_timeline_has_outages_failovers_alerts_deliveries_and_failed_runs_newest
         run = monitoring.start_run(conn, now - 20 * MIN, "neon")
         monitoring.finish_run(conn, run, now - 20 * MIN, can_serve=False, providers_up=0, providers_total=3,
                               firing=[], summary="run failed", error="OSError: disk full")
-    events = model.timeline(snapshot(state, now), now)
+    events = timeline.timeline(snapshot(state, now), now)
     assert list(events["at"]) == sorted(events["at"], reverse=True)
     kinds = set(events["kind"])
     assert {"outage", "failover", "alert fired", "alert resolved", "delivery expired", "monitor run failed"} <= kinds
