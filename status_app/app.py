@@ -14,7 +14,6 @@ import pandas as pd
 import streamlit as st
 
 from agent_factory.errors import ConfigError, StateStoreMissingError
-from status_app import charts
 from status_app.data import PageSettings, Snapshot, load_snapshot, page_settings, utcnow
 from status_app.model import (
     WINDOWS,
@@ -119,6 +118,8 @@ def show_uptime(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinf
     days = max(1, round(settings.retention / timedelta(days=1)))
     st.header(f"Uptime per day ({days} days)")
     daily = daily_uptime(snap.samples, now, days, tz)
+    from status_app import charts  # altair takes ~0.3 s to import: after the banner, so a cold start shows it sooner
+
     st.altair_chart(charts.uptime_bars(daily), alt=charts.uptime_alt(daily), width="stretch")
     with st.expander("Daily uptime as a table"):
         st.dataframe(daily.assign(uptime=daily["uptime"].round(2)), hide_index=True)
@@ -128,6 +129,7 @@ def show_latency(snap: Snapshot, now: datetime, tz: tzinfo) -> None:
     st.header("Latency")
     window = st.segmented_control("Window", list(WINDOWS), default="24 h", key="latency_window") or "24 h"
     series = latency_series(snap.samples, now, WINDOWS[window])
+    from status_app import charts
     if series.empty:
         st.caption(f"No latency samples in the last {window}.")
         return
