@@ -132,3 +132,14 @@ class SyncBusyError(SyncError):
                          "try again when it ends")
         self.target = target
         self.holder = holder
+
+
+# --- state store -------------------------------------------------------------
+
+
+class StateStoreError(AgentFactoryError):
+    """The local state store cannot be read or written."""
+
+
+class StateStoreMissingError(StateStoreError, FileNotFoundError):
+    """There is no state store file where one was expected (nothing has written it yet)."""

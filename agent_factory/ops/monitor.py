@@ -10,9 +10,14 @@
 4. evaluates the rules: CRITICAL all providers down, WARNING primary down
    (failover active), WARNING backup provider down, WARNING newest verified
    backup failed or older than 24 h; recovery sends an INFO resolve;
-5. advances the persisted alert state and queues notifications (see
-   `alerts.rules`), then delivers everything queued, including what earlier
-   runs could not deliver (see `alerts.outbox`).
+5. advances the persisted alert state, records fires and resolves in
+   `alert_events` and queues notifications (see `alerts.rules`), then
+   delivers everything queued, including what earlier runs could not
+   deliver (see `alerts.outbox`);
+6. completes the heartbeat with the primary and the serving provider.
+
+The backup rule measures a backup's age from when it was taken (`started_at`
+of `state.backups.newest_good_backup`), as the status page's RPO does.
 
 Nothing a channel does can crash a run. Unexpected errors in a run are
 recorded on its heartbeat and raised; the loop logs them and goes on.
@@ -63,7 +68,7 @@ class BackupStatus:
     """What the backup catalog says about one provider's backups."""
 
     provider: str
-    newest_verified_at: datetime | None
+    newest_backup_at: datetime | None  # started_at of `newest_good_backup` (verified, live, not pre-restore)
     last_attempt_status: str | None  # "ok", "failed", "pruned" or None (never backed up)
     last_attempt_at: datetime | None
     last_error: str | None = None
@@ -100,7 +105,7 @@ def backup_status(store: StateStore, providers: Sequence[str]) -> list[BackupSta
     the backup rule is skipped rather than firing on a system without backups.
     """
     try:
-        from ..state.backups import BackupCatalog
+        from ..state.backups import BackupCatalog, newest_good_backup
     except ImportError:
         return None
     catalog = BackupCatalog(store)
@@ -110,9 +115,9 @@ def backup_status(store: StateStore, providers: Sequence[str]) -> list[BackupSta
         names = list(dict.fromkeys([*providers[:1], *sorted(known & set(providers))]))
         result = []
         for name in names:
-            last, verified = catalog.last_attempt(name), catalog.newest_verified(name)
+            last, good = catalog.last_attempt(name), newest_good_backup(catalog.entries(name))
             result.append(BackupStatus(
-                name, verified.verified_at if verified else None, last.status if last else None,
+                name, good.started_at if good else None, last.status if last else None,
                 (last.finished_at or last.started_at) if last else None, last.error if last else None))
     except sqlite3.OperationalError as exc:  # table not there yet (older state store)
         logger.info("backup catalog unreadable, skipping the backup rule: %s", exc)
@@ -170,7 +175,7 @@ def build_checks(samples: Sequence[HealthSample], backups: Sequence[BackupStatus
     checks = [Check(ALL_DOWN, Severity.CRITICAL, not up,
                     "no provider answers: " + "; ".join(f"{s.provider}: {s.error}" for s in samples)
                     if not up else f"{len(up)} of {len(samples)} providers serve")]
-    serving = up[0].provider if up else None
+    serving = serving_provider(samples)
     for s in samples:
         if s.is_primary:
             detail = (f"primary provider {s.provider} is down ({s.error}); traffic fails over to {serving}"
@@ -192,17 +197,28 @@ def _backup_check(b: BackupStatus, now: datetime, max_age: timedelta) -> Check:
         return Check(BACKUP_OVERDUE, Severity.WARNING, True,
                      f"the last backup of {b.provider} failed ({when}): {b.last_error or 'no reason recorded'}",
                      b.provider)
-    if b.newest_verified_at is None:
+    if b.newest_backup_at is None:
         return Check(BACKUP_OVERDUE, Severity.WARNING, True,
                      f"no verified backup of {b.provider} on record; run `agent-factory backup --provider "
                      f"{b.provider}` and `agent-factory backups verify`", b.provider)
-    age = now - b.newest_verified_at
+    age = now - b.newest_backup_at
     hours = f"{age.total_seconds() / 3600:.1f} h"
     if age > max_age:
         return Check(BACKUP_OVERDUE, Severity.WARNING, True,
                      f"the newest verified backup of {b.provider} is {hours} old (limit {limit})", b.provider)
     return Check(BACKUP_OVERDUE, Severity.WARNING, False,
                  f"the newest verified backup of {b.provider} is {hours} old", b.provider)
+
+
+def serving_provider(samples: Sequence[HealthSample], failover_enabled: bool = True) -> str | None:
+    """Return the provider traffic goes to: the primary if it answers, else the first healthy one after it.
+
+    `samples` are in failover order; None when nothing that may serve answers.
+    """
+    names = [s.provider for s in samples]
+    primary = next((i for i, s in enumerate(samples) if s.is_primary), 0)
+    rotation = samples[primary:] + samples[:primary] if failover_enabled else samples[primary:primary + 1]
+    return next((s.provider for s in rotation if s.healthy), None) if names else None
 
 
 def _ms(value: float | None) -> str:
@@ -249,7 +265,7 @@ def run_monitor_once(db: DatabaseManager, store: StateStore, channels: Sequence[
     settings = settings if settings is not None else settings_from_env()
     channels = list(channels) if channels is not None else channels_from_env(timeout=settings.delivery_timeout)
     with store.connect() as conn:
-        run_id = monitoring.start_run(conn, now)
+        run_id = monitoring.start_run(conn, now, db.primary_provider)
     try:
         return _run(db, store, channels, now, settings, backups, run_id, started)
     except BaseException as exc:
@@ -283,7 +299,8 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
     up = sum(s.healthy for s in samples)
     with store.connect() as conn:
         monitoring.finish_run(conn, run_id, _elapsed(now, started), can_serve=up > 0, providers_up=up,
-                              providers_total=len(samples), firing=firing, summary=summary)
+                              providers_total=len(samples), firing=firing, summary=summary,
+                              serving_provider=serving_provider(samples, db.failover_enabled))
     for action in actions:
         if action.action in ("fired", "resolved"):
             logger.warning("alert %s: %s", action, action.detail)

@@ -9,8 +9,10 @@ hosts are `host:port/dbname` and errors are scrubbed before they get here.
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +115,8 @@ class BackupCatalog:
 
     def entries(self, provider: str | None = None, statuses: tuple[str, ...] = ("ok",)) -> list[BackupRecord]:
         """Return entries with the given statuses, per provider newest first."""
-        query = f"SELECT {', '.join(_COLUMNS)} FROM backups WHERE status IN ({', '.join('?' * len(statuses))})"
-        args: list[Any] = list(statuses)
-        if provider is not None:
-            query += " AND provider = ?"
-            args.append(provider)
         with self.store.connect() as conn:
-            rows = conn.execute(query + " ORDER BY provider, started_at DESC, id DESC", args).fetchall()
-        return [BackupRecord._from_row(r) for r in rows]
+            return backup_rows(conn, provider, statuses)
 
     def last_attempt(self, provider: str) -> BackupRecord | None:
         """Return the newest attempt (ok or failed) for a provider: what a monitor alerts on."""
@@ -169,13 +165,56 @@ class BackupCatalog:
 
     def restores(self, provider: str | None = None) -> list[RestoreRecord]:
         """Return restores, newest first."""
-        query = ("SELECT provider, backup_path, backup_provider, started_at, finished_at, duration_s, status, "
-                 "pre_restore_backup, error FROM restores")
+        query = f"SELECT {_RESTORE_COLUMNS} FROM restores"
         args: tuple[str, ...] = ()
         if provider is not None:
             query += " WHERE provider = ?"
             args = (provider,)
         with self.store.connect() as conn:
             rows = conn.execute(query + " ORDER BY id DESC", args).fetchall()
-        return [RestoreRecord(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), r[5], r[6], r[7], r[8])  # type: ignore[arg-type]
-                for r in rows]
+        return [_restore(r) for r in rows]
+
+
+_RESTORE_COLUMNS = ("provider, backup_path, backup_provider, started_at, finished_at, duration_s, status, "
+                    "pre_restore_backup, error")
+
+
+def _restore(r: tuple[Any, ...]) -> RestoreRecord:
+    return RestoreRecord(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), r[5], r[6], r[7], r[8])  # type: ignore[arg-type]
+
+
+def backup_rows(conn: sqlite3.Connection, provider: str | None = None,
+                statuses: tuple[str, ...] = ("ok",)) -> list[BackupRecord]:
+    """Return catalog rows with the given statuses on an open connection, per provider newest first."""
+    query = f"SELECT {', '.join(_COLUMNS)} FROM backups WHERE status IN ({', '.join('?' * len(statuses))})"
+    args: list[Any] = list(statuses)
+    if provider is not None:
+        query += " AND provider = ?"
+        args.append(provider)
+    rows = conn.execute(query + " ORDER BY provider, started_at DESC, id DESC", args).fetchall()
+    return [BackupRecord._from_row(r) for r in rows]
+
+
+def latest_restore(conn: sqlite3.Connection) -> RestoreRecord | None:
+    """Return the newest restore on an open connection, or None."""
+    row = conn.execute(f"SELECT {_RESTORE_COLUMNS} FROM restores ORDER BY id DESC LIMIT 1").fetchone()
+    return _restore(row) if row else None
+
+
+def newest_good_backup(records: Iterable[BackupRecord]) -> BackupRecord | None:
+    """Return the newest backup that counts for the RPO: verified, live (not pruned or failed), not `pre-restore`.
+
+    "Newest" is by `started_at`, the time the data was taken: verifying an old
+    backup again does not make it fresh.
+    """
+    good = [r for r in records if r.status == "ok" and r.verified and r.purpose != "pre-restore"]
+    return max(good, key=lambda r: (r.started_at, r.id or 0), default=None)
+
+
+def backup_age(records: Iterable[BackupRecord], now: datetime) -> timedelta | None:
+    """Return now − `started_at` of `newest_good_backup(records)`, or None when no backup counts.
+
+    The one definition of backup age: the monitor's backup rule and the status page's RPO both use it.
+    """
+    newest = newest_good_backup(records)
+    return now - newest.started_at if newest is not None else None

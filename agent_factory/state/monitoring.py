@@ -1,4 +1,4 @@
-"""The monitor's tables in the state store: health samples, heartbeats, alert state and the outbox.
+"""The monitor's tables in the state store: health samples, heartbeats, alert state and events, the outbox.
 
 Writers take a `sqlite3.Connection` so the monitor can update alert state and
 queue notifications in one transaction; readers take the `StateStore`.
@@ -15,17 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .store import StateStore
-
-
-def ts(value: datetime) -> str:
-    """Return `value` as the stored text form (UTC, microseconds)."""
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def parse_ts(value: str | None) -> datetime | None:
-    """Return the datetime of a stored timestamp, or None."""
-    return datetime.fromisoformat(value) if value else None
+from .store import StateStore, parse_ts, ts
 
 
 def _at(value: str) -> datetime:
@@ -106,6 +96,21 @@ class Heartbeat:
     firing: list[str]
     summary: str | None
     error: str | None
+    primary_provider: str | None = None
+    serving_provider: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One alert firing or resolving, kept for the timeline (pruned with the monitor retention)."""
+
+    at: datetime
+    alert_key: str
+    rule: str
+    severity: str
+    subject: str | None
+    event: str  # "fired" or "resolved"
+    summary: str
 
 
 # ---- runs and samples ----------------------------------------------------------
@@ -118,19 +123,22 @@ _DELIVERY_COLUMNS = ("id", "created_at", "alert_key", "event", "severity", "chan
 _SAMPLE_COLUMNS = "provider, at, is_primary, healthy, latency_ms, select_ms, error, row_counts, run_id"
 
 
-def start_run(conn: sqlite3.Connection, at: datetime) -> int:
+def start_run(conn: sqlite3.Connection, at: datetime, primary_provider: str | None = None) -> int:
     """Insert the heartbeat row of a run that starts now and return its id."""
-    cur = conn.execute("INSERT INTO monitor_runs (started_at) VALUES (?)", (ts(at),))
+    cur = conn.execute("INSERT INTO monitor_runs (started_at, primary_provider) VALUES (?, ?)",
+                       (ts(at), primary_provider))
     return int(cur.lastrowid or 0)
 
 
 def finish_run(conn: sqlite3.Connection, run_id: int, at: datetime, *, can_serve: bool, providers_up: int,
-               providers_total: int, firing: list[str], summary: str, error: str | None = None) -> None:
-    """Complete a run's heartbeat row."""
+               providers_total: int, firing: list[str], summary: str, error: str | None = None,
+               serving_provider: str | None = None) -> None:
+    """Complete a run's heartbeat row; `serving_provider` is the one traffic goes to (None: none can serve)."""
     conn.execute(
         "UPDATE monitor_runs SET finished_at = ?, can_serve = ?, providers_up = ?, providers_total = ?, "
-        "firing = ?, summary = ?, error = ? WHERE id = ?",
-        (ts(at), int(can_serve), providers_up, providers_total, json.dumps(firing), summary, error, run_id),
+        "firing = ?, summary = ?, error = ?, serving_provider = ? WHERE id = ?",
+        (ts(at), int(can_serve), providers_up, providers_total, json.dumps(firing), summary, error,
+         serving_provider, run_id),
     )
 
 
@@ -145,13 +153,22 @@ def add_samples(conn: sqlite3.Connection, run_id: int, samples: list[HealthSampl
 
 
 def prune(conn: sqlite3.Connection, before: datetime) -> dict[str, int]:
-    """Delete samples, heartbeats and finished deliveries older than `before`; return counts per table."""
+    """Delete monitor history older than `before`; return counts per table.
+
+    Samples, heartbeats, alert events, finished deliveries and sync runs go;
+    the newest sync run of each (source, target) stays, so a sync that stopped
+    long ago still shows how far behind its target is.
+    """
     cutoff = ts(before)
     return {
         "health_samples": conn.execute("DELETE FROM health_samples WHERE at < ?", (cutoff,)).rowcount,
         "monitor_runs": conn.execute("DELETE FROM monitor_runs WHERE started_at < ?", (cutoff,)).rowcount,
+        "alert_events": conn.execute("DELETE FROM alert_events WHERE at < ?", (cutoff,)).rowcount,
         "alert_deliveries": conn.execute(
             "DELETE FROM alert_deliveries WHERE status != 'pending' AND created_at < ?", (cutoff,)).rowcount,
+        "sync_runs": conn.execute(
+            "DELETE FROM sync_runs WHERE at < ? AND id NOT IN (SELECT MAX(id) FROM sync_runs GROUP BY source, target)",
+            (cutoff,)).rowcount,
     }
 
 
@@ -179,10 +196,10 @@ def heartbeats(store: StateStore, limit: int = 10) -> list[Heartbeat]:
     """Return the latest monitor runs, newest first."""
     with store.connect() as conn:
         rows = conn.execute(
-            "SELECT id, started_at, finished_at, can_serve, providers_up, providers_total, firing, summary, error "
-            "FROM monitor_runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            "SELECT id, started_at, finished_at, can_serve, providers_up, providers_total, firing, summary, error, "
+            "primary_provider, serving_provider FROM monitor_runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
     return [Heartbeat(r[0], _at(r[1]), parse_ts(r[2]), None if r[3] is None else bool(r[3]),
-                      r[4], r[5], json.loads(r[6] or "[]"), r[7], r[8]) for r in rows]
+                      r[4], r[5], json.loads(r[6] or "[]"), r[7], r[8], r[9], r[10]) for r in rows]
 
 
 def last_heartbeat(store: StateStore) -> Heartbeat | None:
@@ -214,6 +231,24 @@ def save_alert(conn: sqlite3.Connection, alert: AlertState) -> None:
         f"INSERT OR REPLACE INTO alerts ({', '.join(_ALERT_COLUMNS)}) VALUES ({', '.join('?' * len(values))})",
         values,
     )
+
+
+def add_alert_event(conn: sqlite3.Connection, at: datetime, alert: AlertState, event: str, summary: str) -> None:
+    """Append one fire or resolve of `alert` to `alert_events`, in the caller's transaction."""
+    conn.execute(
+        "INSERT INTO alert_events (at, alert_key, rule, severity, subject, event, summary) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (ts(at), alert.key, alert.rule, alert.severity, alert.subject, event, summary),
+    )
+
+
+def alert_events(store: StateStore, since: datetime | None = None) -> list[AlertEvent]:
+    """Return alert fires and resolves, newest first, optionally since a time."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT at, alert_key, rule, severity, subject, event, summary FROM alert_events WHERE at >= ? "
+            "ORDER BY at DESC, id DESC", (ts(since or datetime.min.replace(tzinfo=timezone.utc)),)).fetchall()
+    return [AlertEvent(_at(r[0]), *r[1:]) for r in rows]
 
 
 def alert_states(store: StateStore) -> list[AlertState]:

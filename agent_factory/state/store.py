@@ -1,35 +1,18 @@
 """One SQLite database (WAL mode) under `AGENT_FACTORY_STATE_DIR`, safe for concurrent processes.
 
-Schema (documented in docs/STATE.md):
-
-- `failover_events(id, at, from_provider, to_provider, reason)`: every switch of
-  the serving provider, written by `DatabaseManager`.
-- `backups(id, provider, path, format, purpose, status, started_at, finished_at,
-  duration_s, size_bytes, sha256, host, server_version, pg_dump_version, row_counts,
-  verified_at, verify_depth, verify_error, error, deleted_at)`: the backup catalog,
-  one row per attempt (status ok, failed or pruned), written by `agent_factory.ops.backup`.
-- `restores(id, provider, backup_path, backup_provider, started_at, finished_at,
-  duration_s, status, pre_restore_backup, error)`: every restore, with its RTO.
-- `health_samples(id, run_id, at, provider, is_primary, healthy, latency_ms,
-  select_ms, error, row_counts)`: one row per provider per monitor run (row_counts
-  is JSON `{table: count}`), pruned after MONITOR_RETENTION_DAYS (default 30).
-- `monitor_runs(id, started_at, finished_at, can_serve, providers_up,
-  providers_total, firing, summary, error)`: the monitor heartbeat, one row per run.
-- `alerts(key, rule, severity, subject, state, consecutive_failures,
-  consecutive_ok, summary, first_failed_at, fired_at, last_notified_at,
-  resolved_at, updated_at)`: alert state between runs, one row per dedup key
-  (e.g. `agent-factory/primary-down/neon`); state is "ok" or "firing".
-- `alert_deliveries(id, created_at, alert_key, event, severity, channel, subject,
-  body, status, attempts, last_attempt_at, last_error, sent_at, lease_until)`: the
-  outbox, one row per notification per channel; status "pending" (retried on the
-  next run), "sent" or "expired". Never holds a token or password.
+The tables and their versions are in `schema.py` and documented in
+docs/STATE.md: failover events (here), the backup catalog (`backups.py`), the
+monitor's samples, heartbeats and alerts (`monitoring.py`), and sync runs (here).
 
 Each connection is short-lived and every write is one transaction, so several
-processes (agents, cron, the status page) can share the file.
+processes (agents, cron, the status page) can share the file. `connect()`
+creates and migrates the store and takes the write lock; `read()` opens it
+read-only and creates nothing (the status page uses it).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -37,111 +20,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS failover_events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at TEXT NOT NULL,
-        from_provider TEXT NOT NULL,
-        to_provider TEXT NOT NULL,
-        reason TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS failover_events_at ON failover_events(at)",
-    """CREATE TABLE IF NOT EXISTS backups (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        provider TEXT NOT NULL,
-        path TEXT NOT NULL,
-        format TEXT NOT NULL,
-        purpose TEXT NOT NULL DEFAULT 'manual',
-        status TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        duration_s REAL,
-        size_bytes INTEGER,
-        sha256 TEXT,
-        host TEXT,
-        server_version TEXT,
-        pg_dump_version TEXT,
-        row_counts TEXT,
-        verified_at TEXT,
-        verify_depth TEXT,
-        verify_error TEXT,
-        error TEXT,
-        deleted_at TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS backups_provider_started ON backups(provider, started_at)",
-    "CREATE INDEX IF NOT EXISTS backups_path ON backups(path)",
-    """CREATE TABLE IF NOT EXISTS restores (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        provider TEXT NOT NULL,
-        backup_path TEXT NOT NULL,
-        backup_provider TEXT,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        duration_s REAL,
-        status TEXT NOT NULL,
-        pre_restore_backup TEXT,
-        error TEXT
-    )""",
-    """CREATE TABLE IF NOT EXISTS health_samples (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id INTEGER,
-        at TEXT NOT NULL,
-        provider TEXT NOT NULL,
-        is_primary INTEGER NOT NULL,
-        healthy INTEGER NOT NULL,
-        latency_ms REAL,
-        select_ms REAL,
-        error TEXT,
-        row_counts TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS health_samples_at ON health_samples(at)",
-    "CREATE INDEX IF NOT EXISTS health_samples_provider_at ON health_samples(provider, at)",
-    """CREATE TABLE IF NOT EXISTS monitor_runs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        can_serve INTEGER,
-        providers_up INTEGER,
-        providers_total INTEGER,
-        firing TEXT,
-        summary TEXT,
-        error TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS monitor_runs_started ON monitor_runs(started_at)",
-    """CREATE TABLE IF NOT EXISTS alerts (
-        key TEXT PRIMARY KEY,
-        rule TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        subject TEXT,
-        state TEXT NOT NULL DEFAULT 'ok',
-        consecutive_failures INTEGER NOT NULL DEFAULT 0,
-        consecutive_ok INTEGER NOT NULL DEFAULT 0,
-        summary TEXT NOT NULL DEFAULT '',
-        first_failed_at TEXT,
-        fired_at TEXT,
-        last_notified_at TEXT,
-        resolved_at TEXT,
-        updated_at TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS alert_deliveries (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        created_at TEXT NOT NULL,
-        alert_key TEXT NOT NULL,
-        event TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        body TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        last_attempt_at TEXT,
-        last_error TEXT,
-        sent_at TEXT,
-        lease_until TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS alert_deliveries_status ON alert_deliveries(status, id)",
-]
+from ..errors import InvalidInputError, StateStoreMissingError
+from ..redact import scrub
+from .schema import migrate, user_version
+
+logger = logging.getLogger(__name__)
+
+
+def ts(value: datetime) -> str:
+    """Return `value` as the stored text form (UTC, microseconds)."""
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    """Return the datetime of a stored timestamp, or None."""
+    return datetime.fromisoformat(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -154,13 +49,35 @@ class FailoverEvent:
     reason: str
 
 
+@dataclass(frozen=True)
+class SyncRun:
+    """One sync of a backup provider (`target`) from another (`source`), as `record_sync` stored it."""
+
+    id: int
+    at: datetime
+    source: str
+    target: str
+    ok: bool
+    rows_copied: int
+    conflicts: int
+    tombstones: int
+    synced_through: datetime | None  # the source's data up to this time is on the target
+    lag_s: float | None  # how far the target is behind the source, in seconds
+    duration_s: float | None
+    error: str | None
+
+
+_SYNC_COLUMNS = ("id", "at", "source", "target", "ok", "rows_copied", "conflicts", "tombstones", "synced_through",
+                 "lag_s", "duration_s", "error")
+
+
 def utcnow() -> datetime:
     """Return the current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
 
 
 class StateStore:
-    """The state database at `<state_dir>/state.db`; created on first use."""
+    """The state database at `<state_dir>/state.db`; created and migrated on the first `connect()`."""
 
     def __init__(self, state_dir: str | Path) -> None:
         self.path = Path(state_dir) / "state.db"
@@ -169,7 +86,11 @@ class StateStore:
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        """Yield a connection inside one transaction (committed on success, rolled back on error)."""
+        """Yield a connection inside one write transaction (committed on success, rolled back on error).
+
+        Creates the file and applies pending migrations first. Waits up to
+        30 s for another process's write lock (`sqlite3.OperationalError` after).
+        """
         self._ensure_schema()
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
@@ -184,6 +105,34 @@ class StateStore:
         finally:
             conn.close()
 
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """Yield a read-only connection inside one deferred transaction: one consistent snapshot.
+
+        Creates nothing and migrates nothing (an older store reads as it is: see
+        `schema_version()`). Raises `StateStoreMissingError` when the file does
+        not exist.
+        """
+        if not self.path.is_file():
+            raise StateStoreMissingError(f"no state store at {self.path.absolute()}; run `agent-factory monitor "
+                                         "--once` (or set AGENT_FACTORY_STATE_DIR)")
+        conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=30,
+                               isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    def schema_version(self) -> int:
+        """Return the store's schema version without changing it; raises `StateStoreMissingError` if absent."""
+        with self.read() as conn:
+            return user_version(conn)
+
     def _ensure_schema(self) -> None:
         if self._ready:
             return
@@ -195,8 +144,7 @@ class StateStore:
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA busy_timeout = 30000")
-                for ddl in SCHEMA:
-                    conn.execute(ddl)
+                migrate(conn)
             finally:
                 conn.close()
             self.path.chmod(0o600)
@@ -224,3 +172,55 @@ class StateStore:
         with self.connect() as conn:
             rows = conn.execute(query + " ORDER BY id", args).fetchall()
         return [FailoverEvent(datetime.fromisoformat(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    # ---- sync runs ------------------------------------------------------
+
+    def record_sync(self, source: str, target: str, *, ok: bool, rows_copied: int = 0, conflicts: int = 0,
+                    tombstones: int = 0, synced_through: datetime | None = None, lag_s: float | None = None,
+                    duration_s: float | None = None, error: str | None = None) -> None:
+        """Append one sync run of `target` from `source`; pruned with the monitor's retention.
+
+        Raises `InvalidInputError` (nothing written) for an empty or equal
+        provider name, a negative count, a negative duration or a naive
+        `synced_through`. `error` is scrubbed of passwords and cut to 1000 chars.
+        """
+        for name, value in (("source", source), ("target", target)):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidInputError(f"sync {name} must be a provider name, got {value!r}")
+        if source == target:
+            raise InvalidInputError(f"sync source and target are both {source!r}; a provider does not sync to itself")
+        for name, count in (("rows_copied", rows_copied), ("conflicts", conflicts), ("tombstones", tombstones)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise InvalidInputError(f"sync {name} must be a whole number >= 0, got {count!r}")
+        for name, seconds in (("lag_s", lag_s), ("duration_s", duration_s)):
+            if seconds is not None and not (isinstance(seconds, (int, float)) and seconds >= 0):
+                raise InvalidInputError(f"sync {name} must be seconds >= 0 or None, got {seconds!r}")
+        if synced_through is not None and synced_through.tzinfo is None:
+            raise InvalidInputError(f"synced_through {synced_through.isoformat()} has no time zone; pass UTC")
+        through = ts(synced_through) if synced_through is not None else None
+        with self.connect() as conn:
+            conn.execute(
+                "INSERT INTO sync_runs (at, source, target, ok, rows_copied, conflicts, tombstones, synced_through, "
+                "lag_s, duration_s, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (ts(utcnow()), source, target, int(bool(ok)), rows_copied, conflicts, tombstones, through,
+                 lag_s, duration_s, scrub(error)[:1000] if error else None),
+            )
+
+    def latest_syncs(self) -> list[SyncRun]:
+        """Return the newest sync run per (source, target), ordered by target then source."""
+        with self.connect() as conn:
+            return latest_syncs(conn)
+
+
+def latest_syncs(conn: sqlite3.Connection) -> list[SyncRun]:
+    """Return the newest sync run per (source, target) on an open connection (read-only is fine)."""
+    rows = conn.execute(
+        f"SELECT {', '.join(_SYNC_COLUMNS)} FROM sync_runs WHERE id IN "
+        "(SELECT MAX(id) FROM sync_runs GROUP BY source, target) ORDER BY target, source").fetchall()
+    return [_sync_run(r) for r in rows]
+
+
+def _sync_run(row: tuple[Any, ...]) -> SyncRun:
+    v = dict(zip(_SYNC_COLUMNS, row, strict=True))
+    v["at"], v["synced_through"], v["ok"] = parse_ts(v["at"]), parse_ts(v["synced_through"]), bool(v["ok"])
+    return SyncRun(**v)

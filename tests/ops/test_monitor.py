@@ -162,7 +162,7 @@ def test_backup_rule_reads_the_catalog(monitor):
 
     catalog = BackupCatalog(monitor.store)
     [neon] = backup_status(monitor.store, ["neon", "supabase", "railway"])
-    assert (neon.provider, neon.newest_verified_at, neon.last_attempt_status) == ("neon", None, None)
+    assert (neon.provider, neon.newest_backup_at, neon.last_attempt_status) == ("neon", None, None)
     catalog.record(BackupRecord(provider="neon", path="/b/neon-1.dump", format="custom", status="ok",
                                 started_at=T0 - timedelta(hours=30), verified_at=T0 - timedelta(hours=29)))
     settings = MonitorSettings(delivery_timeout=3)

@@ -13,8 +13,9 @@ Each run hands in one `Check` per alert key (failing or not). Per key:
   already sent still resolves normally);
 - an alert no longer checked (provider removed, rule turned off) counts as good.
 
-State and queued notifications are written in the caller's transaction, so a
-crash cannot fire an alert without queueing its notifications.
+State, the `alert_events` row of each fire and resolve, and queued
+notifications are written in the caller's transaction, so a crash cannot fire
+an alert without recording it and queueing its notifications.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ...state.monitoring import AlertState, enqueue_delivery, load_alerts, save_alert
+from ...state.monitoring import AlertState, add_alert_event, enqueue_delivery, load_alerts, save_alert
 from .base import KEY_PREFIX, Channel, Severity
 from .config import MonitorSettings
 
@@ -143,6 +144,7 @@ class _Machine:
                     actions.append(self._action(check, "suppressed", "all providers are down"))
                 else:
                     alert.state, alert.fired_at, alert.resolved_at, alert.last_notified_at = "firing", now, None, now
+                    add_alert_event(self.conn, now, alert, "fired", check.detail)
                     self._queue(alert, "trigger", check.detail)
                     actions.append(self._action(check, "fired", check.detail))
             elif (not suppressed and settings.reminder_interval is not None
@@ -155,6 +157,7 @@ class _Machine:
             alert.consecutive_failures = 0
             if alert.firing and alert.consecutive_ok >= settings.resolve_after:
                 alert.state, alert.resolved_at, alert.last_notified_at = "ok", now, now
+                add_alert_event(self.conn, now, alert, "resolved", check.detail)
                 self._queue(alert, "resolve", check.detail)
                 actions.append(AlertAction(check.key, Severity.INFO, "resolved", check.detail))
             if not alert.firing:
