@@ -40,7 +40,6 @@ from ..redact import scrub
 from . import sessions
 from .result import SyncResult, TableResult
 from .tables import (
-    SESSION_SETTINGS,
     TABLES,
     TableSpec,
     catalog_columns,
@@ -85,7 +84,8 @@ def sync_pair(db: DatabaseManager, source: str, target: str, *, dry_run: bool = 
     `margin_s` default to SYNC_BATCH_SIZE and SYNC_MARGIN_SECONDS. `tables`
     limits the run to some of `TABLES`; `full` ignores the watermarks (after a
     restore). With `dry_run` nothing is written and no lock is taken: the
-    result counts what a real run would write now. `progress` is called with
+    result counts what a real run would write now (a child row whose parent
+    the run would copy first counts as deferred). `progress` is called with
     each table's result as it finishes.
 
     Raises `ConfigError` for unknown providers or tables, `SchemaError` when
@@ -283,14 +283,11 @@ class _Run:
         spec = run.spec
         prev = run.mark.synced_through if run.mark else None
         merge = merge_sql(spec, dry_run=self.dry_run)
-        settings = sql.SQL("SELECT " + ", ".join(
-            f"set_config('{s.split()[2]}', {s.split('=', 1)[1].strip()}, true)" for s in SESSION_SETTINGS))
         while True:
             since, after = run.cursor
             copy_out = copy_out_sql(spec, resume=after is not None, batch_size=self.batch_size)
             params = {"since": since, "after_id": after, "until": horizon.now}
             try:
-                dst.execute(settings)
                 dst.execute(create_stage_sql(spec))
                 with src.cursor() as out_cur, dst.cursor() as in_cur:
                     with out_cur.copy(copy_out, params) as out, in_cur.copy(copy_in_sql(spec)) as into:

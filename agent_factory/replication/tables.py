@@ -1,17 +1,13 @@
 """What a sync merges: the tables, their columns as the catalog has them, and the merge statement.
 
-The merge rule (docs/CONTINUITY.md, "Sync"): for two versions of the row with
-the same `id`, the one with the greater *version key* wins, where the key is
-
-    (updated_at, deleted_at IS NOT NULL, md5 of the row's data columns as text)
-
-compared left to right: the later write wins; at the same `updated_at` a
-tombstone wins over an edit; at a full tie the greater hash wins, so every
-provider picks the same version whatever the order of the syncs. The text of
-each column is rendered in UTC with fixed output settings (see
-`SESSION_SETTINGS`), so the hash does not depend on the session that computes
-it. `changed_at` (local to each database) and generated columns are no part of
-a version.
+The merge rule is migration 0002's (docs/CONTINUITY.md): of two versions of the
+row with the same `id`, the one with the greater `(updated_at, write_id)` wins;
+`updated_at` is the writing client's clock and `write_id` a random id per write,
+so every provider picks the same version whatever the order of the syncs. A
+deletion is a version like any other (a tombstone). `changed_at` (local to each
+database, migration 0003), generated columns and derived columns (a session's
+`message_count` and `last_active`, rebuilt by `recompute_session` after a
+merge) are never copied.
 """
 
 from __future__ import annotations
@@ -32,13 +28,8 @@ TABLES: tuple[str, ...] = (
 # {child table: {column: parent table}}: rows whose parent is not on the target yet are deferred.
 PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_scripts"}}
 LOCAL_COLUMN = "changed_at"
-REQUIRED = ("id", "updated_at", "deleted_at", LOCAL_COLUMN)
-
-# Output settings of every sync transaction: the version hash must not depend on them.
-SESSION_SETTINGS = (
-    "SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, YMD'", "SET LOCAL IntervalStyle = 'postgres'",
-    "SET LOCAL extra_float_digits = 1", "SET LOCAL bytea_output = 'hex'",
-)
+DERIVED = ("message_count", "last_active")  # recomputed on each provider, never copied
+REQUIRED = ("id", "updated_at", "write_id", "deleted_at", LOCAL_COLUMN)
 
 _COLUMNS_SQL = """
 SELECT c.relname, a.attname, a.attgenerated <> ''
@@ -56,7 +47,7 @@ class TableSpec:
     """One table as both providers have it: the data columns a sync copies and compares."""
 
     name: str
-    columns: tuple[str, ...]  # data columns in catalog order: everything but changed_at and generated ones
+    columns: tuple[str, ...]  # data columns in catalog order: not changed_at, generated or derived ones
     parents: tuple[tuple[str, str], ...] = ()  # (column, parent table)
 
     @property
@@ -88,10 +79,11 @@ def table_specs(source: str, source_cols: dict[str, tuple[list[str], set[str]]],
                 raise SchemaError(f"provider {name} has no table {table}; run `agent-factory schema deploy`")
             missing = [c for c in REQUIRED if c not in cols[table][0]]
             if missing:
-                raise SchemaError(f"provider {name}: table {table} lacks {', '.join(missing)} (migration "
-                                  "0003_sync_watermarks not applied?); run `agent-factory schema deploy`")
-        src = [c for c in source_cols[table][0] if c not in source_cols[table][1] and c != LOCAL_COLUMN]
-        dst = [c for c in target_cols[table][0] if c not in target_cols[table][1] and c != LOCAL_COLUMN]
+                raise SchemaError(f"provider {name}: table {table} lacks {', '.join(missing)} (migrations "
+                                  "0002/0003 not applied?); run `agent-factory schema deploy`")
+        skip = {LOCAL_COLUMN, *DERIVED}
+        src = [c for c in source_cols[table][0] if c not in source_cols[table][1] and c not in skip]
+        dst = [c for c in target_cols[table][0] if c not in target_cols[table][1] and c not in skip]
         if set(src) != set(dst):
             only_src = sorted(set(src) - set(dst))
             only_dst = sorted(set(dst) - set(src))
@@ -112,10 +104,9 @@ def _ident_list(names: Sequence[str], prefix: str | None = None) -> sql.Composab
     return sql.SQL(", ").join(sql.Identifier(prefix, n) for n in names)
 
 
-def version_key(spec: TableSpec, alias: str) -> sql.Composable:
-    """Return the SQL row `(updated_at, deleted_at IS NOT NULL, md5(...))` of the row named `alias`."""
-    return sql.SQL("({a}.updated_at, {a}.deleted_at IS NOT NULL, md5(ROW({cols})::text))").format(
-        a=sql.Identifier(alias), cols=_ident_list(spec.columns, alias))
+def version_key(alias: str) -> sql.Composable:
+    """Return the SQL row `(updated_at, write_id)` of the row named `alias`: the greater one wins."""
+    return sql.SQL("({a}.updated_at, {a}.write_id)").format(a=sql.Identifier(alias))
 
 
 def copy_out_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.Composable:
@@ -171,7 +162,7 @@ def merge_sql(spec: TableSpec, *, dry_run: bool) -> sql.Composable:
     """
     table = sql.Identifier(spec.name)
     stage = sql.Identifier(STAGE)
-    incoming, current = version_key(spec, "s"), version_key(spec, "t")
+    incoming, current = version_key("s"), version_key("t")
     session_col = sql.SQL("s.session_id") if spec.touches_sessions else sql.SQL("NULL::text")
     compare = sql.SQL("""
         SELECT s.id, s.src_changed_at, s.deleted_at IS NOT NULL AS tomb, {session_col} AS session_id,
@@ -195,7 +186,7 @@ def merge_sql(spec: TableSpec, *, dry_run: bool) -> sql.Composable:
             WHERE {excluded} > {current}
             RETURNING t.id, t.deleted_at IS NOT NULL AS tomb, {returning_session} AS session_id""").format(
             table=table, cols=_ident_list(spec.columns), scols=_ident_list(spec.columns, "s"), stage=stage,
-            parents_ok=_parents_ok(spec, "s"), updates=updates, excluded=version_key(spec, "excluded"),
+            parents_ok=_parents_ok(spec, "s"), updates=updates, excluded=version_key("excluded"),
             current=current, returning_session=returning_session)
     return sql.SQL("""
         WITH cmp AS ({compare}), written AS ({written}),
