@@ -73,6 +73,24 @@ class SessionNotFoundError(AgentFactoryError, LookupError):
         self.session_id = session_id
 
 
+class SessionNotOnProviderError(DatabaseError):
+    """During a failover the serving provider has never seen the session (created on the primary since the last sync).
+
+    Not a `SessionNotFoundError`: saving the session again as new would fork it.
+    """
+
+    def __init__(self, session_id: str, serving: str, primary: str) -> None:
+        super().__init__(
+            f"session {session_id!r} is not on provider {serving}, which serves while the primary {primary} is "
+            f"unavailable: it was most likely created on {primary} after the last sync into {serving}. Nothing "
+            f"was written. Retry after the fail-back to {primary}; do not save it again as a new session "
+            "(that would fork it)."
+        )
+        self.session_id = session_id
+        self.serving = serving
+        self.primary = primary
+
+
 # --- backup and restore --------------------------------------------------
 
 

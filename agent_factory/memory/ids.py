@@ -1,20 +1,33 @@
-"""Deterministic row ids: the same logical row gets the same UUID on every provider.
+"""Row ids and write stamps that let rows from different providers merge.
 
-A session's metadata row, the row at each message position, a knowledge atom
-and a setting are keyed by a UUID derived from their natural key (the first 16
-bytes of a SHA-256), so a write replayed after failover, on the same or another
-provider, lands on the same row, and rows can be merged between providers
-without duplicates. Message row ids are also computed inside SQL statements
-(`message_row_id_sql`) when the position is only known to the server
-(`append_messages`); both forms give the same UUID.
+- Things with a natural key (a session's metadata row, a knowledge atom, a
+  setting) are keyed by a UUID derived from that key (the first 16 bytes of a
+  SHA-256): the same thing created on two providers is one row.
+- A message is keyed by a time-ordered UUIDv7 made by the client once per call,
+  so a replay on any provider writes the same row and a session's messages are
+  ordered by id. The 48-bit millisecond time and the 12-bit counter after it
+  (`rand_a`) order the ids; this process never hands out the same or a smaller
+  (time, counter) twice, even when its clock steps back.
+- A message's row id is its `Message.id` with the 62 random bits mixed with
+  the session id (`message_row_id`, its own inverse): the same `Message` saved
+  into two sessions makes two rows, in the same order in each.
+- Every write carries one `WriteStamp`: the client's clock (strictly increasing
+  in this process) as `updated_at`, and a random `write_id` that breaks ties.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 _PREFIX = "agent_factory/"
+_RAND_B = (1 << 62) - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def stable_uuid(kind: str, *parts: str) -> uuid.UUID:
@@ -28,11 +41,6 @@ def session_row_id(session_id: str) -> uuid.UUID:
     return stable_uuid("session", session_id)
 
 
-def message_row_id(session_id: str, index: int) -> uuid.UUID:
-    """Return the id of the row holding message number `index` (from 0) of a session."""
-    return stable_uuid("message", session_id, str(index))
-
-
 def atom_row_id(atom_id: str) -> uuid.UUID:
     """Return the id of a knowledge atom's row."""
     return stable_uuid("atom", atom_id)
@@ -43,9 +51,74 @@ def setting_row_id(key: str) -> uuid.UUID:
     return stable_uuid("setting", key)
 
 
-def message_row_id_sql(session_id: str, index: str) -> str:
-    """Return an SQL expression equal to `message_row_id(session_id, index)` for SQL operands."""
-    return (
-        f"substr(encode(sha256(convert_to('{_PREFIX}message/' || {session_id} || '/' || ({index})::text, "
-        f"'UTF8')), 'hex'), 1, 32)::uuid"
-    )
+# ---- UUIDv7 -------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_last = 0  # (ms << 12) | counter of the last id made here
+
+
+def _build(order: int) -> uuid.UUID:
+    """Return a UUIDv7 with order key `order` ((ms << 12) | counter) and fresh random bits."""
+    rand_b = int.from_bytes(os.urandom(8), "big") & _RAND_B
+    value = ((order >> 12) << 80) | (0x7 << 76) | ((order & 0xFFF) << 64) | (0b10 << 62) | rand_b
+    return uuid.UUID(int=value)
+
+
+def order_key(value: uuid.UUID) -> int:
+    """Return the part of a UUIDv7 that orders it: (milliseconds << 12) | counter."""
+    return ((value.int >> 80) << 12) | ((value.int >> 64) & 0xFFF)
+
+
+def uuid7(after: uuid.UUID | None = None) -> uuid.UUID:
+    """Return a new UUIDv7, ordered after every id made before in this process and after `after`.
+
+    Within a millisecond a 12-bit counter counts up; when it overflows, the time
+    field moves on by one millisecond (ids stay unique and ordered).
+    """
+    global _last
+    floor = order_key(after) if after is not None else 0
+    with _lock:
+        now = (time.time_ns() // 1_000_000) << 12
+        order = max(now, _last + 1, floor + 1)
+        _last = order
+    return _build(order)
+
+
+def message_row_id(session_id: str, message_id: uuid.UUID) -> uuid.UUID:
+    """Return the row id of message `message_id` in session `session_id` (and back: its own inverse).
+
+    Keeps the time, counter, version and variant bits; mixes the 62 random bits
+    with a hash of the session id.
+    """
+    mask = int.from_bytes(hashlib.sha256((_PREFIX + "message/" + session_id).encode("utf-8")).digest()[:8], "big")
+    return uuid.UUID(int=message_id.int ^ (mask & _RAND_B))
+
+
+# ---- write stamps --------------------------------------------------------------------------
+
+_stamp_lock = threading.Lock()
+_last_stamp = _EPOCH
+
+
+@dataclass(frozen=True)
+class WriteStamp:
+    """The version of one write: `updated_at` (the client's clock) and `write_id` (the tie-break)."""
+
+    updated_at: datetime
+    write_id: uuid.UUID
+
+    def newer_than(self, updated_at: datetime, write_id: uuid.UUID) -> bool:
+        """Return whether this write wins against a row at version (updated_at, write_id)."""
+        return (self.updated_at, self.write_id.bytes) > (updated_at, write_id.bytes)
+
+
+def new_stamp() -> WriteStamp:
+    """Return the stamp of a new write: now on this client, strictly after the previous stamp here.
+
+    Microsecond resolution, like PostgreSQL's timestamptz.
+    """
+    global _last_stamp
+    with _stamp_lock:
+        stamp = max(datetime.now(timezone.utc), _last_stamp + timedelta(microseconds=1))
+        _last_stamp = stamp
+    return WriteStamp(stamp, uuid.uuid4())

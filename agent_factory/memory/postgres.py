@@ -1,26 +1,24 @@
-"""`PostgresMemoryStorage`: the memory API on `DatabaseManager`, one statement per call.
+"""`PostgresMemoryStorage`: the memory API on `DatabaseManager`, one round trip per call.
 
-Every write runs in one `db.run_in_transaction(work, idempotent=True)`: one
-transaction, normally one statement, so one round trip besides BEGIN/COMMIT.
-Writes are safe to replay after a failover, on the same or another provider:
-rows are keyed by deterministic ids (see `ids`) and written with
-`INSERT ... ON CONFLICT`, so a replay rewrites the same rows. Every read is
-one statement in `db.run_read` (autocommit: no BEGIN/COMMIT round trips).
+Reads run in `db.run_read` and single-statement writes in `db.run_statement`
+(autocommit: a single statement is atomic, no BEGIN/COMMIT round trips).
+Every write is safe to replay, on the same or another provider: its row ids
+and its `WriteStamp` are made once per call, rows are written with
+`INSERT ... ON CONFLICT`, and a row is only replaced by a newer version
+(last writer wins by (updated_at, write_id); a trigger enforces it too).
 
-Concurrency: `save_session`, `append_messages` and `delete_session` first lock
-the session's metadata row, so writers of one session take turns.
-`append_messages` takes the next positions from the locked row's
-`message_count`. A save or delete whose statement snapshot predates a
-concurrent writer's commit (it waited for that writer's lock) cannot see the
-rows that writer added; it detects this by comparing the metadata row version
-in its snapshot with the version it locked, and runs its statement once more,
-in the same transaction, with a fresh snapshot. That costs a second round
-trip only in that race.
+Concurrency: `save_session`, `append_messages` and `delete_session` lock the
+session's metadata row first, so writers of one session take turns. A save
+or delete whose statement snapshot predates a concurrent writer's commit (it
+waited for that writer's lock) cannot see the rows that writer added; it
+detects this by comparing the metadata row version in its snapshot with the
+version it locked, and runs its statement once more with a fresh snapshot:
+a second round trip, only in that race.
 
-Replays: `save_session`, `delete_session` and the upserts write the same rows
-however often they run. `append_messages` tags its batch with a `batch_id`
-kept in the metadata row, so running it again right after it committed (a
-replay on the same provider) appends nothing and returns the current count.
+During a failover, `append_messages` to a session the serving backup has
+never seen raises `SessionNotOnProviderError` and writes nothing (the
+session was created on the primary after the last sync): appending without
+the session's metadata would fork it.
 """
 
 from __future__ import annotations
@@ -34,10 +32,18 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..core.database_manager import DatabaseManager
-from ..errors import SessionNotFoundError
+from ..errors import SessionNotFoundError, SessionNotOnProviderError
 from ._database import LazyDatabase
-from .base import MemoryStorage, PreparedMessages, PreparedSession, session_from_rows, summary_from_row
-from .ids import message_row_id_sql
+from .base import (
+    DELETED_USER,
+    MemoryStorage,
+    PageCursor,
+    PreparedMessages,
+    PreparedSession,
+    session_from_rows,
+    summary_from_row,
+)
+from .ids import WriteStamp, message_row_id, session_row_id
 from .session import MemoryAtom, Message, Session, SessionSummary
 
 logger = logging.getLogger(__name__)
@@ -45,135 +51,162 @@ logger = logging.getLogger(__name__)
 # The messages of one call, as rows: columns sent as binary arrays (cheap to adapt),
 # metadata as one jsonb array; `ord` counts from 1.
 _MESSAGE_ROWS = """ROWS FROM (
-        unnest(%(types)b::text[]), unnest(%(contents)b::text[]), unnest(%(stamps)b::timestamptz[]),
-        jsonb_array_elements(%(metadata)s)
-    ) WITH ORDINALITY AS e(memory_type, body, stamp, metadata, ord)"""
+        unnest(%(ids)b::uuid[]), unnest(%(types)b::text[]), unnest(%(contents)b::text[]),
+        unnest(%(stamps)b::timestamptz[]), jsonb_array_elements(%(metadata)s)
+    ) WITH ORDINALITY AS e(id, memory_type, body, stamp, metadata, ord)"""
 
-_UPSERT_MESSAGE = """
-    ON CONFLICT (session_id, message_index) WHERE message_index IS NOT NULL DO UPDATE
-    SET user_id = excluded.user_id, memory_type = excluded.memory_type, content = excluded.content,
-        metadata = excluded.metadata, created_at = excluded.created_at, updated_at = now(), deleted_at = NULL
-    WHERE t.deleted_at IS NOT NULL
-       OR (t.user_id, t.memory_type, t.content, t.metadata, t.created_at) IS DISTINCT FROM
-          (excluded.user_id, excluded.memory_type, excluded.content, excluded.metadata, excluded.created_at)"""
+# This write wins against row `t` (last writer wins, ties broken by write_id).
+_NEWER = "(t.updated_at, t.write_id) < (%(updated_at)s::timestamptz, %(write_id)s::uuid)"
 
 # The metadata row version in this statement's snapshot (`seen`) and the latest
 # version, after waiting for its lock (`locked`): they differ when another
 # writer committed in between.
 _LOCK_SESSION = """
     seen AS (
-        SELECT xmin::text AS version FROM session_memories
-        WHERE session_id = %(session_id)s AND memory_type = 'session_metadata'
+        SELECT xmin::text AS version FROM session_memories WHERE id = %(row_id)s
     ), locked AS (
-        SELECT xmin::text AS version FROM session_memories
-        WHERE session_id = %(session_id)s AND memory_type = 'session_metadata'
-        FOR UPDATE
+        SELECT xmin::text AS version FROM session_memories WHERE id = %(row_id)s FOR UPDATE
     )"""
 
 SAVE_SESSION_SQL = f"""
 WITH {_LOCK_SESSION}, meta AS (
-    INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, content, metadata, created_at)
+    INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, content, metadata, created_at,
+                                       updated_at, write_id, message_count, last_active)
     SELECT %(row_id)s, %(session_id)s, %(user_id)s, 'session_metadata', %(content)s, %(session_metadata)s,
-           %(created_at)s
+           %(created_at)s, %(updated_at)s, %(write_id)s, %(count)s, %(last_active)s
     FROM (SELECT count(*) FROM locked) AS after_lock
     ON CONFLICT (session_id) WHERE memory_type = 'session_metadata' DO UPDATE
     SET user_id = excluded.user_id, content = excluded.content, metadata = excluded.metadata,
-        created_at = excluded.created_at, updated_at = now(), deleted_at = NULL
-    WHERE t.deleted_at IS NOT NULL
-       OR (t.user_id, t.content, t.metadata, t.created_at) IS DISTINCT FROM
-          (excluded.user_id, excluded.content, excluded.metadata, excluded.created_at)
+        created_at = excluded.created_at, updated_at = excluded.updated_at, write_id = excluded.write_id,
+        deleted_at = NULL, message_count = excluded.message_count, last_active = excluded.last_active
+    WHERE {_NEWER}
+      AND (t.deleted_at IS NOT NULL
+           OR (t.user_id, t.content, t.metadata, t.created_at, t.message_count, t.last_active) IS DISTINCT FROM
+              (excluded.user_id, excluded.content, excluded.metadata, excluded.created_at, excluded.message_count,
+               excluded.last_active))
     RETURNING xmax::text = '0' AS inserted
 ), messages AS (
-    INSERT INTO session_memories AS t
-        (id, session_id, user_id, memory_type, message_index, content, metadata, created_at)
-    SELECT {message_row_id_sql("%(session_id)s::text", "e.ord - 1")}, %(session_id)s, %(user_id)s,
-           e.memory_type, (e.ord - 1)::int,
-           jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp
+    INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index, content, metadata,
+                                       created_at, updated_at, write_id)
+    SELECT e.id, %(session_id)s, %(user_id)s, e.memory_type, (e.ord - 1)::int,
+           jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
+           %(updated_at)s, %(write_id)s
     FROM {_MESSAGE_ROWS}
-    {_UPSERT_MESSAGE}
+    ON CONFLICT (id) DO UPDATE
+    SET user_id = excluded.user_id, memory_type = excluded.memory_type, message_index = excluded.message_index,
+        content = excluded.content, metadata = excluded.metadata, created_at = excluded.created_at,
+        updated_at = excluded.updated_at, write_id = excluded.write_id, deleted_at = NULL
+    WHERE {_NEWER} AND t.session_id = excluded.session_id
+      AND (t.deleted_at IS NOT NULL
+           OR (t.user_id, t.memory_type, t.content, t.metadata, t.created_at) IS DISTINCT FROM
+              (excluded.user_id, excluded.memory_type, excluded.content, excluded.metadata, excluded.created_at))
 ), removed AS (
-    UPDATE session_memories SET deleted_at = now(), updated_at = now()
-    WHERE session_id = %(session_id)s AND message_index >= %(count)s AND deleted_at IS NULL
+    UPDATE session_memories AS t
+    SET deleted_at = %(updated_at)s, updated_at = %(updated_at)s, write_id = %(write_id)s
+    WHERE t.session_id = %(session_id)s AND t.message_index IS NOT NULL AND t.deleted_at IS NULL
+      AND t.id <> ALL(%(ids)b::uuid[]) AND {_NEWER}
 )
 SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserted FROM meta)
 """
 
-# `batch_id` (one per call, kept in the metadata row as `last_append`) makes a
-# replay of the session's latest append, after it committed, a no-op that
-# returns the current count (a replay follows its first run at once).
+# Returns the new message count; NULL if the session is deleted here; no row if it was never here.
+# A replay inserts nothing (the ids exist) and returns the current count.
 APPEND_MESSAGES_SQL = f"""
 WITH head AS (
-    UPDATE session_memories AS t
-    SET content = t.content || jsonb_build_object(
-            'message_count', (t.content->>'message_count')::int + %(count)s::int,
-            'last_active', %(now)s::text, 'last_append', %(batch_id)s::text),
-        updated_at = now()
-    WHERE t.session_id = %(session_id)s AND t.memory_type = 'session_metadata' AND t.deleted_at IS NULL
-      AND (t.content->>'last_append') IS DISTINCT FROM %(batch_id)s::text
-    RETURNING t.user_id, (t.content->>'message_count')::int - %(count)s::int AS base
+    SELECT user_id, coalesce(message_count, 0) AS base FROM session_memories
+    WHERE id = %(row_id)s AND deleted_at IS NULL
+    FOR UPDATE
 ), added AS (
-    INSERT INTO session_memories AS t
-        (id, session_id, user_id, memory_type, message_index, content, metadata, created_at)
-    SELECT {message_row_id_sql("%(session_id)s::text", "head.base + e.ord - 1")}, %(session_id)s, head.user_id,
-           e.memory_type, (head.base + e.ord - 1)::int,
-           jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp
+    INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index, content, metadata,
+                                       created_at, updated_at, write_id)
+    SELECT e.id, %(session_id)s, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
+           jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
+           %(updated_at)s, %(write_id)s
     FROM head CROSS JOIN {_MESSAGE_ROWS}
-    {_UPSERT_MESSAGE}
+    ON CONFLICT (id) DO NOTHING
+    RETURNING 1
+), counted AS (
+    UPDATE session_memories AS t
+    SET message_count = coalesce(t.message_count, 0) + (SELECT count(*) FROM added),
+        last_active = greatest(t.last_active, %(updated_at)s)
+    FROM head
+    WHERE t.id = %(row_id)s
+    RETURNING t.message_count
 )
-SELECT base + %(count)s::int FROM head
+SELECT message_count FROM counted
 UNION ALL
-SELECT (content->>'message_count')::int FROM session_memories
-WHERE session_id = %(session_id)s AND memory_type = 'session_metadata' AND deleted_at IS NULL
-  AND content->>'last_append' = %(batch_id)s::text
+SELECT NULL WHERE NOT EXISTS (SELECT FROM head) AND EXISTS (SELECT FROM session_memories WHERE id = %(row_id)s)
 """
 
+# A session unknown here gets a tombstone metadata row: a copy merged from elsewhere stays deleted.
 DELETE_SESSION_SQL = f"""
-WITH {_LOCK_SESSION}, removed AS (
-    UPDATE session_memories SET deleted_at = now(), updated_at = now()
-    WHERE session_id = %(session_id)s AND deleted_at IS NULL
-    RETURNING memory_type
+WITH {_LOCK_SESSION}, meta AS (
+    INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, content, created_at,
+                                       updated_at, write_id, deleted_at)
+    SELECT %(row_id)s, %(session_id)s, '{DELETED_USER}', 'session_metadata', '{{}}', %(updated_at)s,
+           %(updated_at)s, %(write_id)s, %(updated_at)s
+    FROM (SELECT count(*) FROM locked) AS after_lock
+    ON CONFLICT (session_id) WHERE memory_type = 'session_metadata' DO UPDATE
+    SET deleted_at = excluded.deleted_at, updated_at = excluded.updated_at, write_id = excluded.write_id
+    WHERE t.deleted_at IS NULL AND {_NEWER}
+    RETURNING xmax::text = '0' AS inserted
+), removed AS (
+    UPDATE session_memories AS t
+    SET deleted_at = %(updated_at)s, updated_at = %(updated_at)s, write_id = %(write_id)s
+    WHERE t.session_id = %(session_id)s AND t.id <> %(row_id)s AND t.deleted_at IS NULL AND {_NEWER}
 )
-SELECT (SELECT version FROM seen), (SELECT version FROM locked),
-       EXISTS (SELECT FROM removed WHERE memory_type = 'session_metadata')
+SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserted FROM meta)
 """
 
-# Rows come back in index order, the metadata row (index NULL) first. Messages
-# return their text only and no empty metadata, to spare parsing JSON.
+# The metadata row first, then the messages in id order. Messages return their
+# text only and no empty metadata, to spare parsing JSON.
 LOAD_SESSION_SQL = """
-SELECT message_index, memory_type, content->>'content', nullif(metadata, '{}'::jsonb), created_at,
-       CASE WHEN message_index IS NULL THEN content END, CASE WHEN message_index IS NULL THEN user_id END
+SELECT id, memory_type, content->>'content', nullif(metadata, '{}'::jsonb), created_at,
+       CASE WHEN message_index IS NULL THEN user_id END, CASE WHEN message_index IS NULL THEN last_active END
 FROM session_memories
 WHERE session_id = %s AND deleted_at IS NULL AND (message_index IS NOT NULL OR memory_type = 'session_metadata')
-ORDER BY message_index NULLS FIRST
+ORDER BY message_index IS NOT NULL, id
 """
 
+# Keyset paging, served backwards by session_memories_recent_idx / _user_recent_idx.
 LIST_SESSIONS_SQL = """
-SELECT session_id, user_id, created_at, content, metadata FROM session_memories
-WHERE memory_type = 'session_metadata' AND deleted_at IS NULL{user_filter}
-ORDER BY (content->>'last_active')::timestamptz DESC, session_id COLLATE "C"
+SELECT session_id, user_id, created_at, last_active, message_count, metadata FROM session_memories
+WHERE memory_type = 'session_metadata' AND deleted_at IS NULL{filters}
+ORDER BY last_active DESC, session_id COLLATE "C" DESC
+LIMIT %s
 """
 
 SAVE_MEMORY_ATOM_SQL = """
-INSERT INTO session_memories (id, session_id, user_id, memory_type, content, metadata)
-VALUES (%s, %s, %s, %s, %s, %s)
+INSERT INTO session_memories (id, session_id, user_id, memory_type, content, metadata, created_at, updated_at,
+                              write_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (id) DO NOTHING
 """
 
+# A message's position is derived: how many live messages of its session come before it.
 QUERY_MEMORY_ATOMS_SQL = """
-SELECT id::text, session_id, user_id, memory_type, content, metadata, message_index, created_at, updated_at
-FROM session_memories WHERE deleted_at IS NULL{filters}
-ORDER BY created_at DESC, message_index DESC NULLS LAST, id DESC
+SELECT id::text, session_id, user_id, memory_type, content, metadata,
+       CASE WHEN message_index IS NOT NULL THEN
+           (SELECT count(*) FROM session_memories AS p
+            WHERE p.session_id = t.session_id AND p.message_index IS NOT NULL AND p.deleted_at IS NULL
+              AND p.id < t.id)::int
+       END,
+       created_at, updated_at
+FROM session_memories AS t WHERE deleted_at IS NULL{filters}
+ORDER BY created_at DESC, message_index IS NULL, id DESC
 LIMIT %s
 """
 
 
 def message_params(messages: PreparedMessages) -> dict[str, Any]:
-    """Return the statement parameters carrying `messages`, with a new `batch_id` for `APPEND_MESSAGES_SQL`.
+    """Return the statement parameters carrying `messages` (their ids were made once, in `prepare_*`)."""
+    return {"ids": messages.ids, "types": messages.memory_types, "contents": messages.contents,
+            "stamps": messages.timestamps, "metadata": Jsonb(messages.metadata), "count": len(messages)}
 
-    Build them once per call, outside the transaction body, so that a replay sends the same batch_id.
-    """
-    return {"types": messages.memory_types, "contents": messages.contents, "stamps": messages.timestamps,
-            "metadata": Jsonb(messages.metadata), "count": len(messages), "batch_id": uuid.uuid4().hex}
+
+def stamp_params(stamp: WriteStamp) -> dict[str, Any]:
+    """Return the statement parameters carrying a write's version."""
+    return {"updated_at": stamp.updated_at, "write_id": stamp.write_id}
 
 
 class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
@@ -194,8 +227,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
     # ---- sessions -------------------------------------------------------------------
 
     def _save_session(self, session: PreparedSession) -> None:
-        work = save_session_work(session)
-        self.db.run_in_transaction(work, idempotent=True)
+        self.db.run_statement(save_session_work(session), idempotent=True)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("saved session %s (%d messages) on provider %s", session.session_id,
                          len(session.messages), self.db.active_provider)
@@ -205,54 +237,65 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
             return conn.execute(LOAD_SESSION_SQL, (session_id,)).fetchall()
 
         rows = self.db.run_read(work)
-        if not rows or rows[0][0] is not None:
+        if not rows or rows[0][1] != "session_metadata":
             return None
-        _, _, _, metadata, created_at, content, user_id = rows[0]
-        count = int(content.get("message_count", len(rows) - 1))
-        messages = [Message(memory_type[8:], text or "", meta or {}, stamp)
-                    for index, memory_type, text, meta, stamp, _, _ in rows[1:] if index < count]
-        return session_from_rows(session_id, user_id, created_at, content, metadata, messages)
+        _, _, _, metadata, created_at, user_id, last_active = rows[0]
+        messages = [Message(memory_type[8:], text or "", meta or {}, stamp, str(message_row_id(session_id, row_id)))
+                    for row_id, memory_type, text, meta, stamp, _, _ in rows[1:]]
+        return session_from_rows(session_id, user_id, created_at, last_active, metadata, messages)
 
-    def _delete_session(self, session_id: str) -> bool:
-        params = {"session_id": session_id}
+    def _delete_session(self, session_id: str, stamp: WriteStamp) -> bool:
+        params = {"session_id": session_id, "row_id": session_row_id(session_id), **stamp_params(stamp)}
 
         def work(conn: psycopg.Connection) -> bool:
-            seen, locked, existed = conn.execute(DELETE_SESSION_SQL, params).fetchone()  # type: ignore[misc]
-            if seen != locked:  # a writer committed after our snapshot: delete what it added too
-                logger.debug("session %s changed concurrently; deleting again in the same transaction", session_id)
-                conn.execute(DELETE_SESSION_SQL, params)
-            return bool(existed)
+            inserted = _run_locked(conn, DELETE_SESSION_SQL, params, session_id)
+            return inserted is False  # an existing live session was tombstoned
 
-        existed = self.db.run_in_transaction(work, idempotent=True)
+        existed = self.db.run_statement(work, idempotent=True)
         logger.debug("deleted session %s (existed: %s) on provider %s", session_id, existed,
                      self.db.active_provider)
         return existed
 
-    def _list_sessions(self, user_id: str | None) -> list[SessionSummary]:
-        sql = LIST_SESSIONS_SQL.format(user_filter="" if user_id is None else " AND user_id = %s")
-        params = () if user_id is None else (user_id,)
+    def _list_sessions(self, user_id: str | None, limit: int, before: PageCursor | None) -> list[SessionSummary]:
+        filters: list[str] = []
+        params: list[Any] = []
+        if user_id is not None:
+            filters.append(" AND user_id = %s")
+            params.append(user_id)
+        if before is not None:
+            filters.append(' AND (last_active, session_id COLLATE "C") < (%s::timestamptz, %s::text COLLATE "C")')
+            params.extend((before.last_active, before.session_id))
+        params.append(limit)
+        sql = LIST_SESSIONS_SQL.format(filters="".join(filters))
 
         def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
 
         return [summary_from_row(*row) for row in self.db.run_read(work)]
 
-    def _append_messages(self, session_id: str, messages: PreparedMessages, now: str) -> int:
-        total = self.db.run_in_transaction(append_messages_work(session_id, messages, now), idempotent=True)
-        if total is None:
-            raise SessionNotFoundError(session_id)
-        return total
+    def _append_messages(self, session_id: str, messages: PreparedMessages, stamp: WriteStamp) -> int:
+        rows = self.db.run_statement(append_messages_work(session_id, messages, stamp), idempotent=True)
+        if rows:
+            total = rows[0][0]
+            if total is not None:
+                return int(total)
+            raise SessionNotFoundError(session_id)  # deleted
+        serving, primary = self.db.active_provider, self.db.primary_provider
+        if serving != primary:
+            raise SessionNotOnProviderError(session_id, serving, primary)
+        raise SessionNotFoundError(session_id)
 
     # ---- memory atoms -------------------------------------------------------------------
 
     def _save_memory_atom(self, row_id: uuid.UUID, session_id: str, user_id: str, memory_type: str,
-                          content: dict[str, Any], metadata: dict[str, Any]) -> None:
-        params = (row_id, session_id, user_id, memory_type, Jsonb(content), Jsonb(metadata))
+                          content: dict[str, Any], metadata: dict[str, Any], stamp: WriteStamp) -> None:
+        params = (row_id, session_id, user_id, memory_type, Jsonb(content), Jsonb(metadata), stamp.updated_at,
+                  stamp.updated_at, stamp.write_id)
 
         def work(conn: psycopg.Connection) -> None:
             conn.execute(SAVE_MEMORY_ATOM_SQL, params)
 
-        self.db.run_in_transaction(work, idempotent=True)
+        self.db.run_statement(work, idempotent=True)
 
     def _query_memory_atoms(self, session_id: str | None, user_id: str | None, memory_type: str | None,
                             limit: int) -> list[MemoryAtom]:
@@ -271,37 +314,45 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         return list(map(MemoryAtom._make, self.db.run_read(work)))
 
 
-def append_messages_work(session_id: str, messages: PreparedMessages,
-                         now: str) -> Callable[[psycopg.Connection], int | None]:
-    """Return the transaction body that appends `messages` to a session.
+def _run_locked(conn: psycopg.Connection, sql: str, params: dict[str, Any], session_id: str) -> bool | None:
+    """Run a statement that locks the session's metadata row; once more if a writer committed meanwhile.
 
-    The body returns the new message count, or None if the session is absent or
-    deleted. Running it again right after it committed appends nothing.
+    Returns whether the metadata row was inserted (None: not written).
     """
-    params = {"session_id": session_id, "now": now, **message_params(messages)}  # one batch_id for every run
+    seen, locked, inserted = conn.execute(sql, params).fetchone()  # type: ignore[misc]
+    if (seen != locked) if seen is not None else not inserted:
+        # Another writer committed after our snapshot was taken: run again with a fresh
+        # snapshot (the same stamp: a replay of this write) so that its rows are covered.
+        logger.debug("session %s changed concurrently; writing it again", session_id)
+        conn.execute(sql, params)
+    return inserted  # type: ignore[no-any-return]
 
-    def work(conn: psycopg.Connection) -> int | None:
-        row = conn.execute(APPEND_MESSAGES_SQL, params).fetchone()
-        return None if row is None else int(row[0])
+
+def append_messages_work(session_id: str, messages: PreparedMessages,
+                         stamp: WriteStamp) -> Callable[[psycopg.Connection], list[tuple[Any, ...]]]:
+    """Return the statement that appends `messages` to a session (safe to run again: same rows).
+
+    It returns `[(count,)]`, `[(None,)]` if the session is deleted there, `[]` if it never was there.
+    """
+    params = {"session_id": session_id, "row_id": session_row_id(session_id), **message_params(messages),
+              **stamp_params(stamp)}
+
+    def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+        return conn.execute(APPEND_MESSAGES_SQL, params).fetchall()
 
     return work
 
 
 def save_session_work(session: PreparedSession) -> Callable[[psycopg.Connection], None]:
-    """Return the transaction body that saves `session`: safe to run any number of times, anywhere."""
+    """Return the statement that saves `session`: safe to run any number of times, anywhere."""
     params = {
         "row_id": session.row_id, "session_id": session.session_id, "user_id": session.user_id,
-        "created_at": session.created_at, "content": Jsonb(session.content),
+        "created_at": session.created_at, "content": Jsonb(session.content), "last_active": session.last_active,
         "session_metadata": Jsonb(session.metadata), **message_params(session.messages),
+        **stamp_params(session.stamp),
     }
 
     def work(conn: psycopg.Connection) -> None:
-        seen, locked, inserted = conn.execute(SAVE_SESSION_SQL, params).fetchone()  # type: ignore[misc]
-        if (seen != locked) if seen is not None else not inserted:
-            # Another writer committed after our snapshot was taken: run again with a
-            # fresh snapshot (we hold the lock now) so its extra messages are removed.
-            logger.debug("session %s changed concurrently; saving it again in the same transaction",
-                         session.session_id)
-            conn.execute(SAVE_SESSION_SQL, params)
+        _run_locked(conn, SAVE_SESSION_SQL, params, session.session_id)
 
     return work

@@ -19,12 +19,18 @@ def utcnow() -> datetime:
 
 @dataclass(slots=True)
 class Message:
-    """One message of a conversation: `role` is "user", "assistant" or "system"."""
+    """One message of a conversation: `role` is "user", "assistant" or "system".
+
+    `id` (a UUIDv7 string, not compared) is given by storage: `save_session` sets
+    it on every message it stores, `load_session` returns it. A message keeps its
+    id across saves, so saving a session again rewrites no unchanged message.
+    """
 
     role: str
     content: str
     metadata: dict[str, Any] = field(default_factory=dict)
     timestamp: datetime = field(default_factory=utcnow)
+    id: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def memory_type(self) -> str:

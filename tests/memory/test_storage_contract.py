@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from agent_factory.memory import Message, Session, SessionNotFoundError
-from agent_factory.memory.ids import message_row_id
 
 from .conftest import fingerprint, stored_rows
 
@@ -85,15 +85,57 @@ def test_changed_messages_are_updated_and_removed_ones_soft_deleted(storage):
     storage.save_session(session)
     loaded = storage.load_session(session.session_id)
     assert [m.content for m in loaded.messages][-1] == "back at position 3"
-    assert len(stored_rows(storage, session.session_id)) == 6  # position 3 reused, position 4 still deleted
+    assert len(stored_rows(storage, session.session_id)) == 7  # a new message is a new row; tombstones stay
 
 
-def test_message_rows_have_deterministic_ids(storage):
-    session = conversation(count=2)
+def test_messages_get_time_ordered_ids_that_they_keep(storage):
+    session = conversation(count=3)
+    assert all(m.id is None for m in session.messages)
     storage.save_session(session)
-    ids = {a.message_index: a.id for a in storage.query_memory_atoms(session_id=session.session_id)}
-    assert ids[0] == str(message_row_id(session.session_id, 0))
-    assert ids[1] == str(message_row_id(session.session_id, 1))
+    ids = [m.id for m in session.messages]  # given by the save, on the caller's messages
+    assert all(uuid.UUID(i).version == 7 for i in ids) and ids == sorted(ids)
+    loaded = storage.load_session(session.session_id)
+    assert [m.id for m in loaded.messages] == ids
+    loaded.add_message("user", "fourth")
+    storage.save_session(loaded)
+    reloaded = storage.load_session(session.session_id)
+    assert [m.id for m in reloaded.messages][:3] == ids and reloaded.messages[3].id > ids[2]
+    assert len(stored_rows(storage, session.session_id)) == 5  # nothing rewritten under a new id
+
+
+def test_moved_or_repeated_messages_get_new_ids_and_keep_the_list_order(storage):
+    session = conversation(count=3)
+    storage.save_session(session)
+    first = session.messages[0]
+    session.messages = [session.messages[2], session.messages[1], first, first]
+    storage.save_session(session)
+    loaded = storage.load_session(session.session_id)
+    assert [m.content for m in loaded.messages] == ["message 2", "message 1", "message 0", "message 0"]
+    assert len({m.id for m in loaded.messages}) == 4
+
+
+def test_the_same_messages_saved_into_two_sessions_are_separate_rows(storage):
+    source = conversation(count=3)
+    storage.save_session(source)
+    copy = Session("bob", messages=storage.load_session(source.session_id).messages)
+    storage.save_session(copy)
+    copy.messages[0].content = "changed in the copy"
+    storage.save_session(copy)
+    assert [m.content for m in storage.load_session(source.session_id).messages] == [
+        "message 0", "message 1", "message 2"]
+    assert [m.content for m in storage.load_session(copy.session_id).messages] == [
+        "changed in the copy", "message 1", "message 2"]
+    rows = storage.query_memory_atoms(session_id=copy.session_id)
+    assert {a.id for a in rows}.isdisjoint(a.id for a in storage.query_memory_atoms(session_id=source.session_id))
+
+
+def test_a_message_id_that_is_not_a_uuid_is_refused(storage):
+    session = conversation(count=1)
+    session.messages[0].id = "not-a-uuid"
+    before = fingerprint(storage)
+    with pytest.raises(ValueError, match=r"session\.messages\[0\]\.id"):
+        storage.save_session(session)
+    assert fingerprint(storage) == before
 
 
 def test_append_messages_adds_after_the_last_in_order(storage):
@@ -113,7 +155,7 @@ def test_append_messages_adds_after_the_last_in_order(storage):
     assert [s.message_count for s in storage.list_sessions("alice")] == [6]
 
 
-def test_append_after_a_shortening_save_reuses_positions(storage):
+def test_append_after_a_shortening_save_continues_after_the_last_live_message(storage):
     session = conversation(count=4)
     storage.save_session(session)
     del session.messages[2:]

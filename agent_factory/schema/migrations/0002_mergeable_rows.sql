@@ -68,7 +68,9 @@ FROM (SELECT id AS old_id,
       FROM session_memories WHERE message_index IS NOT NULL) AS legacy
 WHERE id = legacy.old_id;
 
-CREATE INDEX session_memories_session_order_idx ON session_memories (session_id, id);
+-- A session's live messages in order (load_session, derived positions, counts).
+CREATE INDEX session_memories_messages_idx ON session_memories (session_id, id)
+    WHERE message_index IS NOT NULL AND deleted_at IS NULL;
 
 -- Derived figures of a session, on its metadata row (NULL on other rows).
 ALTER TABLE session_memories ADD COLUMN message_count integer CHECK (message_count >= 0);
@@ -81,11 +83,12 @@ SET content = jsonb_strip_nulls(jsonb_build_object('last_active', content->'last
 WHERE memory_type = 'session_metadata';
 
 -- Paging of list_sessions: most recently active first, then session id (bytewise).
+-- (Scanned backwards; keyset paging compares the row (last_active, session_id).)
 CREATE INDEX session_memories_recent_idx
-    ON session_memories (last_active DESC, session_id COLLATE "C" DESC)
+    ON session_memories (last_active, session_id COLLATE "C")
     WHERE memory_type = 'session_metadata' AND deleted_at IS NULL;
 CREATE INDEX session_memories_user_recent_idx
-    ON session_memories (user_id, last_active DESC, session_id COLLATE "C" DESC)
+    ON session_memories (user_id, last_active, session_id COLLATE "C")
     WHERE memory_type = 'session_metadata' AND deleted_at IS NULL;
 
 -- Rebuild the derived figures of the given sessions from their rows: the sync calls it
