@@ -10,7 +10,7 @@ One run, for a (source, target) pair:
    rows changed since the watermark, in (changed_at, id) order, from the
    source into a temporary table on the target; merge it with one
    `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE <incoming version wins>`;
-   recompute the derived counters of the sessions it touched; advance the
+   recompute the derived counters of the sessions in the batch; advance the
    watermark; commit. Each batch is one short transaction on each side, so
    no writer waits on the sync for longer than one batch.
 

@@ -157,7 +157,8 @@ def merge_sql(spec: TableSpec, *, dry_run: bool) -> sql.Composable:
     row changed after it counts as a conflict (both sides changed since the last sync).
     Returns one row: rows written, tombstones written, conflicts, rows in the batch,
     the batch's last (src_changed_at, id), the number of deferred rows and the earliest src_changed_at of a deferred
-    row (its parent is not on the target yet) and the session ids written; timestamps
+    row (its parent is not on the target yet) and the session ids of the batch (written or
+    not: their derived figures are rebuilt on the target either way); timestamps
     come back as None for -infinity (rows older than migration 0003).
     """
     table = sql.Identifier(spec.name)
@@ -196,5 +197,5 @@ def merge_sql(spec: TableSpec, *, dry_run: bool) -> sql.Composable:
                (SELECT CASE WHEN isfinite(src_changed_at) THEN src_changed_at END FROM last), (SELECT id FROM last),
                (SELECT count(*) FROM cmp WHERE NOT ready),
                (SELECT CASE WHEN isfinite(m) THEN m END FROM (SELECT min(src_changed_at) AS m FROM cmp WHERE NOT ready) d),
-               (SELECT coalesce(array_agg(DISTINCT session_id), '{{}}') FROM written WHERE session_id IS NOT NULL)
+               (SELECT coalesce(array_agg(DISTINCT session_id), '{{}}') FROM cmp WHERE session_id IS NOT NULL)
     """).format(compare=compare, written=written, stage=stage)
