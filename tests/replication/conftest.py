@@ -55,7 +55,7 @@ def write(db: DatabaseManager, provider: str, table: str, *, at: datetime | None
     """Write one version of one row on one provider, as a client does: its clock, a new write_id; return the id."""
     row = {"id": values.pop("id", None) or uuid.uuid4(), **values}
     row["updated_at"] = at or datetime.now(timezone.utc)
-    row["write_id"] = uuid.uuid4()
+    row["write_id"] = row.get("write_id") or uuid.uuid4()
     row = {k: Jsonb(v) if isinstance(v, dict) else v for k, v in row.items()}
     cols = list(row)
     statement = sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT (id) DO UPDATE SET {sets}").format(
