@@ -180,6 +180,8 @@ class _TableRun:
     deferred: int = 0
     deferred_from: datetime | None = None
     sessions: set[str] = field(default_factory=set)
+    batches: int = 0
+    longest_batch_s: float = 0.0
 
     def watermark(self, safe: datetime, *, done: bool) -> Watermark:
         """Return the watermark the batches so far justify (never behind the one we started from)."""
@@ -193,7 +195,7 @@ class _TableRun:
 
     def result(self, synced_through: datetime | None) -> TableResult:
         return TableResult(self.spec.name, self.rows_copied, self.conflicts, self.tombstones, self.rows_read,
-                           self.deferred, synced_through)
+                           self.deferred, synced_through, self.batches, self.longest_batch_s)
 
 
 class _Run:
@@ -287,6 +289,7 @@ class _Run:
             since, after = run.cursor
             copy_out = copy_out_sql(spec, resume=after is not None, batch_size=self.batch_size)
             params = {"since": since, "after_id": after, "until": horizon.now}
+            began = time.monotonic()
             try:
                 dst.execute(create_stage_sql(spec))
                 with src.cursor() as out_cur, dst.cursor() as in_cur:
@@ -316,6 +319,8 @@ class _Run:
                 src.rollback()
                 dst.rollback()
                 raise
+            run.batches += 1
+            run.longest_batch_s = max(run.longest_batch_s, time.monotonic() - began)
             run.rows_copied += written
             run.tombstones += tombs
             run.conflicts += conflicts

@@ -18,6 +18,8 @@ class TableResult:
     rows_read: int = 0  # changed rows read from the source
     deferred: int = 0  # rows held back: their parent row is not on the target yet (taken next run)
     synced_through: datetime | None = None  # None: nothing synced yet
+    batches: int = 0
+    longest_batch_s: float = 0.0  # the longest batch transaction on the target: what a writer may wait at most
 
 
 @dataclass(frozen=True)
