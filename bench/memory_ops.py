@@ -21,7 +21,6 @@ that machine noise falls on all of them alike.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import importlib.util
 import threading
 import time
@@ -39,6 +38,7 @@ from agent_factory.memory import KnowledgeBase, PostgresMemoryStorage, Session
 from agent_factory.memory import knowledge as kb_module
 from agent_factory.memory import postgres as pg_module
 from agent_factory.memory.base import prepare_messages, prepare_session
+from agent_factory.memory.ids import new_stamp
 
 from . import data
 from .harness import Context, Entry, percentile, skipped
@@ -136,12 +136,8 @@ class Bare:
         self.pool.wait(timeout=10)
         self.p = prepared
 
-    def _run(self, work: Callable[[psycopg.Connection], Any]) -> Any:
-        with self.pool.connection() as conn:  # commits on exit
-            return work(conn)
-
     def _read(self, work: Callable[[psycopg.Connection], Any]) -> Any:
-        """A single-statement read in autocommit, as the library's `run_read` does."""
+        """A single statement in autocommit, as the library's `run_read` and `run_statement` do."""
         with self.pool.connection() as conn:
             conn.autocommit = True
             try:
@@ -153,13 +149,12 @@ class Bare:
         p = self.p
         if op == "append_10":
             session = Session(f"bench-user-{worker}")
-            self._run(pg_module.save_session_work(prepare_session(session)))
-            sid, sql = session.session_id, pg_module.APPEND_MESSAGES_SQL
+            self._read(pg_module.save_session_work(prepare_session(session)))
+            sid = session.session_id
 
             def append() -> Any:
-                params = {"session_id": sid, "now": _now(),
-                          **pg_module.message_params(prepare_messages(p.msgs10, "messages"))}
-                return self._run(lambda conn: conn.execute(sql, params).fetchone())
+                return self._read(pg_module.append_messages_work(
+                    sid, prepare_messages(sid, p.msgs10, "messages"), new_stamp()))
 
             return append
         if op == "load_200":
@@ -168,7 +163,7 @@ class Bare:
         if op == "save_50":
             def save() -> Any:
                 session = Session(f"bench-user-{worker}", messages=p.msgs50)
-                return self._run(pg_module.save_session_work(prepare_session(session)))
+                return self._read(pg_module.save_session_work(prepare_session(session)))
 
             return save
         if op == "query_atoms":
@@ -243,10 +238,6 @@ class Prepared:
     msgs50: list[dict[str, Any]]
     msgs200: list[dict[str, Any]]
     loaded_sessions: list[str]
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
 def _cycle(values: tuple[str, ...], start: int) -> Iterator[str]:

@@ -5,8 +5,8 @@
 `InvalidInputError` (a `ValueError`) before anything is written.
 """
 
-from ..errors import InvalidInputError, SessionNotFoundError
-from .base import MemoryStorage
+from ..errors import InvalidInputError, SessionNotFoundError, SessionNotOnProviderError
+from .base import MemoryStorage, PageCursor
 from .in_memory import InMemoryStorage
 from .knowledge import KnowledgeAtom, KnowledgeBase
 from .postgres import PostgresMemoryStorage
@@ -25,9 +25,11 @@ __all__ = [
     "MemoryAtom",
     "MemoryStorage",
     "Message",
+    "PageCursor",
     "PostgresMemoryStorage",
     "Session",
     "SessionNotFoundError",
+    "SessionNotOnProviderError",
     "SessionSummary",
     "Settings",
 ]

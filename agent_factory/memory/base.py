@@ -43,7 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import InvalidInputError
-from .ids import WriteStamp, message_row_id, new_stamp, order_key, session_row_id, uuid7
+from .ids import WriteStamp, message_row_id, new_stamp, order_key, session_row_id, uuid7, uuid7_batch
 from .session import MemoryAtom, Message, Session, SessionSummary, _restore_session, coerce_message
 from .validation import (
     MAX_TEXT_LENGTH,
@@ -131,12 +131,7 @@ def _columns(ids: list[uuid.UUID], messages: list[Message]) -> PreparedMessages:
 def prepare_messages(session_id: str, messages: object, field: str) -> PreparedMessages:
     """Validate messages to append and give each a new time-ordered row id (once per call)."""
     checked = _validated(messages, field)
-    ids: list[uuid.UUID] = []
-    previous = None
-    for _ in checked:
-        previous = uuid7(previous)
-        ids.append(message_row_id(session_id, previous))
-    return _columns(ids, checked)
+    return _columns([message_row_id(session_id, i) for i in uuid7_batch(len(checked))], checked)
 
 
 def _message_id(message: Message, field: str) -> uuid.UUID | None:

@@ -7,7 +7,9 @@
   so a replay on any provider writes the same row and a session's messages are
   ordered by id. The 48-bit millisecond time and the 12-bit counter after it
   (`rand_a`) order the ids; this process never hands out the same or a smaller
-  (time, counter) twice, even when its clock steps back.
+  (time, counter) twice, even when its clock steps back. The messages of one
+  append share a (time, counter) and count up in the low random bits, so a batch
+  stays contiguous beside concurrent appends.
 - A message's row id is its `Message.id` with the 62 random bits mixed with
   the session id (`message_row_id`, its own inverse): the same `Message` saved
   into two sessions makes two rows, in the same order in each.
@@ -27,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 
 _PREFIX = "agent_factory/"
 _RAND_B = (1 << 62) - 1
+_BATCH = 0xFFFF  # the low random bits that number the ids of one batch
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -84,14 +87,34 @@ def uuid7(after: uuid.UUID | None = None) -> uuid.UUID:
     return _build(order)
 
 
+def uuid7_batch(count: int) -> list[uuid.UUID]:
+    """Return `count` ascending UUIDv7s that no other call's ids fall between.
+
+    They share one (time, counter) key, reserved at once, and count up in the low
+    16 random bits from a random start: a batch made here and one made at the same
+    moment by another process do not interleave.
+    """
+    global _last
+    ids: list[uuid.UUID] = []
+    while len(ids) < count:
+        with _lock:
+            order = max((time.time_ns() // 1_000_000) << 12, _last + 1)
+            _last = order
+        high = int.from_bytes(os.urandom(8), "big") & _RAND_B & ~_BATCH
+        value = ((order >> 12) << 80) | (0x7 << 76) | ((order & 0xFFF) << 64) | (0b10 << 62) | high
+        ids.extend(uuid.UUID(int=value | i) for i in range(min(count - len(ids), _BATCH + 1)))
+    return ids
+
+
 def message_row_id(session_id: str, message_id: uuid.UUID) -> uuid.UUID:
     """Return the row id of message `message_id` in session `session_id` (and back: its own inverse).
 
-    Keeps the time, counter, version and variant bits; mixes the 62 random bits
-    with a hash of the session id.
+    Keeps the time, counter, version and variant bits and the low 16 bits (the
+    order within a batch); mixes the other 46 random bits with a hash of the
+    session id.
     """
     mask = int.from_bytes(hashlib.sha256((_PREFIX + "message/" + session_id).encode("utf-8")).digest()[:8], "big")
-    return uuid.UUID(int=message_id.int ^ (mask & _RAND_B))
+    return uuid.UUID(int=message_id.int ^ (mask & _RAND_B & ~_BATCH))
 
 
 # ---- write stamps --------------------------------------------------------------------------

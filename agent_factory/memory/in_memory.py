@@ -49,6 +49,10 @@ class _Row:
         """Return whether a write with `stamp` may replace this row (last writer wins)."""
         return stamp.newer_than(self.updated_at, self.write_id)
 
+    def newer_than(self, stamp: WriteStamp) -> bool:
+        """Return whether this row is newer than a write with `stamp` (a replay of that write is not)."""
+        return (self.updated_at, self.write_id.bytes) > (stamp.updated_at, stamp.write_id.bytes)
+
     def version(self, stamp: WriteStamp) -> None:
         self.updated_at, self.write_id = stamp.updated_at, stamp.write_id
 
@@ -122,12 +126,13 @@ class InMemoryStorage(MemoryStorage):
         count = len(session.messages)
         with self._lock:
             meta = self._meta(sid)
+            if meta is not None and meta.newer_than(stamp):
+                return  # older than the session's metadata: a stale write changes nothing
             if meta is None:
                 self._add(_Row(session.row_id, sid, uid, "session_metadata", None, _copy(session.content),
                                _copy(session.metadata), session.created_at, stamp.updated_at, stamp.write_id,
                                message_count=count, last_active=session.last_active))
-            elif meta.older_than(stamp) and (
-                    meta.deleted_at is not None
+            elif (meta.deleted_at is not None
                     or (meta.user_id, meta.content, meta.metadata, meta.created_at, meta.message_count,
                         meta.last_active)
                     != (uid, session.content, session.metadata, session.created_at, count, session.last_active)):
@@ -156,10 +161,12 @@ class InMemoryStorage(MemoryStorage):
         with self._lock:
             meta = self._meta(session_id)
             existed = False
+            if meta is not None and meta.newer_than(stamp):
+                return False  # older than the session's metadata: a stale delete changes nothing
             if meta is None:
                 self._add(_Row(session_row_id(session_id), session_id, DELETED_USER, "session_metadata", None, {},
                                {}, stamp.updated_at, stamp.updated_at, stamp.write_id, stamp.updated_at))
-            elif meta.deleted_at is None and meta.older_than(stamp):
+            elif meta.deleted_at is None:
                 meta.tombstone(stamp)
                 existed = True
             for row in self._sessions.get(session_id, {}).values():

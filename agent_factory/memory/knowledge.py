@@ -2,7 +2,9 @@
 
 Atoms live in `knowledge_atoms`; their row id is derived from `atom_id`
 (see `ids`), so an upsert replayed after failover, or on another provider,
-writes the same row. Deletes are soft; upserting a deleted atom brings it back.
+writes the same row. Every write is one statement (one round trip) carrying
+the client's clock as `updated_at`: last writer wins. Deletes are tombstones;
+upserting a deleted atom (later) brings it back.
 Search ranks with `ts_rank` over the generated `search_vector` (title weighs
 A, summary B, content C), so a title match ranks above a content-only match.
 """
@@ -22,7 +24,7 @@ from psycopg.types.json import Jsonb
 from ..core.database_manager import DatabaseManager
 from ..errors import InvalidInputError
 from ._database import LazyDatabase
-from .ids import atom_row_id
+from .ids import atom_row_id, new_stamp
 from .validation import (
     ATOM_TYPES,
     MAX_ID_LENGTH,
@@ -110,15 +112,33 @@ def check_atom(value: object, field: str = "atom") -> dict[str, Any]:
     }
 
 
+# Last writer wins: a row is only replaced by a write with a greater (updated_at, write_id).
+_NEWER = "(t.updated_at, t.write_id) < (excluded.updated_at, excluded.write_id)"
+
 UPSERT_ATOMS_SQL = f"""
-INSERT INTO knowledge_atoms AS t (id, atom_id, {", ".join(_DATA)})
-SELECT r.id, r.atom_id, {", ".join("r." + c for c in _DATA)}
-FROM jsonb_to_recordset(%s) AS r(id uuid, atom_id text, atom_type text, title text, summary text, content text,
-                                 manufacturer text, keywords text[], source_url text, quality_score real)
+INSERT INTO knowledge_atoms AS t (id, atom_id, {", ".join(_DATA)}, created_at, updated_at, write_id)
+SELECT r.id, r.atom_id, {", ".join("r." + c for c in _DATA)}, %(updated_at)s, %(updated_at)s, %(write_id)s
+FROM jsonb_to_recordset(%(atoms)s) AS r(id uuid, atom_id text, atom_type text, title text, summary text,
+                                        content text, manufacturer text, keywords text[], source_url text,
+                                        quality_score real)
 ON CONFLICT (atom_id) DO UPDATE
-SET {", ".join(f"{c} = excluded.{c}" for c in _DATA)}, updated_at = now(), deleted_at = NULL
-WHERE t.deleted_at IS NOT NULL
-   OR ({", ".join("t." + c for c in _DATA)}) IS DISTINCT FROM ({", ".join("excluded." + c for c in _DATA)})
+SET {", ".join(f"{c} = excluded.{c}" for c in _DATA)}, updated_at = excluded.updated_at,
+    write_id = excluded.write_id, deleted_at = NULL
+WHERE {_NEWER}
+  AND (t.deleted_at IS NOT NULL
+       OR ({", ".join("t." + c for c in _DATA)}) IS DISTINCT FROM ({", ".join("excluded." + c for c in _DATA)}))
+"""
+
+# A tombstone is written even for an atom this provider never held, so that a copy
+# merged from another provider stays deleted. Returns true if a live atom was deleted.
+DELETE_ATOM_SQL = f"""
+INSERT INTO knowledge_atoms AS t (id, atom_id, atom_type, title, content, created_at, updated_at, write_id,
+                                  deleted_at)
+VALUES (%(id)s, %(atom_id)s, 'concept', '', '', %(updated_at)s, %(updated_at)s, %(write_id)s, %(updated_at)s)
+ON CONFLICT (atom_id) DO UPDATE
+SET deleted_at = excluded.deleted_at, updated_at = excluded.updated_at, write_id = excluded.write_id
+WHERE t.deleted_at IS NULL AND {_NEWER}
+RETURNING xmax::text <> '0'
 """
 
 SEARCH_SQL = f"""
@@ -173,12 +193,12 @@ class KnowledgeBase(LazyDatabase):
         return len(records)
 
     def _write(self, records: list[dict[str, Any]]) -> None:
-        payload = Jsonb(records)
+        params = {"atoms": Jsonb(records), **_stamp()}  # one version per call: a replay writes the same rows
 
         def work(conn: psycopg.Connection) -> None:
-            conn.execute(UPSERT_ATOMS_SQL, (payload,))
+            conn.execute(UPSERT_ATOMS_SQL, params)
 
-        self.db.run_in_transaction(work, idempotent=True)
+        self.db.run_statement(work, idempotent=True)
         logger.debug("upserted %d knowledge atoms on provider %s", len(records), self.db.active_provider)
 
     def get(self, atom_id: str) -> KnowledgeAtom | None:
@@ -225,12 +245,20 @@ class KnowledgeBase(LazyDatabase):
         return [KnowledgeAtom(*row) for row in self.db.run_read(work)]
 
     def delete(self, atom_id: str) -> bool:
-        """Soft-delete the atom; return whether a live atom was deleted."""
+        """Delete the atom (a tombstone, written even if the atom is not here); return whether a live atom was deleted.
+
+        A deletion older than the atom's last write (by the writers' clocks) changes nothing.
+        """
         atom_id = check_id(atom_id, "atom_id")
-        sql = ("UPDATE knowledge_atoms SET deleted_at = now(), updated_at = now() "
-               "WHERE atom_id = %s AND deleted_at IS NULL RETURNING 1")
+        params = {"id": atom_row_id(atom_id), "atom_id": atom_id, **_stamp()}
 
         def work(conn: psycopg.Connection) -> bool:
-            return conn.execute(sql, (atom_id,)).fetchone() is not None
+            row = conn.execute(DELETE_ATOM_SQL, params).fetchone()
+            return bool(row and row[0])
 
-        return self.db.run_in_transaction(work, idempotent=True)
+        return self.db.run_statement(work, idempotent=True)
+
+
+def _stamp() -> dict[str, Any]:
+    stamp = new_stamp()
+    return {"updated_at": stamp.updated_at, "write_id": stamp.write_id}

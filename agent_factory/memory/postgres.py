@@ -58,14 +58,20 @@ _MESSAGE_ROWS = """ROWS FROM (
 # This write wins against row `t` (last writer wins, ties broken by write_id).
 _NEWER = "(t.updated_at, t.write_id) < (%(updated_at)s::timestamptz, %(write_id)s::uuid)"
 
+# Row `t` is newer than this write (a replay of this write, at the same version, is not).
+_NEWER_HERE = "(t.updated_at, t.write_id) > (%(updated_at)s::timestamptz, %(write_id)s::uuid)"
+
 # The metadata row version in this statement's snapshot (`seen`) and the latest
 # version, after waiting for its lock (`locked`): they differ when another
 # writer committed in between.
-_LOCK_SESSION = """
+_LOCK_SESSION = f"""
     seen AS (
         SELECT xmin::text AS version FROM session_memories WHERE id = %(row_id)s
     ), locked AS (
-        SELECT xmin::text AS version FROM session_memories WHERE id = %(row_id)s FOR UPDATE
+        SELECT xmin::text AS version, updated_at, write_id FROM session_memories WHERE id = %(row_id)s FOR UPDATE
+    ), current AS (
+        -- a write older than the session's metadata row is stale as a whole: it changes nothing
+        SELECT NOT EXISTS (SELECT FROM locked AS t WHERE {_NEWER_HERE}) AS applies
     )"""
 
 SAVE_SESSION_SQL = f"""
@@ -75,7 +81,7 @@ WITH {_LOCK_SESSION}, meta AS (
     SELECT %(row_id)s, %(session_id)s, %(user_id)s, 'session_metadata', %(content)s, %(session_metadata)s,
            %(created_at)s, %(updated_at)s, %(write_id)s, %(count)s, %(last_active)s
     FROM (SELECT count(*) FROM locked) AS after_lock
-    ON CONFLICT (session_id) WHERE memory_type = 'session_metadata' DO UPDATE
+    ON CONFLICT (id) DO UPDATE
     SET user_id = excluded.user_id, content = excluded.content, metadata = excluded.metadata,
         created_at = excluded.created_at, updated_at = excluded.updated_at, write_id = excluded.write_id,
         deleted_at = NULL, message_count = excluded.message_count, last_active = excluded.last_active
@@ -92,6 +98,7 @@ WITH {_LOCK_SESSION}, meta AS (
            jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
            %(updated_at)s, %(write_id)s
     FROM {_MESSAGE_ROWS}
+    WHERE (SELECT applies FROM current)
     ON CONFLICT (id) DO UPDATE
     SET user_id = excluded.user_id, memory_type = excluded.memory_type, message_index = excluded.message_index,
         content = excluded.content, metadata = excluded.metadata, created_at = excluded.created_at,
@@ -104,7 +111,7 @@ WITH {_LOCK_SESSION}, meta AS (
     UPDATE session_memories AS t
     SET deleted_at = %(updated_at)s, updated_at = %(updated_at)s, write_id = %(write_id)s
     WHERE t.session_id = %(session_id)s AND t.message_index IS NOT NULL AND t.deleted_at IS NULL
-      AND t.id <> ALL(%(ids)b::uuid[]) AND {_NEWER}
+      AND t.id <> ALL(%(ids)b::uuid[]) AND {_NEWER} AND (SELECT applies FROM current)
 )
 SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserted FROM meta)
 """
@@ -146,7 +153,7 @@ WITH {_LOCK_SESSION}, meta AS (
     SELECT %(row_id)s, %(session_id)s, '{DELETED_USER}', 'session_metadata', '{{}}', %(updated_at)s,
            %(updated_at)s, %(write_id)s, %(updated_at)s
     FROM (SELECT count(*) FROM locked) AS after_lock
-    ON CONFLICT (session_id) WHERE memory_type = 'session_metadata' DO UPDATE
+    ON CONFLICT (id) DO UPDATE
     SET deleted_at = excluded.deleted_at, updated_at = excluded.updated_at, write_id = excluded.write_id
     WHERE t.deleted_at IS NULL AND {_NEWER}
     RETURNING xmax::text = '0' AS inserted
@@ -154,6 +161,7 @@ WITH {_LOCK_SESSION}, meta AS (
     UPDATE session_memories AS t
     SET deleted_at = %(updated_at)s, updated_at = %(updated_at)s, write_id = %(write_id)s
     WHERE t.session_id = %(session_id)s AND t.id <> %(row_id)s AND t.deleted_at IS NULL AND {_NEWER}
+      AND (SELECT applies FROM current)
 )
 SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserted FROM meta)
 """

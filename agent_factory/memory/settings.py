@@ -2,7 +2,9 @@
 
 Values are stored as text. `get` serves from a per-instance cache for `ttl`
 seconds (missing keys are cached too); `set` and `delete` update the cache at
-once, other processes see the change within `ttl`. Deletes are soft.
+once, other processes see the change within `ttl`. Each write is one statement
+carrying the client's clock as `updated_at`: last writer wins. Deletes are
+tombstones.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import psycopg
 from ..core.database_manager import DatabaseManager
 from ..errors import InvalidInputError
 from ._database import LazyDatabase
-from .ids import setting_row_id
+from .ids import new_stamp, setting_row_id
 from .validation import check_id, check_optional_text, check_text
 
 logger = logging.getLogger(__name__)
@@ -28,18 +30,29 @@ _FALSE = frozenset(("0", "false", "no", "off"))
 _MISSING = object()
 
 GET_SQL = "SELECT setting_value FROM settings WHERE setting_key = %s AND deleted_at IS NULL"
+# Last writer wins: a row is only replaced by a write with a greater (updated_at, write_id).
 SET_SQL = """
-INSERT INTO settings AS t (id, setting_key, setting_value, category, description)
-VALUES (%(id)s, %(key)s, %(value)s, %(category)s, %(description)s)
+INSERT INTO settings AS t (id, setting_key, setting_value, category, description, created_at, updated_at, write_id)
+VALUES (%(id)s, %(key)s, %(value)s, %(category)s, %(description)s, %(updated_at)s, %(updated_at)s, %(write_id)s)
 ON CONFLICT (setting_key) DO UPDATE
 SET setting_value = excluded.setting_value, category = excluded.category,
-    description = coalesce(excluded.description, t.description), updated_at = now(), deleted_at = NULL
-WHERE t.deleted_at IS NOT NULL
-   OR (t.setting_value, t.category) IS DISTINCT FROM (excluded.setting_value, excluded.category)
-   OR (excluded.description IS NOT NULL AND excluded.description IS DISTINCT FROM t.description)
+    description = coalesce(excluded.description, t.description), updated_at = excluded.updated_at,
+    write_id = excluded.write_id, deleted_at = NULL
+WHERE (t.updated_at, t.write_id) < (excluded.updated_at, excluded.write_id)
+  AND (t.deleted_at IS NOT NULL
+       OR (t.setting_value, t.category) IS DISTINCT FROM (excluded.setting_value, excluded.category)
+       OR (excluded.description IS NOT NULL AND excluded.description IS DISTINCT FROM t.description))
 """
-DELETE_SQL = ("UPDATE settings SET deleted_at = now(), updated_at = now() "
-              "WHERE setting_key = %s AND deleted_at IS NULL RETURNING 1")
+# A tombstone is written even for a key this provider never held (a copy merged from
+# elsewhere stays deleted). Returns true if a live setting was deleted.
+DELETE_SQL = """
+INSERT INTO settings AS t (id, setting_key, setting_value, created_at, updated_at, write_id, deleted_at)
+VALUES (%(id)s, %(key)s, '', %(updated_at)s, %(updated_at)s, %(write_id)s, %(updated_at)s)
+ON CONFLICT (setting_key) DO UPDATE
+SET deleted_at = excluded.deleted_at, updated_at = excluded.updated_at, write_id = excluded.write_id
+WHERE t.deleted_at IS NULL AND (t.updated_at, t.write_id) < (excluded.updated_at, excluded.write_id)
+RETURNING xmax::text <> '0'
+"""
 
 
 def _to_text(value: object) -> str:
@@ -109,25 +122,33 @@ class Settings(LazyDatabase):
         if value is None:
             raise InvalidInputError("value must not be None; use delete() to remove a setting")
         text = _to_text(value)
+        stamp = new_stamp()  # one version per call: a replay writes the same row
         params = {"id": setting_row_id(key), "key": key, "value": text,
                   "category": check_id(category, "category"),
-                  "description": check_optional_text(description, "description")}
+                  "description": check_optional_text(description, "description"),
+                  "updated_at": stamp.updated_at, "write_id": stamp.write_id}
 
         def work(conn: psycopg.Connection) -> None:
             conn.execute(SET_SQL, params)
 
-        self.db.run_in_transaction(work, idempotent=True)
+        self.db.run_statement(work, idempotent=True)
         self._remember(key, text)
         logger.debug("set setting %s on provider %s", key, self.db.active_provider)
 
     def delete(self, key: str) -> bool:
-        """Soft-delete the setting; return whether it was set."""
+        """Delete the setting (a tombstone, written even if the key is not here); return whether it was set.
+
+        A deletion older than the setting's last write (by the writers' clocks) changes nothing.
+        """
         key = check_id(key, "key")
+        stamp = new_stamp()
+        params = {"id": setting_row_id(key), "key": key, "updated_at": stamp.updated_at, "write_id": stamp.write_id}
 
         def work(conn: psycopg.Connection) -> bool:
-            return conn.execute(DELETE_SQL, (key,)).fetchone() is not None
+            row = conn.execute(DELETE_SQL, params).fetchone()
+            return bool(row and row[0])
 
-        deleted = self.db.run_in_transaction(work, idempotent=True)
+        deleted = self.db.run_statement(work, idempotent=True)
         self._remember(key, _MISSING)
         return deleted
 

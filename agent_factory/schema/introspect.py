@@ -2,8 +2,9 @@
 
 A `SchemaSnapshot` holds what drift detection looks at: tables, columns (type,
 nullability, default, generated expression), constraints (as rendered by
-`pg_get_constraintdef`), indexes (`pg_get_indexdef`) and the migrations
-recorded in `schema_migrations`. Text is normalised (whitespace, schema
+`pg_get_constraintdef`), indexes (`pg_get_indexdef`), triggers
+(`pg_get_triggerdef`), the schema's functions (their source text) and the
+migrations recorded in `schema_migrations`. Text is normalised (whitespace, schema
 qualifiers, PostgreSQL 18's catalogued NOT NULL constraints) so that servers of
 different major versions carrying the same schema compare equal.
 
@@ -38,11 +39,12 @@ class ColumnInfo:
 
 @dataclass
 class TableInfo:
-    """One table: columns, constraints (name -> definition) and indexes (name -> definition)."""
+    """One table: columns, constraints, indexes and triggers (each name -> definition)."""
 
     columns: dict[str, ColumnInfo] = field(default_factory=dict)
     constraints: dict[str, str] = field(default_factory=dict)
     indexes: dict[str, str] = field(default_factory=dict)
+    triggers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class SchemaSnapshot:
     source: str
     tables: dict[str, TableInfo]
     migrations: dict[int, str]  # version -> checksum
+    functions: dict[str, str] = field(default_factory=dict)  # name(arguments) -> source text
 
     @property
     def version(self) -> int:
@@ -79,6 +82,20 @@ _CONSTRAINTS = """
 SELECT conrelid, conname, pg_get_constraintdef(oid)
 FROM pg_constraint
 WHERE conrelid = ANY(%(oids)s) AND contype <> 'n'
+"""
+
+_TRIGGERS = """
+SELECT tgrelid, tgname, pg_get_triggerdef(oid)
+FROM pg_trigger
+WHERE tgrelid = ANY(%(oids)s) AND NOT tgisinternal
+"""
+
+_FUNCTIONS = """
+SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', p.prosrc
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %(schema)s
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 """
 
 _INDEXES = """
@@ -123,11 +140,14 @@ def _read(conn: psycopg.Connection, source: str, schema: str) -> SchemaSnapshot:
         tables[names[relid]].constraints[name] = normalise(definition, schema)
     for relid, name, definition in conn.execute(_INDEXES, {"oids": oids}):
         tables[names[relid]].indexes[name] = normalise(definition, schema)
+    for relid, name, definition in conn.execute(_TRIGGERS, {"oids": oids}):
+        tables[names[relid]].triggers[name] = normalise(definition, schema)
+    functions = {name: normalise(source, schema) for name, source in conn.execute(_FUNCTIONS, {"schema": schema})}
 
     migrations: dict[int, str] = {}
     if "schema_migrations" in tables:
         migrations = {v: c for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")}
-    return SchemaSnapshot(source, tables, migrations)
+    return SchemaSnapshot(source, tables, migrations, functions)
 
 
 def normalise(text: str, schema: str) -> str:
@@ -172,6 +192,11 @@ def compare(expected: SchemaSnapshot, actual: SchemaSnapshot) -> list[str]:
         lines.append(f"{who}: table {table} exists only here")
     for table in sorted(expected.tables.keys() & actual.tables.keys()):
         lines.extend(_compare_table(who, table, expected.tables[table], actual.tables[table]))
+    for name in sorted(expected.functions.keys() - actual.functions.keys()):
+        lines.append(f"{who}: function {name} is missing")
+    for name in sorted(expected.functions.keys() & actual.functions.keys()):
+        if expected.functions[name] != actual.functions[name]:
+            lines.append(f"{who}: function {name} has a different body than the shipped migrations create")
     lines.extend(_compare_migrations(who, expected.migrations, actual.migrations))
     return lines
 
@@ -195,7 +220,8 @@ def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> li
             lines.append(f"{who}: column {table}.{column} is generated as {h.generated or 'nothing'}, "
                          f"expected {w.generated or 'a plain column'}")
     for kind, w_map, h_map in (("constraint", want.constraints, have.constraints),
-                               ("index", want.indexes, have.indexes)):
+                               ("index", want.indexes, have.indexes),
+                               ("trigger", want.triggers, have.triggers)):
         for name in sorted(w_map.keys() - h_map.keys()):
             lines.append(f"{who}: {kind} {name} on {table} is missing")
         for name in sorted(h_map.keys() - w_map.keys()):

@@ -13,13 +13,8 @@ from psycopg.types.json import Jsonb
 
 from agent_factory.memory import PostgresMemoryStorage, Session
 from agent_factory.memory.base import prepare_messages, prepare_session
-from agent_factory.memory.ids import session_row_id
-from agent_factory.memory.postgres import (
-    APPEND_MESSAGES_SQL,
-    append_messages_work,
-    message_params,
-    save_session_work,
-)
+from agent_factory.memory.ids import new_stamp, session_row_id
+from agent_factory.memory.postgres import append_messages_work, save_session_work
 
 
 def conversation(count: int, user_id: str = "alice") -> Session:
@@ -105,8 +100,9 @@ def test_concurrent_saves_of_one_session_never_duplicate(db):
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(save, range(4)))
-    assert row_count(db) == 31
-    assert storage.load_session(session.session_id) == session
+    assert row_count(db, live_only=True) == 31
+    loaded = storage.load_session(session.session_id)
+    assert loaded == session and [m.id for m in loaded.messages] == [m.id for m in session.messages]
 
 
 def test_concurrent_appends_get_distinct_positions_in_order(db):
@@ -157,9 +153,9 @@ def test_writer_waiting_on_a_concurrent_append_sees_its_messages(db, second, cap
         session.created_at
 
     with db.provider_connection(db.active_provider) as appender:
-        params = {"session_id": session.session_id, "now": "2030-01-01T00:00:00+00:00",
-                  **message_params(prepare_messages([{"role": "user", "content": "appended"}] * 3, "messages"))}
-        assert appender.execute(APPEND_MESSAGES_SQL, params).fetchone() == (7,)  # holds the lock, uncommitted
+        batch = prepare_messages(session.session_id, [{"role": "user", "content": "appended"}] * 3, "messages")
+        # holds the lock, uncommitted
+        assert append_messages_work(session.session_id, batch, new_stamp())(appender) == [(7,)]
         errors: list[BaseException] = []
 
         def write() -> None:
@@ -210,7 +206,7 @@ def test_rows_written_by_other_tools_load_tolerantly(db):
     session = conversation(1)
     storage.save_session(session)
     db.execute_query(
-        "UPDATE session_memories SET content = content - 'last_active' WHERE session_id = %s "
+        "UPDATE session_memories SET content = content - 'last_active', last_active = NULL WHERE session_id = %s "
         "AND memory_type = 'session_metadata'", (session.session_id,), fetch_mode="none")
     db.execute_query(
         "UPDATE session_memories SET content = %s WHERE session_id = %s AND message_index = 0",
@@ -224,15 +220,18 @@ def test_replayed_append_appends_once(db):
     storage = PostgresMemoryStorage(db)
     session = conversation(2)
     storage.save_session(session)
-    batch = prepare_messages([{"role": "user", "content": "once"}, {"role": "assistant", "content": "only"}],
-                             "messages")
-    work = append_messages_work(session.session_id, batch, "2030-01-01T00:00:00+00:00")
+    batch = prepare_messages(session.session_id, [{"role": "user", "content": "once"},
+                                                  {"role": "assistant", "content": "only"}], "messages")
+    work = append_messages_work(session.session_id, batch, new_stamp())
 
-    def twice(conn: psycopg.Connection) -> tuple[int | None, int | None]:
+    def twice(conn: psycopg.Connection) -> tuple[list, list]:
         return work(conn), work(conn)
 
-    assert db.run_in_transaction(twice, idempotent=True) == (4, 4)
-    assert db.run_in_transaction(work, idempotent=True) == 4  # a replay after the commit appends nothing
+    assert db.run_in_transaction(twice, idempotent=True) == ([(4,)], [(4,)])
+    assert db.run_statement(work, idempotent=True) == [(4,)]  # a replay after the commit appends nothing
+    with db.provider_connection("supabase") as conn:  # a replay on a provider without the session: no row
+        assert work(conn) == []
+        conn.rollback()
     assert [m.content for m in storage.load_session(session.session_id).messages] == [
         "turn 0", "turn 1", "once", "only"]
     assert row_count(db, session.session_id) == 5
@@ -250,3 +249,56 @@ def test_sequential_writes_take_one_statement(db, caplog):
     storage.delete_session(session.session_id)
     storage.save_session(session)
     assert not [r for r in caplog.records if "changed concurrently" in r.getMessage()]
+
+
+class _Counting:
+    """A connection stand-in that counts the statements sent through it."""
+
+    def __init__(self, conn: psycopg.Connection, log: list[str]) -> None:
+        self._conn, self._log = conn, log
+
+    def execute(self, query, *args, **kwargs):
+        self._log.append(query if isinstance(query, str) else repr(query))
+        return self._conn.execute(query, *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+def test_every_memory_operation_is_one_statement_in_autocommit(db, monkeypatch):
+    """One statement, no BEGIN/COMMIT: one round trip per operation (the pool's checkout aside)."""
+    from agent_factory.core.provider import Provider
+    from agent_factory.memory import KnowledgeBase, Settings
+
+    calls: list[tuple[bool, int]] = []
+    real_run = Provider.run
+
+    def run(self, work, *, autocommit=False):
+        log: list[str] = []
+        result = real_run(self, lambda conn: work(_Counting(conn, log)), autocommit=autocommit)
+        calls.append((autocommit, len(log)))
+        return result
+
+    monkeypatch.setattr(Provider, "run", run)
+    storage, kb, settings = PostgresMemoryStorage(db), KnowledgeBase(db), Settings(db, ttl=0)
+    session = conversation(3)
+    operations = {
+        "save_session": lambda: storage.save_session(session),
+        "save_session again": lambda: storage.save_session(session),
+        "append_messages": lambda: storage.append_messages(session.session_id, [{"role": "user", "content": "x"}]),
+        "load_session": lambda: storage.load_session(session.session_id),
+        "list_sessions": lambda: storage.list_sessions("alice"),
+        "save_memory_atom": lambda: storage.save_memory_atom(session.session_id, "alice", "log", {"a": 1}),
+        "query_memory_atoms": lambda: storage.query_memory_atoms(session_id=session.session_id),
+        "kb.upsert": lambda: kb.upsert({"atom_id": "a", "atom_type": "concept", "title": "T", "content": "c"}),
+        "kb.search": lambda: kb.search("T"),
+        "kb.delete": lambda: kb.delete("a"),
+        "settings.set": lambda: settings.set("k", "v"),
+        "settings.get": lambda: settings.get("k"),
+        "settings.delete": lambda: settings.delete("k"),
+        "delete_session": lambda: storage.delete_session(session.session_id),
+    }
+    for name, operation in operations.items():
+        calls.clear()
+        operation()
+        assert calls == [(True, 1)], name

@@ -234,6 +234,34 @@ def test_list_sessions_filters_by_user_and_orders_by_last_active(storage):
     assert storage.list_sessions("carol") == []
 
 
+def test_list_sessions_pages_by_key_without_skips_or_repeats(storage):
+    now = datetime.now(timezone.utc)
+    made = []
+    for i in range(25):  # groups of sessions share a last_active: ties are ordered by session id
+        session = Session("alice" if i % 5 else "bob", session_id=f"s-{i:02d}", last_active=now - timedelta(minutes=i // 3))
+        storage.save_session(session)
+        made.append(session)
+    everything = storage.list_sessions(limit=1000)
+    assert [(s.last_active, s.session_id) for s in everything] == sorted(
+        ((s.last_active, s.session_id) for s in made), reverse=True)
+    pages, before = [], None
+    while True:
+        page = storage.list_sessions(limit=10, before=before)
+        if not page:
+            break
+        pages.append(page)
+        before = page[-1]
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [s for p in pages for s in p] == everything
+    alice = storage.list_sessions("alice", limit=7)
+    assert alice == [s for s in everything if s.user_id == "alice"][:7]
+    assert storage.list_sessions("alice", limit=7, before=alice[-1]) == [
+        s for s in everything if s.user_id == "alice"][7:14]
+    assert len(storage.list_sessions()) == 25  # the default limit is 100
+    with pytest.raises(ValueError, match="before"):
+        storage.list_sessions(before="s-03")
+
+
 def test_saving_under_another_user_moves_the_session(storage):
     session = conversation("alice", count=2)
     storage.save_session(session)

@@ -39,7 +39,7 @@ def constraint_defs(db: DatabaseManager, provider: str) -> dict[str, str]:
     with db.provider_connection(provider) as conn:
         rows = conn.execute(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = 'session_memories'::regclass AND contype = 'c' "
+            "WHERE conrelid = 'session_memories'::regclass AND contype = 'c' AND cardinality(conkey) = 1 "
             "AND pg_get_constraintdef(oid) LIKE '%memory_type%'"
         ).fetchall()
         conn.rollback()
@@ -89,7 +89,7 @@ def test_providers_on_pg15_and_pg16_match_the_expected_schema(make_db, local):
     # The local providers spread over the installed majors (16 and 15 here): normalisation makes them equal.
     report = schema_verify(make_db())
     assert report.ok, report.differences
-    assert report.versions == {"neon": 1, "supabase": 1, "railway": 1}
+    assert report.versions == {"neon": 3, "supabase": 3, "railway": 3}
     assert "shipped migrations" in report.reference
 
 
@@ -108,11 +108,30 @@ def test_added_column_on_one_provider_is_drift(make_db, cli_env, capsys):
         assert main(["schema", "verify"]) == 1
         out = capsys.readouterr().out
         assert "[FAIL] supabase: column session_memories.extra exists only here" in out
-        assert "[OK] neon: matches schema v1" in out
+        assert "[OK] neon: matches schema v2" in out
     finally:
         with db.provider_connection("supabase") as conn:
             conn.execute("ALTER TABLE session_memories DROP COLUMN IF EXISTS extra")
             conn.commit()
+    assert schema_verify(db).ok
+
+
+def test_a_missing_lww_trigger_or_a_changed_function_is_drift(make_db, local):
+    db = make_db()
+    with psycopg.connect(make_conninfo(local.admin_url("supabase"), dbname="agent_factory"), autocommit=True) as admin:
+        admin.execute("DROP TRIGGER settings_lww ON settings")
+        body = admin.execute("SELECT pg_get_functiondef('recompute_session(text[])'::regprocedure)").fetchone()[0]
+        admin.execute("CREATE OR REPLACE FUNCTION recompute_session(session_ids text[]) RETURNS integer "
+                      "LANGUAGE sql AS 'SELECT 0'")
+        try:
+            lines = schema_verify(db).differences
+        finally:
+            admin.execute(body)
+            admin.execute("CREATE TRIGGER settings_lww BEFORE UPDATE ON settings "
+                          "FOR EACH ROW EXECUTE FUNCTION af_lww_guard()")
+    assert "supabase: trigger settings_lww on settings is missing" in lines
+    assert ("supabase: function recompute_session(session_ids text[]) has a different body than the shipped "
+            "migrations create") in lines
     assert schema_verify(db).ok
 
 
@@ -140,19 +159,19 @@ def test_dry_run_writes_nothing_and_deploy_fixes_a_blank_provider(make_db, local
         db = make_db(RAILWAY_DB_URL=url)
         before = schema_verify(db)
         assert not before.ok
-        assert "railway: schema version is 0, expected 1" in before.differences
+        assert "railway: schema version is 0, expected 2" in before.differences
         assert "railway: table session_memories is missing" in before.differences
 
         plan = deploy(db, provider="railway", check=True)
         assert plan.ok and not plan.changed
         assert [(p.provider, p.status, p.pending) for p in plan.providers] == [
-            ("railway", "would_apply", ["0001_initial"])]
+            ("railway", "would_apply", ["0001_initial", "0002_mergeable_rows"])]
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT to_regclass('schema_migrations'), to_regclass('session_memories')"
                                 ).fetchone() == (None, None)
 
         done = deploy(db, provider="railway")
-        assert done.changed and done.providers[0].applied == ["0001_initial"]
+        assert done.changed and done.providers[0].applied == ["0001_initial", "0002_mergeable_rows"]
         assert schema_verify(db).ok
         again = deploy(db, all_providers=True)
         assert not again.changed and {p.status for p in again.providers} == {"up_to_date"}
@@ -275,10 +294,10 @@ def test_runbook_scripts_run_as_written(env, tmp_path, passwords):
 
     dry = run(str(REPO / "scripts/deploy_multi_provider_schema.py"), "--provider", "neon", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "[OK] neon: up to date (v1)" in dry.stdout and dry.stdout.startswith("[OK] neon")
+    assert "[OK] neon: up to date (v2)" in dry.stdout and dry.stdout.startswith("[OK] neon")
     verify = run(str(REPO / "scripts/deploy_multi_provider_schema.py"), "--verify")
     assert verify.returncode == 0, verify.stderr
-    assert "No schema drift: 3 provider(s) match schema v1." in verify.stdout
+    assert "No schema drift: 3 provider(s) match schema v2." in verify.stdout
     fix = run(str(REPO / "scripts/ops/fix_schema_constraints.py"), "--dry-run", "--provider", "neon")
     assert fix.returncode == 0, fix.stderr
     assert "[OK] neon: already canonical" in fix.stdout

@@ -48,6 +48,13 @@ CREATE INDEX agent_messages_updated_idx   ON agent_messages (updated_at, id);
 -- ---- session_memories: messages keyed by time-ordered ids -------------------------------
 DROP INDEX session_memories_message_position_key;
 
+-- One metadata row per session, enforced by its id alone (derived from the session id,
+-- agent_factory/memory/ids.py): writers and the sync upsert it by primary key.
+DROP INDEX session_memories_session_metadata_key;
+ALTER TABLE session_memories ADD CONSTRAINT session_memories_metadata_id_check CHECK (
+    memory_type <> 'session_metadata'
+    OR id = substr(encode(sha256(convert_to('agent_factory/session/' || session_id, 'UTF8')), 'hex'), 1, 32)::uuid);
+
 -- Messages no reader saw (live rows past the session's message_count) become tombstones.
 UPDATE session_memories AS r SET deleted_at = now(), updated_at = now()
 FROM session_memories AS m

@@ -1,0 +1,253 @@
+"""The mergeable-rows rules on real servers: last writer wins, tombstones, replays, derived counters, paging.
+
+`merge` below is a deliberately naive full-table merge by the documented rule
+(upsert by id where the incoming (updated_at, write_id) is greater, then
+`recompute_session`): it checks that the rows carry what a merge needs, not the
+sync engine itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from agent_factory.errors import SessionNotFoundError, SessionNotOnProviderError
+from agent_factory.memory import KnowledgeBase, PostgresMemoryStorage, Session, Settings
+from agent_factory.memory.base import prepare_messages
+from agent_factory.memory.ids import new_stamp, session_row_id
+from agent_factory.memory.postgres import LIST_SESSIONS_SQL, append_messages_work
+
+from .conftest import MEMORY_TABLES
+
+FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
+def columns(conn: psycopg.Connection, table: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND is_generated = 'NEVER' "
+        "ORDER BY ordinal_position", (table,))]
+
+
+def merge(db, source: str, target: str) -> None:
+    """Copy every row of the memory tables from `source` into `target` by last-writer-wins."""
+    with db.provider_connection(source) as src, db.provider_connection(target) as dst:
+        for table in MEMORY_TABLES:
+            cols = columns(src, table)
+            listed = sql.SQL(", ").join(map(sql.Identifier, cols))
+            rows = src.execute(sql.SQL("SELECT coalesce(jsonb_agg(to_jsonb(t)), '[]') FROM (SELECT {} FROM {}) t")
+                               .format(listed, sql.Identifier(table))).fetchone()[0]
+            src.rollback()
+            dst.execute(sql.SQL(
+                "INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM jsonb_populate_recordset(NULL::{table}, %s) "
+                "ON CONFLICT (id) DO UPDATE SET ({cols}) = ROW({excluded}) "
+                "WHERE (t.updated_at, t.write_id) < (excluded.updated_at, excluded.write_id)").format(
+                    table=sql.Identifier(table), cols=listed,
+                    excluded=sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in cols)),
+                (Jsonb(rows),))
+        dst.execute("SELECT recompute_session(array_agg(DISTINCT session_id)) FROM session_memories")
+        dst.commit()
+
+
+def table_rows(db, provider: str) -> dict[str, list[tuple]]:
+    with db.provider_connection(provider) as conn:
+        found = {table: conn.execute(sql.SQL("SELECT * FROM {} ORDER BY id").format(sql.Identifier(table))).fetchall()
+                 for table in MEMORY_TABLES}
+        conn.rollback()
+    return found
+
+
+def on(db, provider: str, statement: str, params: tuple = ()) -> list[tuple]:
+    with db.provider_connection(provider) as conn:
+        cur = conn.execute(statement, params)
+        rows = cur.fetchall() if cur.description else []
+        conn.commit()
+    return rows
+
+
+# ---- last writer wins -------------------------------------------------------------------
+
+
+def test_a_write_never_overwrites_a_newer_row(db):
+    settings, kb, storage = Settings(db, ttl=0), KnowledgeBase(db), PostgresMemoryStorage(db)
+    settings.set("mode", "old")
+    kb.upsert({"atom_id": "a1", "atom_type": "concept", "title": "Old", "content": "x"})
+    session = Session("alice", messages=[{"role": "user", "content": "hi"}])
+    storage.save_session(session)
+    for table in ("settings", "knowledge_atoms", "session_memories"):  # another writer, later by its clock
+        db.execute_query(f"UPDATE {table} SET updated_at = %s", (FUTURE,), fetch_mode="none")
+
+    settings.set("mode", "new")
+    kb.upsert({"atom_id": "a1", "atom_type": "concept", "title": "New", "content": "x"})
+    assert settings.delete("mode") is False and kb.delete("a1") is False
+    session.metadata = {"edited": True}
+    session.add_message("user", "more")
+    storage.save_session(session)  # older than the stored session: changes nothing
+    assert storage.delete_session(session.session_id) is False
+
+    assert settings.get("mode") == "old" and kb.get("a1").title == "Old"
+    loaded = storage.load_session(session.session_id)
+    assert loaded.metadata == {} and [m.content for m in loaded.messages] == ["hi"]
+
+
+def test_the_guard_trigger_skips_an_update_to_an_older_version_from_any_writer(db):
+    Settings(db).set("k", "v1")
+    past = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    db.execute_query("UPDATE settings SET setting_value = 'stale', updated_at = %s", (past,), fetch_mode="none")
+    assert db.execute_query("SELECT setting_value FROM settings", fetch_mode="one")[0] == "v1"
+    db.execute_query("UPDATE settings SET setting_value = 'later', updated_at = %s", (FUTURE,), fetch_mode="none")
+    assert db.execute_query("SELECT setting_value FROM settings", fetch_mode="one")[0] == "later"
+
+
+def test_edits_on_two_providers_resolve_to_the_later_write_everywhere(db):
+    first = Settings(db, ttl=0)
+    first.set("color", "red")  # on neon
+    merge(db, "neon", "supabase")
+    on(db, "supabase", "UPDATE settings SET setting_value = 'blue', updated_at = clock_timestamp(), "
+                       "write_id = gen_random_uuid()")  # a later edit on the backup
+    first.set("size", "L")
+    merge(db, "supabase", "neon")
+    merge(db, "neon", "supabase")
+    assert table_rows(db, "neon") == table_rows(db, "supabase")
+    assert first.get("color") == "blue" and first.get("size") == "L"
+
+
+def test_a_tie_on_updated_at_is_broken_by_write_id_the_same_way_everywhere(db):
+    stamp = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    for provider, value, write_id in (("neon", "a", "00000000-0000-4000-8000-000000000001"),
+                                      ("supabase", "b", "00000000-0000-4000-8000-000000000002")):
+        on(db, provider, "INSERT INTO settings (id, setting_key, setting_value, updated_at, write_id) "
+                         "VALUES ('11111111-1111-4111-8111-111111111111', 'tie', %s, %s, %s)", (value, stamp, write_id))
+    merge(db, "neon", "supabase")
+    merge(db, "supabase", "neon")
+    assert on(db, "neon", "SELECT setting_value FROM settings") == [("b",)]
+    assert table_rows(db, "neon") == table_rows(db, "supabase")
+
+
+# ---- tombstones ---------------------------------------------------------------------------
+
+
+def test_a_delete_on_a_provider_that_never_saw_the_row_stays_deleted_after_merging(db, make_db, local):
+    storage, settings, kb = PostgresMemoryStorage(db), Settings(db, ttl=0), KnowledgeBase(db)
+    session = Session("alice", messages=[{"role": "user", "content": "hi"}])
+    storage.save_session(session)
+    atom = storage.save_memory_atom(session.session_id, "alice", "decision", {"x": 1})
+    settings.set("k", "v")
+    kb.upsert({"atom_id": "a1", "atom_type": "concept", "title": "T", "content": "x"})
+
+    # During a failover the backup serves: it has none of these rows, yet its deletes are kept.
+    backup = make_db(NEON_DB_URL="postgresql://nobody@127.0.0.1:1/none")
+    assert PostgresMemoryStorage(backup).delete_session(session.session_id) is False
+    assert Settings(backup).delete("k") is False and KnowledgeBase(backup).delete("a1") is False
+    assert backup.active_provider == "supabase"
+
+    merge(db, "neon", "supabase")  # the primary's older rows do not bring anything back
+    merge(db, "supabase", "neon")
+    for name in ("neon", "supabase"):
+        assert on(db, name, "SELECT count(*) FROM session_memories WHERE deleted_at IS NULL") == [(0,)], name
+    assert storage.load_session(session.session_id) is None and atom not in {
+        a.id for a in storage.query_memory_atoms()}
+    assert settings.get("k") is None and kb.get("a1") is None
+    assert table_rows(db, "neon") == table_rows(db, "supabase")
+
+
+def test_a_later_save_brings_a_deleted_session_back_everywhere(db):
+    storage = PostgresMemoryStorage(db)
+    session = Session("alice", messages=[{"role": "user", "content": "hi"}])
+    storage.save_session(session)
+    merge(db, "neon", "supabase")
+    storage.delete_session(session.session_id)
+    storage.save_session(session)
+    merge(db, "neon", "supabase")
+    assert table_rows(db, "neon") == table_rows(db, "supabase")
+    assert [m.content for m in storage.load_session(session.session_id).messages] == ["hi"]
+
+
+# ---- replays and appends during a failover ------------------------------------------------
+
+
+def test_an_append_replayed_on_another_provider_writes_the_same_rows(db):
+    storage = PostgresMemoryStorage(db)
+    session = Session("alice", messages=[{"role": "user", "content": "first"}])
+    storage.save_session(session)
+    merge(db, "neon", "supabase")
+    batch = prepare_messages(session.session_id, [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}],
+                             "messages")
+    work = append_messages_work(session.session_id, batch, new_stamp())
+    for name in ("neon", "supabase", "supabase"):
+        with db.provider_connection(name) as conn:
+            assert work(conn) == [(3,)]
+            conn.commit()
+    assert table_rows(db, "neon")["session_memories"] == table_rows(db, "supabase")["session_memories"]
+
+
+def test_append_during_a_failover_to_a_session_the_backup_never_saw_fails_and_writes_nothing(db, make_db):
+    storage = PostgresMemoryStorage(db)
+    known, unknown = Session("alice"), Session("alice")
+    storage.save_session(known)
+    merge(db, "neon", "supabase")  # the last sync: `unknown` is created after it
+    storage.save_session(unknown)
+
+    failed_over = make_db(NEON_DB_URL="postgresql://nobody@127.0.0.1:1/none")
+    backup = PostgresMemoryStorage(failed_over)
+    assert backup.append_messages(known.session_id, [{"role": "user", "content": "kept"}]) == 1
+    assert failed_over.active_provider == "supabase"
+    before = table_rows(db, "supabase")
+    with pytest.raises(SessionNotOnProviderError, match=r"not on provider supabase.*primary neon.*after the last sync"
+                       ) as caught:
+        backup.append_messages(unknown.session_id, [{"role": "user", "content": "lost?"}])
+    assert not isinstance(caught.value, SessionNotFoundError)  # "save it first" would fork the session
+    assert table_rows(db, "supabase") == before
+
+    merge(db, "supabase", "neon")
+    assert [m.content for m in storage.load_session(known.session_id).messages] == ["kept"]
+    assert storage.load_session(unknown.session_id) == unknown
+
+
+# ---- derived figures ----------------------------------------------------------------------
+
+
+def test_recompute_session_rebuilds_counts_and_activity_from_the_rows(db):
+    storage = PostgresMemoryStorage(db)
+    session = Session("alice", last_active=datetime(2025, 1, 1, tzinfo=timezone.utc))
+    storage.save_session(session)
+    merge(db, "neon", "supabase")
+    storage.append_messages(session.session_id, [{"role": "user", "content": "on neon"}])
+    # an append on the backup too (split brain)
+    batch = prepare_messages(session.session_id, [{"role": "user", "content": "on supabase"}] * 2, "messages")
+    with db.provider_connection("supabase") as conn:
+        assert append_messages_work(session.session_id, batch, new_stamp())(conn) == [(2,)]
+        conn.commit()
+    merge(db, "supabase", "neon")
+    merge(db, "neon", "supabase")
+    for name in ("neon", "supabase"):
+        count, last_active = on(db, name, "SELECT message_count, last_active FROM session_memories WHERE id = %s",
+                                (session_row_id(session.session_id),))[0]
+        assert count == 3 and last_active > datetime.now(timezone.utc) - timedelta(minutes=1)
+    assert table_rows(db, "neon") == table_rows(db, "supabase")
+    summary = storage.list_sessions("alice")[0]
+    assert summary.message_count == 3
+    assert [m.content for m in storage.load_session(session.session_id).messages][0] == "on neon"
+    assert on(db, "neon", "SELECT recompute_session(ARRAY[%s])", (session.session_id,)) == [(0,)]  # idempotent
+
+
+# ---- list_sessions paging -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("user_filter", [False, True])
+def test_list_sessions_pages_are_served_by_an_index_without_a_sort(db, user_filter):
+    filters, params = "", []
+    if user_filter:
+        filters, params = " AND user_id = %s", ["alice"]
+    filters += ' AND (last_active, session_id COLLATE "C") < (%s::timestamptz, %s::text COLLATE "C")'
+    params += [FUTURE, "z", 100]
+    with db.provider_connection("neon") as conn:
+        conn.execute("SET LOCAL enable_seqscan = off")
+        conn.execute("SET LOCAL enable_sort = off")  # a plan that still sorts could not use an index
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + LIST_SESSIONS_SQL.format(filters=filters), params))
+        conn.rollback()
+    assert "session_memories_" + ("user_" if user_filter else "") + "recent_idx" in plan, plan
+    assert "Sort" not in plan, plan
