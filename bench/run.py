@@ -26,9 +26,9 @@ if str(ROOT) not in sys.path:
 
 from bench.harness import Context, Entry, format_table, local_providers, machine, write_results  # noqa: E402
 
-BENCHMARKS = ("memory", "failover", "health", "backup")
+BENCHMARKS = ("memory", "failover", "health", "backup", "sync")
 MODULES = {"memory": "bench.memory_ops", "failover": "bench.failover", "health": "bench.health",
-           "backup": "bench.backup_restore"}
+           "backup": "bench.backup_restore", "sync": "bench.sync"}
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 DURABLE = False
 

@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_MARGIN_S = 5.0
+# A table still empty on the target (a new backup's first sync) is loaded in batches this many times larger:
+# its rows are all new there, so no writer can be waiting on a row the batch locks.
+BULK_FACTOR = 4
 
 Progress = Callable[[TableResult], None]
 
@@ -233,12 +236,14 @@ class _Run:
         specs = table_specs(self.source, src_cols, self.target, dst_cols, names)
         marks = {} if full else read_watermarks(dst, self.source, self.target)
         changed = self._changed_tables(src, specs, marks, horizon)
+        empty = self._empty_tables(dst, [spec for spec in specs if spec.name in changed])
         idle: list[_TableRun] = []
         for spec in specs:
             mark = marks.get(spec.name)
             run = _TableRun(spec, mark, (mark.synced_through, mark.after_id) if mark else (None, None))
             if spec.name in changed:
-                self._sync_table(src, dst, run, horizon)
+                size = self.batch_size * BULK_FACTOR if spec.name in empty else self.batch_size
+                self._sync_table(src, dst, run, horizon, size)
                 final = run.watermark(horizon.safe, done=True)
                 self._finish(run, final)
             else:
@@ -280,14 +285,23 @@ class _Run:
         flags = row[0] if row else []
         return {spec.name for spec, flag in zip(specs, flags) if flag}
 
+    def _empty_tables(self, dst: psycopg.Connection, specs: list[TableSpec]) -> set[str]:
+        """Return the tables that are empty on the target (one round trip): they are loaded in bulk batches."""
+        if not specs:
+            return set()
+        parts = [sql.SQL("NOT EXISTS (SELECT FROM {})").format(sql.Identifier(s.name)) for s in specs]
+        row = dst.execute(sql.SQL("SELECT ARRAY[{}]").format(sql.SQL(", ").join(parts))).fetchone()
+        dst.rollback()
+        return {spec.name for spec, flag in zip(specs, row[0] if row else []) if flag}
+
     def _sync_table(self, src: psycopg.Connection, dst: psycopg.Connection, run: _TableRun,
-                    horizon: Horizon) -> None:
+                    horizon: Horizon, batch_size: int) -> None:
         spec = run.spec
         prev = run.mark.synced_through if run.mark else None
         merge = merge_sql(spec, dry_run=self.dry_run)
         while True:
             since, after = run.cursor
-            copy_out = copy_out_sql(spec, resume=after is not None, batch_size=self.batch_size)
+            copy_out = copy_out_sql(spec, resume=after is not None, batch_size=batch_size)
             params = {"since": since, "after_id": after, "until": horizon.now}
             began = time.monotonic()
             try:
@@ -328,7 +342,7 @@ class _Run:
             run.sessions.update(touched)
             logger.debug("sync %s -> %s: %s batch of %d rows, %d written", self.source, self.target, spec.name,
                          read, written)
-            if read < self.batch_size:
+            if read < batch_size:
                 return
 
     def _merge(self, dst: psycopg.Connection, merge: sql.Composable, prev: datetime | None,
