@@ -113,8 +113,24 @@ def message_row_id(session_id: str, message_id: uuid.UUID) -> uuid.UUID:
     order within a batch); mixes the other 46 random bits with a hash of the
     session id.
     """
-    mask = int.from_bytes(hashlib.sha256((_PREFIX + "message/" + session_id).encode("utf-8")).digest()[:8], "big")
-    return uuid.UUID(int=message_id.int ^ (mask & _RAND_B & ~_BATCH))
+    return uuid.UUID(int=message_id.int ^ session_mask(session_id))
+
+
+def session_mask(session_id: str) -> int:
+    """Return the bits `message_row_id` flips for this session (in the low 64 bits of the UUID)."""
+    digest = hashlib.sha256((_PREFIX + "message/" + session_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") & _RAND_B & ~_BATCH
+
+
+def message_id_sql(row_id: str, mask: str) -> str:
+    """Return an SQL expression (text) equal to `str(message_row_id(session, row_id))`, for SQL operands.
+
+    `mask` is `session_mask(session)` as a bigint operand. Computed by the server,
+    it spares the client converting every loaded message's id.
+    """
+    low = f"substr(replace({row_id}::text, '-', ''), 17, 16)"
+    return (f"overlay(replace({row_id}::text, '-', '') placing "
+            f"lpad(to_hex(('x' || {low})::bit(64)::bigint # {mask}), 16, '0') from 17 for 16)::uuid::text")
 
 
 # ---- write stamps --------------------------------------------------------------------------

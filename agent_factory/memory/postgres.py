@@ -43,7 +43,7 @@ from .base import (
     session_from_rows,
     summary_from_row,
 )
-from .ids import WriteStamp, message_row_id, session_row_id
+from .ids import WriteStamp, message_id_sql, session_mask, session_row_id
 from .session import MemoryAtom, Message, Session, SessionSummary
 
 logger = logging.getLogger(__name__)
@@ -168,11 +168,13 @@ SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserte
 
 # The metadata row first, then the messages in id order. Messages return their
 # text only and no empty metadata, to spare parsing JSON.
-LOAD_SESSION_SQL = """
-SELECT id, memory_type, content->>'content', nullif(metadata, '{}'::jsonb), created_at,
+LOAD_SESSION_SQL = f"""
+SELECT CASE WHEN message_index IS NOT NULL THEN {message_id_sql("id", "%(mask)s::bigint")} END,
+       memory_type, content->>'content', nullif(metadata, '{{}}'::jsonb), created_at,
        CASE WHEN message_index IS NULL THEN user_id END, CASE WHEN message_index IS NULL THEN last_active END
 FROM session_memories
-WHERE session_id = %s AND deleted_at IS NULL AND (message_index IS NOT NULL OR memory_type = 'session_metadata')
+WHERE session_id = %(session_id)s AND deleted_at IS NULL
+  AND (message_index IS NOT NULL OR memory_type = 'session_metadata')
 ORDER BY message_index IS NOT NULL, id
 """
 
@@ -241,15 +243,17 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
                          len(session.messages), self.db.active_provider)
 
     def _load_session(self, session_id: str) -> Session | None:
+        params = {"session_id": session_id, "mask": session_mask(session_id)}
+
         def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-            return conn.execute(LOAD_SESSION_SQL, (session_id,)).fetchall()
+            return conn.execute(LOAD_SESSION_SQL, params).fetchall()
 
         rows = self.db.run_read(work)
         if not rows or rows[0][1] != "session_metadata":
             return None
         _, _, _, metadata, created_at, user_id, last_active = rows[0]
-        messages = [Message(memory_type[8:], text or "", meta or {}, stamp, str(message_row_id(session_id, row_id)))
-                    for row_id, memory_type, text, meta, stamp, _, _ in rows[1:]]
+        messages = [Message(memory_type[8:], text or "", meta or {}, stamp, message_id)
+                    for message_id, memory_type, text, meta, stamp, _, _ in rows[1:]]
         return session_from_rows(session_id, user_id, created_at, last_active, metadata, messages)
 
     def _delete_session(self, session_id: str, stamp: WriteStamp) -> bool:

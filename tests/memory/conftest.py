@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -76,3 +77,14 @@ def stored_rows(storage: MemoryStorage, session_id: str) -> list[tuple[int | Non
         )
     return sorted(rows, key=lambda r: (-1 if r[0] is None else r[0], r[1]))
 
+
+
+def make_rows_newer(storage: MemoryStorage, updated_at: datetime) -> None:
+    """Give every stored row the version `updated_at`, as if another writer with a later clock had written it."""
+    if isinstance(storage, InMemoryStorage):
+        with storage._lock:
+            for row in storage._rows.values():
+                row.updated_at = updated_at
+        return
+    assert isinstance(storage, PostgresMemoryStorage)
+    storage.db.execute_query("UPDATE session_memories SET updated_at = %s", (updated_at,), fetch_mode="none")

@@ -8,6 +8,7 @@ sync engine itself.
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -251,3 +252,85 @@ def test_list_sessions_pages_are_served_by_an_index_without_a_sort(db, user_filt
         conn.rollback()
     assert "session_memories_" + ("user_" if user_filter else "") + "recent_idx" in plan, plan
     assert "Sort" not in plan, plan
+
+
+# ---- convergence under random interleavings ---------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_random_writes_on_three_providers_and_merges_converge_to_one_state(db, make_db, seed):
+    """Split brain: writers pinned to different providers edit the same sessions, settings and atoms.
+
+    After merging every provider into every other (twice, in a random order), all
+    three hold identical rows, and nothing deleted by the latest write is back.
+    """
+    rng = random.Random(seed)
+    names = ("neon", "supabase", "railway")
+    pinned = {n: make_db(DATABASE_PROVIDER=n, DATABASE_FAILOVER_ENABLED="false") for n in names}
+    storages = {n: PostgresMemoryStorage(m) for n, m in pinned.items()}
+    settings = {n: Settings(m, ttl=0) for n, m in pinned.items()}
+    kbs = {n: KnowledgeBase(m) for n, m in pinned.items()}
+    session_ids, keys = ["s1", "s2", "s3"], ["k1", "k2"]
+    for step in range(60):
+        name = rng.choice(names)
+        storage, action = storages[name], rng.randrange(9)
+        sid = rng.choice(session_ids)
+        if action == 0:  # merge one provider into another, as a sync would
+            source, target = rng.sample(names, 2)
+            merge(db, source, target)
+        elif action in (1, 2):  # load (or start) the session here, edit it, save it
+            session = storage.load_session(sid) or Session(f"user-{rng.randrange(2)}", session_id=sid)
+            edit = rng.randrange(3)
+            if edit == 0 or not session.messages:
+                session.add_message("user", f"step {step} on {name}")
+            elif edit == 1:
+                session.messages[rng.randrange(len(session.messages))].content = f"edited at {step}"
+            else:
+                session.messages.pop(rng.randrange(len(session.messages)))
+            session.metadata = {"step": step}
+            storage.save_session(session)
+        elif action == 3:
+            try:
+                storage.append_messages(sid, [{"role": "assistant", "content": f"append {step}.{i}"}
+                                              for i in range(rng.randrange(1, 3))])
+            except SessionNotFoundError:
+                pass
+        elif action == 4:
+            storage.delete_session(sid)
+        elif action == 5:
+            storage.save_memory_atom(sid, "user-0", "log", {"step": step})
+        elif action == 6:
+            settings[name].set(rng.choice(keys), f"{step}")
+        elif action == 7:
+            settings[name].delete(rng.choice(keys))
+        else:
+            atom_id = rng.choice(["a1", "a2"])
+            if rng.random() < 0.3:
+                kbs[name].delete(atom_id)
+            else:
+                kbs[name].upsert({"atom_id": atom_id, "atom_type": "concept", "title": f"t{step}", "content": "c"})
+
+    order = [(a, b) for a in names for b in names if a != b]
+    for _ in range(2):
+        rng.shuffle(order)
+        for source, target in order:
+            merge(db, source, target)
+    rows = {n: table_rows(db, n) for n in names}
+    assert rows["neon"] == rows["supabase"] == rows["railway"]
+    summaries = {s.session_id: s for s in storages["neon"].list_sessions(limit=10)}
+    for sid in session_ids:
+        loaded = [storages[n].load_session(sid) for n in names]
+        assert loaded[0] == loaded[1] == loaded[2]
+        if loaded[0] is not None:  # the derived figures match the rows
+            assert summaries[sid].message_count == len(loaded[0].messages)
+    with pinned["neon"].provider_connection("neon") as conn:  # the latest write of each session decides
+        for sid, deleted in conn.execute("SELECT session_id, deleted_at IS NOT NULL FROM session_memories "
+                                         "WHERE memory_type = 'session_metadata'").fetchall():
+            assert (storages["neon"].load_session(sid) is None) == deleted
+            if deleted:  # no live row older than the session's tombstone
+                assert conn.execute(
+                    "SELECT count(*) FROM session_memories r JOIN session_memories m ON m.id = %s "
+                    "WHERE r.session_id = %s AND r.deleted_at IS NULL "
+                    "AND (r.updated_at, r.write_id) < (m.updated_at, m.write_id)",
+                    (session_row_id(sid), sid)).fetchone()[0] == 0
+        conn.rollback()

@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from agent_factory.memory import PostgresMemoryStorage
+from agent_factory.memory.ids import session_row_id
 from agent_factory.schema import apply_schema, load_migrations
 from agent_factory.schema.migrations import _CREATE_TRACKING
 
@@ -87,17 +88,25 @@ def test_0002_on_0001_data_keeps_every_session_in_order(local):
             conn.execute("INSERT INTO session_memories (id, session_id, user_id, memory_type, content) "
                          "VALUES (gen_random_uuid(), 's1', 'alice', 'decision', '{\"x\": 1}')")
             conn.execute("INSERT INTO settings (id, setting_key, setting_value) VALUES (gen_random_uuid(), 'k', 'v')")
+            conn.execute("UPDATE session_memories SET id = gen_random_uuid() WHERE session_id = 's2' "
+                         "AND memory_type = 'session_metadata'")  # written by another tool
+        s2_meta = conn.execute("SELECT id FROM session_memories WHERE session_id = 's2' "
+                               "AND memory_type = 'session_metadata'").fetchone()[0]
         before_rows = conn.execute("SELECT count(*) FROM session_memories").fetchone()[0]
         updated_before = conn.execute(
-            "SELECT id, updated_at FROM session_memories WHERE message_index IS NULL ORDER BY id").fetchall()
+            "SELECT id, updated_at FROM session_memories WHERE message_index IS NULL AND id <> %s ORDER BY id",
+            (s2_meta,)).fetchall()
 
         result = apply_schema(conn, "railway")
         assert result.applied == ["0002_mergeable_rows"]
 
         assert conn.execute("SELECT count(*) FROM session_memories").fetchone()[0] == before_rows
         assert conn.execute(  # rows other than messages keep their ids and versions
-            "SELECT id, updated_at FROM session_memories WHERE message_index IS NULL ORDER BY id"
+            "SELECT id, updated_at FROM session_memories WHERE message_index IS NULL "
+            "AND NOT (session_id = 's2' AND memory_type = 'session_metadata') ORDER BY id"
         ).fetchall() == updated_before
+        assert conn.execute("SELECT id FROM session_memories WHERE session_id = 's2' AND memory_type = "
+                            "'session_metadata'").fetchone()[0] == session_row_id("s2")
         for sid, texts in sessions.items():
             rows = conn.execute(
                 "SELECT content->>'content', id FROM session_memories WHERE session_id = %s "

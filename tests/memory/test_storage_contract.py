@@ -10,7 +10,10 @@ import pytest
 
 from agent_factory.memory import Message, Session, SessionNotFoundError
 
-from .conftest import fingerprint, stored_rows
+from agent_factory.memory.base import prepare_messages, prepare_session
+from agent_factory.memory.ids import new_stamp
+
+from .conftest import fingerprint, make_rows_newer, stored_rows
 
 
 def conversation(user_id: str = "alice", count: int = 3, **kwargs) -> Session:
@@ -315,3 +318,50 @@ def test_atoms_with_a_message_type_stay_out_of_the_session(storage):
 def test_context_manager_closes(storage):
     with storage as same:
         assert same is storage
+
+
+def test_a_save_or_delete_older_than_the_stored_session_changes_nothing(storage):
+    session = conversation(count=2)
+    storage.save_session(session)
+    make_rows_newer(storage, datetime(2100, 1, 1, tzinfo=timezone.utc))  # another writer, with a later clock
+    before = fingerprint(storage)
+    session.metadata = {"stale": True}
+    session.messages[0].content = "stale edit"
+    del session.messages[1]
+    storage.save_session(session)
+    assert storage.delete_session(session.session_id) is False
+    assert fingerprint(storage) == before
+    loaded = storage.load_session(session.session_id)
+    assert loaded.metadata == {} and [m.content for m in loaded.messages] == ["message 0", "message 1"]
+    assert storage.append_messages(session.session_id, [{"role": "user", "content": "added"}]) == 3  # adds rows
+
+
+def test_replayed_writes_write_the_same_rows(storage):
+    session = conversation(count=3)
+    prepared = prepare_session(session)
+    storage._save_session(prepared)
+    after_save = fingerprint(storage)
+    storage._save_session(prepared)
+    assert fingerprint(storage) == after_save
+    batch = prepare_messages(session.session_id, [{"role": "user", "content": "once"}], "messages")
+    stamp = new_stamp()
+    assert storage._append_messages(session.session_id, batch, stamp) == 4
+    after_append = fingerprint(storage)
+    assert storage._append_messages(session.session_id, batch, stamp) == 4
+    assert fingerprint(storage) == after_append
+    delete_stamp = new_stamp()
+    assert storage._delete_session(session.session_id, delete_stamp) is True
+    after_delete = fingerprint(storage)
+    assert storage._delete_session(session.session_id, delete_stamp) is False
+    assert fingerprint(storage) == after_delete
+
+
+def test_deleting_a_session_never_saved_here_leaves_a_tombstone_a_later_save_overrides(storage):
+    assert storage.delete_session("elsewhere") is False
+    assert [(i, t, d) for i, t, d in stored_rows(storage, "elsewhere")] == [(None, "session_metadata", True)]
+    assert storage.list_sessions() == [] and storage.load_session("elsewhere") is None
+    with pytest.raises(SessionNotFoundError):
+        storage.append_messages("elsewhere", [{"role": "user", "content": "x"}])
+    session = conversation(session_id="elsewhere", count=1)
+    storage.save_session(session)
+    assert storage.load_session("elsewhere") == session

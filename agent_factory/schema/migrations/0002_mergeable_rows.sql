@@ -51,6 +51,10 @@ DROP INDEX session_memories_message_position_key;
 -- One metadata row per session, enforced by its id alone (derived from the session id,
 -- agent_factory/memory/ids.py): writers and the sync upsert it by primary key.
 DROP INDEX session_memories_session_metadata_key;
+UPDATE session_memories  -- a metadata row written by another tool under some other id
+SET id = substr(encode(sha256(convert_to('agent_factory/session/' || session_id, 'UTF8')), 'hex'), 1, 32)::uuid
+WHERE memory_type = 'session_metadata'
+  AND id <> substr(encode(sha256(convert_to('agent_factory/session/' || session_id, 'UTF8')), 'hex'), 1, 32)::uuid;
 ALTER TABLE session_memories ADD CONSTRAINT session_memories_metadata_id_check CHECK (
     memory_type <> 'session_metadata'
     OR id = substr(encode(sha256(convert_to('agent_factory/session/' || session_id, 'UTF8')), 'hex'), 1, 32)::uuid);
