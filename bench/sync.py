@@ -1,6 +1,6 @@
 """Benchmark 5: the sync between providers (`agent_factory.replication.sync_pair`).
 
-- full sync: N changed `session_memories` rows (1,000,000; 50,000 in --quick;
+- full sync: N changed `session_memories` rows (1,000,000; 20,000 in --quick;
   sessions of 200 messages plus their metadata rows, ~450 bytes of content per
   message) seeded on neon, merged into an empty supabase, against the same
   table moved by `pg_dump --data-only --format=custom --compress=0 -t
@@ -10,7 +10,7 @@
 - incremental sync with nothing changed, per provider pair (all 6): every
   table holds a few thousand rows on every provider, every pair was synced
   and the margin (SYNC_MARGIN_SECONDS) has passed; then `sync_pair` is timed
-  20 times per pair (median and p99). Baseline: the floor of any sync, one
+  20 times per pair, 5 in --quick (median and p99). Baseline: the floor of any sync, one
   `SELECT 1` on a pooled connection to each side. Target: <= 50 ms per pair.
 """
 
@@ -29,8 +29,8 @@ from agent_factory.replication import DEFAULT_MARGIN_S, TABLES, sync_pair
 from .harness import Context, Entry, median, percentile
 
 SOURCE, TARGET = "neon", "supabase"
-FULL_ROWS, QUICK_ROWS = 1_000_000, 50_000
-INCREMENTAL_REPS = 20
+FULL_ROWS, QUICK_ROWS = 1_000_000, 20_000
+INCREMENTAL_REPS, QUICK_INCREMENTAL_REPS = 20, 5
 SMALL_ROWS = 2_000  # per table and provider for the incremental benchmark
 
 _SEED_SQL = """
@@ -63,7 +63,7 @@ def run(ctx: Context) -> list[Entry]:
         _seed(ctx, db, rows)
         full = _full(ctx, db, rows)
         _empty(db, db.providers)
-        incremental = _incremental(ctx, db)
+        incremental = _incremental(ctx, db, QUICK_INCREMENTAL_REPS if ctx.quick else INCREMENTAL_REPS)
         _empty(db, db.providers)
     return [full, *incremental]
 
@@ -170,7 +170,7 @@ def _dump_restore(pg_dump: pgtools.Tool, pg_restore: pgtools.Tool, source: pgtoo
 # ---- incremental with nothing changed ---------------------------------------------------
 
 
-def _incremental(ctx: Context, db: DatabaseManager) -> list[Entry]:
+def _incremental(ctx: Context, db: DatabaseManager, reps: int) -> list[Entry]:
     for name in db.providers:
         with db.provider_connection(name) as conn:
             conn.execute("""INSERT INTO settings (id, setting_key, setting_value)
@@ -183,15 +183,16 @@ def _incremental(ctx: Context, db: DatabaseManager) -> list[Entry]:
                             FROM generate_series(1, %s) g""", (name, SMALL_ROWS * 5))
             conn.commit()
     pairs = list(itertools.permutations(db.providers, 2))
-    for _ in range(2):  # converge, then once more after the margin so nothing is left to re-read
+    for round_ in range(2):  # converge; after the margin, once more: then nothing is left to re-read
+        if round_:
+            time.sleep(DEFAULT_MARGIN_S + 0.5)
         for source, target in pairs:
             if not sync_pair(db, source, target).ok:
                 raise RuntimeError(f"sync {source} -> {target} failed")
-        time.sleep(DEFAULT_MARGIN_S + 0.5)
     entries = []
     for source, target in pairs:
         times, floor = [], []
-        for _ in range(INCREMENTAL_REPS):
+        for _ in range(reps):
             start = time.perf_counter()
             result = sync_pair(db, source, target)
             times.append(time.perf_counter() - start)
@@ -209,6 +210,6 @@ def _incremental(ctx: Context, db: DatabaseManager) -> list[Entry]:
         entries.append(Entry(
             f"sync.incremental.{source}_to_{target}", "ms", ours_ms, base_ms,
             "SELECT 1 on a pooled connection to each side", "<= 50 ms on loopback", ours_ms <= 50,
-            details={"p99_ms": round(percentile([t * 1000 for t in times], 99), 2), "reps": INCREMENTAL_REPS,
+            details={"p99_ms": round(percentile([t * 1000 for t in times], 99), 2), "reps": reps,
                      "rows_per_table": {"settings": SMALL_ROWS, "session_memories": SMALL_ROWS * 5}}))
     return entries
