@@ -242,8 +242,7 @@ class _Run:
             mark = marks.get(spec.name)
             run = _TableRun(spec, mark, (mark.synced_through, mark.after_id) if mark else (None, None))
             if spec.name in changed:
-                size = self.batch_size * BULK_FACTOR if spec.name in empty else self.batch_size
-                self._sync_table(src, dst, run, horizon, size)
+                self._sync_table(src, dst, run, horizon, bulk=spec.name in empty)
                 final = run.watermark(horizon.safe, done=True)
                 self._finish(run, final)
             else:
@@ -295,11 +294,13 @@ class _Run:
         return {spec.name for spec, flag in zip(specs, row[0] if row else []) if flag}
 
     def _sync_table(self, src: psycopg.Connection, dst: psycopg.Connection, run: _TableRun,
-                    horizon: Horizon, batch_size: int) -> None:
+                    horizon: Horizon, *, bulk: bool) -> None:
         spec = run.spec
         prev = run.mark.synced_through if run.mark else None
         merge = merge_sql(spec, dry_run=self.dry_run)
+        bulk = bulk and not self.dry_run
         while True:
+            batch_size = self.batch_size * BULK_FACTOR if bulk else self.batch_size
             since, after = run.cursor
             copy_out = copy_out_sql(spec, resume=after is not None, batch_size=batch_size)
             params = {"since": since, "after_id": after, "until": horizon.now}
@@ -311,7 +312,10 @@ class _Run:
                         for data in out:
                             into.write(data)
                 src.rollback()
-                row = self._merge(dst, merge, prev, spec)
+                row = self._bulk_insert(dst, spec, prev) if bulk else None
+                if row is None:
+                    bulk = False
+                    row = self._merge(dst, merge, prev, spec)
                 written, tombs, conflicts, read, last_ts, last_id, n_deferred, deferred_from, touched = row
                 if read == 0:
                     dst.rollback()
@@ -344,6 +348,20 @@ class _Run:
                          read, written)
             if read < batch_size:
                 return
+
+    def _bulk_insert(self, dst: psycopg.Connection, spec: TableSpec, prev: datetime | None) -> tuple | None:
+        """Insert the batch with no conflict handling; return None (batch untouched) if a row was there after all."""
+        dst.execute("SAVEPOINT agent_factory_bulk")
+        try:
+            row = dst.execute(merge_sql(spec, dry_run=False, bulk=True), {"prev": prev}).fetchone()
+        except psycopg.errors.UniqueViolation:
+            dst.execute("ROLLBACK TO SAVEPOINT agent_factory_bulk")
+            logger.info("sync %s -> %s: %s is no longer empty on the target; merging row by row from here",
+                        self.source, self.target, spec.name)
+            return None
+        dst.execute("RELEASE SAVEPOINT agent_factory_bulk")
+        assert row is not None
+        return row
 
     def _merge(self, dst: psycopg.Connection, merge: sql.Composable, prev: datetime | None,
                spec: TableSpec) -> tuple:

@@ -157,8 +157,13 @@ def _parents_ok(spec: TableSpec, alias: str) -> sql.Composable:
         for col, parent in spec.parents)
 
 
-def merge_sql(spec: TableSpec, *, dry_run: bool) -> sql.Composable:
+def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Composable:
     """Return the one statement that merges the staging table into the table and reports the batch.
+
+    With `bulk` (the table was empty on the target when the run began) the rows
+    are inserted with no conflict handling and no comparison: a row that is
+    there after all raises `UniqueViolation`, and the caller retries the batch
+    without `bulk`.
 
     Parameter `prev` (timestamptz, None for -infinity): the pair's previous watermark; a differing target
     row changed after it counts as a conflict (both sides changed since the last sync).
@@ -172,6 +177,16 @@ def merge_sql(spec: TableSpec, *, dry_run: bool) -> sql.Composable:
     stage = sql.Identifier(STAGE)
     incoming, current = version_key("s"), version_key("t")
     session_col = sql.SQL("s.session_id") if spec.touches_sessions else sql.SQL("NULL::text")
+    if bulk and not dry_run:
+        compare = sql.SQL("""
+        SELECT s.id, s.src_changed_at, {session_col} AS session_id, {parents_ok} AS ready, false AS conflict
+        FROM {stage} s""").format(session_col=session_col, parents_ok=_parents_ok(spec, "s"), stage=stage)
+        written = sql.SQL("""
+            INSERT INTO {table} ({cols}) SELECT {scols} FROM {stage} s WHERE {parents_ok}
+            RETURNING id, deleted_at IS NOT NULL AS tomb""").format(
+            table=table, cols=_ident_list(spec.columns), scols=_ident_list(spec.columns, "s"), stage=stage,
+            parents_ok=_parents_ok(spec, "s"))
+        return _report(compare, written, stage)
     compare = sql.SQL("""
         SELECT s.id, s.src_changed_at, s.deleted_at IS NOT NULL AS tomb, {session_col} AS session_id,
                {parents_ok} AS ready,
@@ -196,6 +211,10 @@ def merge_sql(spec: TableSpec, *, dry_run: bool) -> sql.Composable:
             table=table, cols=_ident_list(spec.columns), scols=_ident_list(spec.columns, "s"), stage=stage,
             parents_ok=_parents_ok(spec, "s"), updates=updates, excluded=version_key("excluded"),
             current=current, returning_session=returning_session)
+    return _report(compare, written, stage)
+
+
+def _report(compare: sql.Composable, written: sql.Composable, stage: sql.Composable) -> sql.Composable:
     return sql.SQL("""
         WITH cmp AS ({compare}), written AS ({written}),
         last AS (SELECT src_changed_at, id FROM {stage} ORDER BY src_changed_at DESC, id DESC LIMIT 1)

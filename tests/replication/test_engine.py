@@ -197,3 +197,31 @@ def test_a_provider_down_gives_a_failed_result(sdb, local, passwords):
 
 def test_tables_are_in_parent_order():
     assert TABLES.index("video_scripts") < TABLES.index("upload_jobs")
+
+
+def test_a_bulk_load_that_meets_a_row_falls_back_to_the_merge(sdb):
+    """A table empty on the target at the start is bulk-inserted; a row written there meanwhile still wins."""
+    setting(sdb, "neon", "first", "1")
+    for i in range(5):
+        write(sdb, "neon", "knowledge_atoms", id=atom_id(f"a{i}"), at=NOW - timedelta(minutes=5), atom_id=f"a{i}",
+              atom_type="concept", title="from neon", content="c")
+
+    def meanwhile(table):  # after settings, before knowledge_atoms: a newer a3 lands on the target
+        if table.table == "settings":
+            write(sdb, "supabase", "knowledge_atoms", id=atom_id("a3"), at=NOW, atom_id="a3", atom_type="concept",
+                  title="newer on supabase", content="c")
+
+    result = sync_pair(sdb, "neon", "supabase", tables=["settings", "knowledge_atoms"], progress=meanwhile)
+    assert result.ok, result.error
+    assert [t.rows_copied for t in result.tables] == [1, 4]
+    with sdb.provider_connection("supabase") as conn:
+        titles = dict(conn.execute("SELECT atom_id, title FROM knowledge_atoms").fetchall())
+        conn.rollback()
+    assert titles == {"a0": "from neon", "a1": "from neon", "a2": "from neon", "a3": "newer on supabase",
+                      "a4": "from neon"}
+
+
+def atom_id(name):
+    from agent_factory.memory.ids import atom_row_id
+
+    return atom_row_id(name)
