@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -99,9 +99,9 @@ def sync_pair(db: DatabaseManager, source: str, target: str, *, dry_run: bool = 
     committed before it stay merged, and the next run carries on from there.
     """
     names = _check_args(db, source, target, tables, batch_size)
-    settings = SyncSettings.from_env() if batch_size is None or margin_s is None else None
-    batch = batch_size if batch_size is not None else settings.batch_size  # type: ignore[union-attr]
-    margin = margin_s if margin_s is not None else settings.margin_s  # type: ignore[union-attr]
+    settings = SyncSettings.from_env() if batch_size is None or margin_s is None else SyncSettings()
+    batch = batch_size if batch_size is not None else settings.batch_size
+    margin = margin_s if margin_s is not None else settings.margin_s
     run = _Run(source, target, batch, dry_run, progress)
     started = time.monotonic()
     error: str | None = None
@@ -182,7 +182,6 @@ class _TableRun:
     rows_read: int = 0
     deferred: int = 0
     deferred_from: datetime | None = None
-    sessions: set[str] = field(default_factory=set)
     batches: int = 0
     longest_batch_s: float = 0.0
 
@@ -343,7 +342,6 @@ class _Run:
             run.tombstones += tombs
             run.conflicts += conflicts
             run.rows_read += read
-            run.sessions.update(touched)
             logger.debug("sync %s -> %s: %s batch of %d rows, %d written", self.source, self.target, spec.name,
                          read, written)
             if read < batch_size:
