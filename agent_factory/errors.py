@@ -6,6 +6,8 @@ grouped in families so callers can catch as broadly as they need.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 
 class AgentFactoryError(Exception):
     """Root of every error raised on purpose by agent_factory."""
@@ -79,16 +81,19 @@ class SessionNotOnProviderError(DatabaseError):
     Not a `SessionNotFoundError`: saving the session again as new would fork it.
     """
 
-    def __init__(self, session_id: str, serving: str, primary: str) -> None:
+    def __init__(self, session_id: str, serving: str, primary: str, synced_through: datetime | None = None) -> None:
+        when = "" if synced_through is None else f" (which covered {primary}'s changes up to " \
+            f"{synced_through.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC)"
         super().__init__(
             f"session {session_id!r} is not on provider {serving}, which serves while the primary {primary} is "
-            f"unavailable: it was most likely created on {primary} after the last sync into {serving}. Nothing "
-            f"was written. Retry after the fail-back to {primary}; do not save it again as a new session "
+            f"unavailable: it was most likely created on {primary} after the last sync into {serving}{when}. "
+            f"Nothing was written. Retry after the fail-back to {primary}; do not save it again as a new session "
             "(that would fork it)."
         )
         self.session_id = session_id
         self.serving = serving
         self.primary = primary
+        self.synced_through = synced_through
 
 
 # --- backup and restore --------------------------------------------------

@@ -1,8 +1,9 @@
 """`InMemoryStorage`: the memory API in process memory, row for row like `PostgresMemoryStorage`.
 
-It keeps the same rows as the PostgreSQL tables (same ids, soft deletes,
-`created_at`/`updated_at` per call) and applies the same rules, so the one
-contract test suite passes on both. Data is lost when the process ends: it is
+It keeps the same rows as the PostgreSQL tables (same ids, versions
+(`updated_at`, `write_id`), tombstones, derived `message_count`/`last_active`)
+and applies the same rules (last writer wins, stale saves and deletes change
+nothing), so the one contract test suite passes on both. Data is lost when the process ends: it is
 the runbook's stop-gap when every provider is down, and a fast test double.
 """
 

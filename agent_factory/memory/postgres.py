@@ -26,13 +26,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from ..core.database_manager import DatabaseManager
-from ..errors import SessionNotFoundError, SessionNotOnProviderError
+from ..errors import DatabaseError, SessionNotFoundError, SessionNotOnProviderError
 from ._database import LazyDatabase
 from .base import (
     DELETED_USER,
@@ -186,6 +187,12 @@ ORDER BY last_active DESC, session_id COLLATE "C" DESC
 LIMIT %s
 """
 
+# How far the last sync from a source into this database reached (agent_factory.replication's watermarks).
+SYNCED_THROUGH_SQL = """
+SELECT synced_through FROM sync_watermarks
+WHERE source = %s AND target = %s AND table_name = 'session_memories' AND synced_through > '-infinity'
+"""
+
 SAVE_MEMORY_ATOM_SQL = """
 INSERT INTO session_memories (id, session_id, user_id, memory_type, content, metadata, created_at, updated_at,
                               write_id)
@@ -294,8 +301,23 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
             raise SessionNotFoundError(session_id)  # deleted
         serving, primary = self.db.active_provider, self.db.primary_provider
         if serving != primary:
-            raise SessionNotOnProviderError(session_id, serving, primary)
+            raise SessionNotOnProviderError(session_id, serving, primary, self._synced_through(primary, serving))
         raise SessionNotFoundError(session_id)
+
+    def _synced_through(self, primary: str, serving: str) -> datetime | None:
+        """Return how far the last sync from `primary` into `serving` reached (None if unknown).
+
+        Reads the sync's watermark (kept in the serving database); an error path, so a second round trip.
+        """
+        def work(conn: psycopg.Connection) -> datetime | None:
+            row = conn.execute(SYNCED_THROUGH_SQL, (primary, serving)).fetchone()
+            return row[0] if row else None
+
+        try:
+            return self.db.run_read(work)
+        except DatabaseError as exc:  # no sync has run here (or its table does not exist yet)
+            logger.debug("no sync watermark from %s on provider %s: %s", primary, serving, exc)
+            return None
 
     # ---- memory atoms -------------------------------------------------------------------
 

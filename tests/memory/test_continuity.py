@@ -9,6 +9,8 @@ sync engine itself.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -170,6 +172,23 @@ def test_a_later_save_brings_a_deleted_session_back_everywhere(db):
 # ---- replays and appends during a failover ------------------------------------------------
 
 
+@contextmanager
+def sync_watermark(db, target: str, source: str, synced_through: datetime) -> Iterator[None]:
+    """Record a sync watermark in `target` as agent_factory.replication keeps it (its table made if missing)."""
+    made = on(db, target, "SELECT to_regclass('sync_watermarks') IS NULL")[0][0]
+    if made:
+        on(db, target, "CREATE TABLE sync_watermarks (source text, target text, table_name text, "
+                       "synced_through timestamptz, PRIMARY KEY (source, target, table_name))")
+    on(db, target, "INSERT INTO sync_watermarks (source, target, table_name, synced_through) "
+                   "VALUES (%s, %s, 'session_memories', %s) ON CONFLICT (source, target, table_name) "
+                   "DO UPDATE SET synced_through = excluded.synced_through", (source, target, synced_through))
+    try:
+        yield
+    finally:
+        on(db, target, "DROP TABLE sync_watermarks" if made else
+           "DELETE FROM sync_watermarks WHERE source = %s AND target = %s", () if made else (source, target))
+
+
 def test_an_append_replayed_on_another_provider_writes_the_same_rows(db):
     storage = PostgresMemoryStorage(db)
     session = Session("alice", messages=[{"role": "user", "content": "first"}])
@@ -201,6 +220,12 @@ def test_append_during_a_failover_to_a_session_the_backup_never_saw_fails_and_wr
                        ) as caught:
         backup.append_messages(unknown.session_id, [{"role": "user", "content": "lost?"}])
     assert not isinstance(caught.value, SessionNotFoundError)  # "save it first" would fork the session
+    assert table_rows(db, "supabase") == before
+    with sync_watermark(db, "supabase", "neon", datetime(2026, 11, 24, 20, 31, 5, tzinfo=timezone.utc)):
+        with pytest.raises(SessionNotOnProviderError,
+                           match=r"after the last sync into supabase \(which covered neon's changes up to "
+                                 r"2026-11-24 20:31:05 UTC\)\. Nothing was written"):
+            backup.append_messages(unknown.session_id, [{"role": "user", "content": "lost?"}])
     assert table_rows(db, "supabase") == before
 
     merge(db, "supabase", "neon")

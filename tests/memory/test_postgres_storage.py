@@ -273,10 +273,10 @@ def test_every_memory_operation_is_one_statement_in_autocommit(db, monkeypatch):
     calls: list[tuple[bool, int]] = []
     real_run = Provider.run
 
-    def run(self, work, *, autocommit=False):
+    def run(self, work, **options):
         log: list[str] = []
-        result = real_run(self, lambda conn: work(_Counting(conn, log)), autocommit=autocommit)
-        calls.append((autocommit, len(log)))
+        result = real_run(self, lambda conn: work(_Counting(conn, log)), **options)
+        calls.append((options.get("autocommit", False), len(log)))
         return result
 
     monkeypatch.setattr(Provider, "run", run)
