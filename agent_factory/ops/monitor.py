@@ -11,9 +11,10 @@
    backup's lag (`sync_runs`);
 4. stores the samples (`health_samples`) and prunes those past the retention;
 5. evaluates the rules: CRITICAL all providers down, WARNING primary down
-   (failover active), WARNING backup provider down, WARNING newest verified
-   backup failed or older than 24 h, WARNING a backup more than
-   SYNC_MAX_LAG_MINUTES (10) behind the primary; recovery sends an INFO resolve;
+   (failover active), WARNING backup provider down, WARNING last backup
+   failed or newest verified backup taken more than 24 h ago, WARNING a backup
+   more than SYNC_MAX_LAG_MINUTES (10) behind the primary; recovery sends an
+   INFO resolve;
 6. advances the persisted alert state, records fires and resolves in
    `alert_events` and queues notifications (see `alerts.rules`), then
    delivers everything queued, including what earlier runs could not
@@ -222,10 +223,10 @@ def serving_provider(samples: Sequence[HealthSample], failover_enabled: bool = T
 
     `samples` are in failover order; None when nothing that may serve answers.
     """
-    names = [s.provider for s in samples]
-    primary = next((i for i, s in enumerate(samples) if s.is_primary), 0)
-    rotation = samples[primary:] + samples[:primary] if failover_enabled else samples[primary:primary + 1]
-    return next((s.provider for s in rotation if s.healthy), None) if names else None
+    ordered = list(samples)
+    primary = next((i for i, s in enumerate(ordered) if s.is_primary), 0)
+    rotation = ordered[primary:] + ordered[:primary] if failover_enabled else ordered[primary:primary + 1]
+    return next((s.provider for s in rotation if s.healthy), None)
 
 
 def _ms(value: float | None) -> str:

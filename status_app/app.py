@@ -1,0 +1,223 @@
+"""The Agent Factory status page: `agent-factory status-page` (or `streamlit run status_app/app.py`).
+
+Rendering only: the data comes from `status_app.data` (the state store,
+read-only) and what to say about it from `status_app.model`. The page has no
+login and shows no secret; it listens on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import streamlit as st
+
+from agent_factory.errors import ConfigError, StateStoreMissingError
+from status_app.data import PageSettings, Snapshot, load_snapshot, page_settings, utcnow
+from status_app.model import (
+    WINDOWS,
+    Banner,
+    ago,
+    backup_table,
+    banner,
+    daily_uptime,
+    describe_rpo,
+    duration,
+    hours,
+    latency_series,
+    provider_states,
+    rpos,
+    sync_lags,
+)
+from status_app.timeline import timeline
+
+# Icons from Streamlit's own Material Symbols font: emoji need a font the viewer may not have.
+_BANNERS = {
+    "operational": (st.success, ":material/check_circle:"),
+    "degraded": (st.warning, ":material/warning:"),
+    "outage": (st.error, ":material/error:"),
+    "unknown": (st.warning, ":material/help:"),
+    "empty": (st.info, ":material/info:"),
+    "missing": (st.info, ":material/info:"),
+}
+_OK, _BAD = ":material/check_circle:", ":material/warning:"
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def load(state_dir: str, retention_s: float) -> Snapshot:
+    """Read the state store (cached 30 s per state dir)."""
+    return load_snapshot(state_dir, utcnow(), timedelta(seconds=retention_s))
+
+
+def display_tz() -> tzinfo:
+    """Return the viewer's time zone when the browser told it, else UTC."""
+    name = st.context.timezone
+    try:
+        return ZoneInfo(name) if name else timezone.utc
+    except (ZoneInfoNotFoundError, ValueError):
+        return timezone.utc
+
+
+def when(value: datetime | pd.Timestamp | None, tz: tzinfo) -> str:
+    """Return a time as "2026-11-24 20:05 UTC" in the display time zone."""
+    if value is None or pd.isna(value):
+        return "—"
+    local = pd.Timestamp(value).tz_convert(tz)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname() or ''}".strip()
+
+
+def times(frame: pd.DataFrame, tz: tzinfo, *columns: str) -> pd.DataFrame:
+    """Return `frame` with datetime columns as display text."""
+    frame = frame.copy()
+    for column in columns:
+        frame[column] = frame[column].map(lambda v: when(v, tz))
+    return frame
+
+
+def show_banner(verdict: Banner, now: datetime, tz: tzinfo) -> None:
+    render, icon = _BANNERS[verdict.level]
+    render(verdict.text, icon=icon)
+    if verdict.updated_at is not None:
+        st.caption(f"Last updated {when(verdict.updated_at, tz)} ({ago(verdict.updated_at, now)})")
+    else:
+        st.caption("Last updated: never")
+
+
+def show_providers(snap: Snapshot, settings: PageSettings, now: datetime, verdict: Banner, tz: tzinfo) -> None:
+    st.header("Providers")
+    if verdict.updated_at is not None:
+        st.caption(f"As the monitor saw them at {when(verdict.updated_at, tz)}.")
+    states = provider_states(snap, settings, now)
+    for column, p in zip(st.columns(max(len(states), 1)), states):
+        with column.container(border=True):
+            st.subheader(p.name)
+            if p.primary:
+                st.badge("primary", icon=":material/star:", color="blue")
+            if p.serving:
+                st.badge("serving", icon=":material/check_circle:", color="green")
+            state = "no data" if p.up is None else "Up" if p.up else "Down"
+            icon = ":material/help:" if p.up is None else ":material/check_circle:" if p.up else ":material/cancel:"
+            st.metric(f"{p.name} status", state, icon=icon)
+            if p.error:
+                st.caption(f"Error: {p.error}")
+            st.metric(f"{p.name} latency now", f"{p.latency_ms:.1f} ms" if p.latency_ms is not None else "—")
+            for label, u in p.uptime.items():
+                st.metric(f"{p.name} uptime {label}", str(u),
+                          help=f"{u.samples} samples; coverage {u.coverage * 100:.0f} % of {label}")
+            st.caption("Coverage: " + " · ".join(f"{label} {u.coverage * 100:.0f} %" for label, u in p.uptime.items()))
+    rows = [{"provider": p.name, "state": "no data" if p.up is None else "up" if p.up else "down",
+             "primary": p.primary, "serving": p.serving, "latency_ms": p.latency_ms, "error": p.error,
+             **{f"uptime {k}": str(u) for k, u in p.uptime.items()},
+             **{f"coverage {k}": f"{u.coverage * 100:.0f} %" for k, u in p.uptime.items()}} for p in states]
+    with st.expander("Providers as a table"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
+def show_uptime(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo) -> None:
+    days = max(1, round(settings.retention / timedelta(days=1)))
+    st.header(f"Uptime per day ({days} days)")
+    daily = daily_uptime(snap.samples, now, days, tz)
+    from status_app import charts  # altair takes ~0.3 s to import: after the banner, so a cold start shows it sooner
+
+    st.altair_chart(charts.uptime_bars(daily), alt=charts.uptime_alt(daily), width="stretch")
+    with st.expander("Daily uptime as a table"):
+        st.dataframe(daily.assign(uptime=daily["uptime"].round(2)), hide_index=True)
+
+
+def show_latency(snap: Snapshot, now: datetime, tz: tzinfo) -> None:
+    st.header("Latency")
+    window = st.segmented_control("Window", list(WINDOWS), default="24 h", key="latency_window") or "24 h"
+    series = latency_series(snap.samples, now, WINDOWS[window])
+    from status_app import charts
+    if series.empty:
+        st.caption(f"No latency samples in the last {window}.")
+        return
+    st.altair_chart(charts.latency_chart(series), alt=charts.latency_alt(series, window), width="stretch")
+    with st.expander("Latency as a table"):
+        st.dataframe(times(series.assign(latency_ms=series["latency_ms"].round(2)), tz, "time"), hide_index=True)
+
+
+def show_backups(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo) -> None:
+    st.header("Backups and RPO")
+    found = rpos(snap, settings, now)
+    for column, r in zip(st.columns(max(len(found), 1)), found):
+        with column:
+            st.metric(f"RPO {r.provider}", hours(r.age) if r.age is not None else "no verified backup",
+                      help="Age of the newest verified backup, from when it was taken")
+            mark = "" if r.target is None else f"{_BAD} overdue: " if r.overdue else f"{_OK} "
+            st.caption(mark + describe_rpo(r) + (f" ({r.backup.path})" if r.backup else ""))
+    table = backup_table(snap.backups)
+    if table.empty:
+        st.caption("No backup recorded yet: run `agent-factory backup`.")
+    else:
+        st.dataframe(times(table, tz, "started", "pruned_at"), hide_index=True)
+
+
+def show_sync(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo) -> None:
+    st.header("Sync lag")
+    lags = sync_lags(snap, settings, now)
+    if not snap.syncs:
+        st.caption("No sync recorded yet.")
+    for column, lag in zip(st.columns(max(len(lags), 1)), lags):
+        with column:
+            st.metric(f"Sync lag {lag.target}", duration(lag.behind) if lag.behind is not None
+                      else "no sync recorded yet", help=f"Target: at most {duration(lag.max_lag)} behind")
+            if lag.last_at is None:
+                continue
+            status = "ok" if lag.ok else f"failed: {lag.error or 'no reason recorded'}"
+            st.caption(f"{_BAD + ' over' if lag.over else _OK + ' within'} the {duration(lag.max_lag)} target; "
+                       f"last sync from {lag.source} {when(lag.last_at, tz)}, {status}")
+
+
+def show_restores(snap: Snapshot, tz: tzinfo) -> None:
+    st.header("Restores")
+    r = snap.restore
+    if r is None:
+        st.caption("No restore recorded.")
+        return
+    st.metric("Last restore RTO", f"{r.duration_s:.1f} s" if r.duration_s is not None else "—")
+    st.caption(f"{when(r.started_at, tz)}: {r.provider} from {r.backup_path}, {r.status}"
+               + (f": {r.error}" if r.error else ""))
+
+
+def show_timeline(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo) -> None:
+    st.header(f"Timeline ({max(1, round(settings.retention / timedelta(days=1)))} days, newest first)")
+    events = timeline(snap, now)
+    if events.empty:
+        st.caption("Nothing happened: no outage, failover, alert or failure recorded.")
+    else:
+        st.dataframe(times(events, tz, "at"), hide_index=True)
+
+
+@st.fragment(run_every="30s")
+def body() -> None:
+    """Render everything below the title; reruns every 30 s on its own."""
+    now, tz = utcnow(), display_tz()
+    try:
+        settings = page_settings()
+    except ConfigError as exc:
+        st.error(f"Configuration error: {exc}", icon=":material/error:")
+        return
+    try:
+        snap = load(str(settings.state_dir.absolute()), settings.retention.total_seconds())
+    except StateStoreMissingError:
+        show_banner(Banner("missing", f"No state store at {(settings.state_dir / 'state.db').absolute()}"), now, tz)
+        st.caption("Run `agent-factory monitor --once`, or point AGENT_FACTORY_STATE_DIR (`--state-dir`) at it.")
+        return
+    verdict = banner(snap, settings, now)
+    show_banner(verdict, now, tz)
+    if snap.empty:
+        return
+    show_providers(snap, settings, now, verdict, tz)
+    show_uptime(snap, settings, now, tz)
+    show_latency(snap, now, tz)
+    show_backups(snap, settings, now, tz)
+    show_sync(snap, settings, now, tz)
+    show_restores(snap, tz)
+    show_timeline(snap, settings, now, tz)
+
+
+st.set_page_config(page_title="Agent Factory status", page_icon=":material/monitor_heart:", layout="wide")
+st.title("Agent Factory status")
+body()

@@ -1,0 +1,204 @@
+"""The page under Streamlit's AppTest, on seeded state stores: banner, metrics, tables and charts per scenario."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import streamlit as st
+
+from agent_factory.state import StateStore, monitoring
+from agent_factory.state.backups import BackupCatalog, BackupRecord, RestoreRecord
+
+from .pagetext import chart_data, charts, everything, metrics, table
+
+MIN = timedelta(minutes=1)
+ALL = ("neon", "supabase", "railway")
+
+
+def test_healthy(seeded, page):
+    at = page(seeded(days=2))
+    assert not at.exception
+    assert [s.value for s in at.success] == ["All systems operational"]
+    assert not at.warning and not at.error
+    assert at.title[0].value == "Agent Factory status"
+    assert at.caption[0].value.startswith("Last updated ") and at.caption[0].value.endswith("(2 min ago)")
+    m = metrics(at)
+    assert m["neon status"] == "Up" and m["railway status"] == "Up"
+    assert m["neon uptime 24 h"] == "100.00 %" and m["neon latency now"].endswith(" ms")
+    assert m["RPO neon"] == "3 h"
+    providers = at.dataframe[0].value
+    assert list(providers["provider"]) == list(ALL) and list(providers["primary"]) == [True, False, False]
+    assert list(providers["serving"]) == [True, False, False]
+    assert "Nothing happened: no outage, failover, alert or failure recorded." in [c.value for c in at.caption]
+
+
+def test_degraded_primary_down_backup_serving(seeded, page, now):
+    state = seeded(down={"neon": [(now - 30 * MIN, now)]})
+    StateStore(state).record_failover("neon", "supabase", "connection refused")
+    at = page(state)
+    assert not at.exception
+    assert [w.value for w in at.warning] == [
+        "Degraded: primary neon is down, supabase serving; alert firing: primary-down/neon"]
+    m = metrics(at)
+    assert m["neon status"] == "Down" and m["supabase status"] == "Up" and m["neon latency now"] == "—"
+    assert "Error: connection refused" in [c.value for c in at.caption]
+    providers = at.dataframe[0].value.set_index("provider")
+    assert providers.loc["neon", "state"] == "down" and providers.loc["supabase", "serving"]
+    assert not providers.loc["neon", "serving"] and providers.loc["neon", "primary"]
+    events = table(at, "kind")
+    assert {"outage", "alert fired", "failover"} <= set(events["kind"])
+    assert events[events["kind"] == "failover"]["subject"].tolist() == ["neon → supabase"]
+
+
+def test_all_down(seeded, page, now):
+    at = page(seeded(down={n: [(now - 30 * MIN, now)] for n in ALL}))
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Major outage: no provider answers"]
+    assert not at.success
+    assert all(metrics(at)[f"{n} status"] == "Down" for n in ALL)
+
+
+def test_backup_overdue(seeded, page):
+    at = page(seeded(backup_ages={"neon": timedelta(hours=30)}))
+    assert not at.exception
+    assert [w.value for w in at.warning] == [
+        "Degraded: backup of neon overdue (newest good backup 30 h old, target 24 h)"]
+    assert metrics(at)["RPO neon"] == "30 h"
+    assert any(c.value.startswith(":material/warning: overdue: newest good backup 30 h old") for c in at.caption)
+    backups = table(at, "file")
+    assert len(backups) == 3 and set(backups["verified"]) == {"yes (restore)"}
+    assert not backups["file"].str.contains("/").any(), "backups are named by file, never by path"
+
+
+def test_backup_target_from_the_environment(seeded, page):
+    at = page(seeded(backup_ages={"neon": timedelta(hours=30)}), MONITOR_BACKUP_MAX_AGE_HOURS="48")
+    assert [s.value for s in at.success] == ["All systems operational"]
+
+
+def test_stale_monitor_overrides_everything(seeded, page, now):
+    at = page(seeded(last_run_age=timedelta(minutes=25), down={n: [(now - 60 * MIN, now)] for n in ALL}))
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Status unknown: monitor last ran 25 min ago"]
+    assert not at.error and not at.success
+    assert at.caption[0].value.endswith("(25 min ago)")
+    assert at.caption[1].value.startswith("As the monitor saw them at "), "old states are labelled as old"
+
+
+def test_empty_store(tmp_path, page):
+    state = tmp_path / "empty"
+    with StateStore(state).connect():
+        pass
+    at = page(state)
+    assert not at.exception
+    assert [i.value for i in at.info] == ["No data yet: run `agent-factory monitor --once`"]
+    assert at.caption[0].value == "Last updated: never"
+    assert not at.metric and not charts(at)
+
+
+def test_missing_store(tmp_path, page):
+    at = page(tmp_path / "nowhere")
+    assert not at.exception
+    assert [i.value for i in at.info] == [f"No state store at {tmp_path / 'nowhere' / 'state.db'}"]
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_bad_setting_is_named(seeded, page):
+    at = page(seeded(), MONITOR_RETENTION_DAYS="a month")
+    assert not at.exception
+    assert at.error[0].value.startswith("Configuration error: MONITOR_RETENTION_DAYS")
+
+
+def test_charts_carry_alt_text_specs_and_data(seeded, page, now):
+    at = page(seeded(days=3, down={"railway": [(now - 90 * MIN, now - 60 * MIN)]}))
+    uptime, latency = charts(at)
+    [daily] = chart_data(uptime)
+    measured = int((daily[daily["provider"] == "neon"]["samples"] > 0).sum())
+    assert measured in (3, 4) and len(daily) == 90 and (daily["band"] == "no data").sum() == 90 - 3 * measured
+    assert uptime.proto.alt.startswith(f"Daily uptime over 30 days. neon: {measured} of 30 days with data")
+    assert f"railway: {measured} of 30 days with data, lowest" in uptime.proto.alt
+    spec = json.loads(uptime.proto.spec)
+    assert spec["mark"]["type"] == "rect" and spec["encoding"]["color"]["field"] == "band"
+    assert [t["title"] for t in spec["encoding"]["tooltip"]] == ["Provider", "Day", "Uptime", "Minutes down",
+                                                                 "Samples"]
+    railway_today = daily[(daily["provider"] == "railway") & (daily["day"] == f"{now:%Y-%m-%d}")]
+    assert railway_today["minutes_down"].tolist() == [30]
+    assert latency.proto.alt.startswith("Health-check latency over 24 h (each sample): neon median")
+    [series] = chart_data(latency)
+    assert set(series["provider"]) == set(ALL) and set(series["stat"]) == {"sample"}
+
+
+def test_latency_window_switches_to_hourly_percentiles(seeded, page):
+    at = page(seeded(days=8))
+    at.segmented_control(key="latency_window").set_value("7 d").run()
+    assert not at.exception
+    latency = charts(at)[1]
+    assert "over 7 d (hourly p50 and p95)" in latency.proto.alt
+    [series] = chart_data(latency)
+    assert set(series["stat"]) == {"p50", "p95"} and len(series) == 3 * 2 * series["time"].nunique()
+    assert "strokeDash" in json.loads(latency.proto.spec)["encoding"]
+
+
+def test_sync_lag_shown_per_backup(seeded, page, now):
+    state = seeded()
+    at = page(state)
+    assert metrics(at)["Sync lag supabase"] == "no sync recorded yet"
+    assert "No sync recorded yet." in [c.value for c in at.caption]
+    store = StateStore(state)
+    store.record_sync("neon", "supabase", ok=True, rows_copied=3, synced_through=now - 3 * MIN, lag_s=0.5)
+    store.record_sync("neon", "railway", ok=True, synced_through=now - 45 * MIN, lag_s=0.5)
+    st.cache_data.clear()  # the loader caches a state dir for 30 s
+    at = page(state)
+    m = metrics(at)
+    assert m["Sync lag supabase"] == "3 min" and m["Sync lag railway"] == "45 min"
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith(":material/check_circle: within the 10 min target; last sync from neon ") and c.endswith(", ok")
+               for c in captions)
+    assert any(c.startswith(":material/warning: over the 10 min target") for c in captions)
+
+
+def test_restore_shows_rto(seeded, page, now):
+    state = seeded()
+    BackupCatalog(StateStore(state)).record_restore(RestoreRecord(
+        "supabase", "/srv/backups/neon-x.dump", "neon", now - 10 * MIN, now - 9 * MIN, 61.5, "ok",
+        "/srv/backups/supabase-pre.dump", None))
+    at = page(state)
+    assert metrics(at)["Last restore RTO"] == "61.5 s"
+    assert any("supabase from neon-x.dump, ok" in c.value for c in at.caption)
+    assert "/srv/backups" not in everything(at)
+
+
+SECRETS = ["Sup3rS3cretPw", "hunter2", "AAH-botSecret", "R0UTINGKEY", "bodysecret"]
+
+
+def test_no_secret_reaches_the_page(seeded, page, now):
+    state = seeded(down={"neon": [(now - 30 * MIN, now)]},
+                   errors={"neon": "connection to postgresql://app:Sup3rS3cretPw@db.neon.tech/app refused"})
+    store = StateStore(state)
+    store.record_sync("neon", "railway", ok=False, error="password=hunter2 authentication failed")
+    with store.connect() as conn:
+        monitoring.enqueue_delivery(conn, now - 5 * MIN, alert_key="agent-factory/primary-down/neon",
+                                    event="trigger", severity="WARNING", channel="telegram", subject="s",
+                                    body="bodysecret")
+        conn.execute("UPDATE alert_deliveries SET last_error = 'POST https://api.telegram.org/bot42:AAH-botSecret"
+                     "/sendMessage failed; routing_key=R0UTINGKEY'")
+    BackupCatalog(StateStore(state)).record(BackupRecord(
+        provider="neon", path="/secret/dir/neon.dump", format="custom", status="failed", started_at=now - MIN,
+        error="pg_dump: password=hunter2 rejected", host="db.neon.tech:5432/app"))
+    at = page(state)
+    assert not at.exception
+    shown = everything(at)
+    assert "delivery failed" in shown and "pg_dump: password=*** rejected" in shown
+    for secret in SECRETS + ["/secret/dir"]:
+        assert secret not in shown
+
+
+def test_thirty_days_of_samples_render(seeded, page):
+    at = page(seeded(days=30))
+    assert not at.exception
+    assert metrics(at)["neon uptime 30 d"] == "100.00 %"
+    helps = {m.label: m.proto.help for m in at.metric}
+    assert all(helps[f"{n} uptime 30 d"] == "8640 samples; coverage 100 % of 30 d" for n in ALL)  # 25,920
+    [daily] = chart_data(charts(at)[0])
+    assert len(daily) == 90 and (daily["band"] == "no data").sum() == 0
+    assert len(chart_data(charts(at)[1])[0]) == 3 * 288

@@ -1,0 +1,95 @@
+"""The page in a real Streamlit server, driven by Playwright in Debian's system Chromium (no browser download).
+
+This catches what AppTest cannot: `streamlit run` does not put the working
+directory on sys.path, so the page works only with status_app installed; the
+charts must really draw; the page must settle (no running indicator left).
+Skips with a reason without Chromium or Playwright, unless
+AGENT_FACTORY_REQUIRE_BROWSER=1 (set by .ci/run), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agent_factory.state import StateStore
+
+from .seed import Seed, seed
+from .server import chromium_path, serve
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts"
+MIN = timedelta(minutes=1)
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("AGENT_FACTORY_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{what} (AGENT_FACTORY_REQUIRE_BROWSER=1: the browser test must run)")
+    pytest.skip(what)
+
+
+@pytest.fixture
+def browser():
+    """A headless system Chromium under Playwright."""
+    executable = chromium_path()
+    if executable is None:
+        _missing("no system Chromium: apt-get install chromium")
+    if importlib.util.find_spec("playwright") is None:
+        _missing("playwright is not installed: pip install playwright (no `playwright install` needed)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def settled(page, banner: str) -> None:
+    """Wait until the banner, every chart and the end of the run are there."""
+    page.get_by_text(banner).first.wait_for(timeout=60_000)
+    page.wait_for_selector("[data-testid=stVegaLiteChart]", timeout=60_000)
+    page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=60_000)
+
+
+def test_the_page_renders_in_chromium_accessibly(browser, tmp_path, now):
+    state = tmp_path / "state"
+    seed(state, Seed(now=now, days=30, down={"neon": [(now - 30 * MIN, now)]},
+                     backup_ages={"neon": timedelta(hours=3), "supabase": timedelta(hours=5)}))
+    store = StateStore(state)
+    store.record_failover("neon", "supabase", "connection refused")
+    store.record_sync("neon", "railway", ok=True, rows_copied=12, synced_through=now - 2 * MIN, lag_s=0.4)
+    with serve(state, tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 2000})
+        page.goto(url)
+        settled(page, "Degraded: primary neon is down, supabase serving")
+        assert page.locator("[data-testid=stException]").count() == 0
+        assert page.title() == "Agent Factory status"
+        assert page.locator("h1").count() == 1 and page.locator("h1").inner_text() == "Agent Factory status"
+        assert page.locator("html").get_attribute("lang") == "en"
+        charts = page.locator("[data-testid=stVegaLiteChart]")
+        labels = [charts.nth(i).get_attribute("aria-label") for i in range(charts.count())]
+        assert len(labels) == 2
+        assert labels[0].startswith("Daily uptime over 30 days. neon: 30 of 30 days with data")
+        assert labels[1].startswith("Health-check latency over 24 h (each sample): neon median")
+        assert page.locator("svg.marks").count() == 2, "both charts drew"
+        body = page.locator("body").inner_text()
+        for text in ("neon status", "Down", "supabase status", "RPO neon", "Sync lag railway", "Timeline"):
+            assert text in body
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "status-page.png"))
+        assert (ARTIFACTS / "status-page.png").stat().st_size > 20_000
+
+
+def test_the_page_says_when_there_is_no_store(browser, tmp_path):
+    with serve(tmp_path / "nowhere", tmp_path) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.get_by_text("No state store at").wait_for(timeout=60_000)
+        page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=60_000)
+        assert page.locator("[data-testid=stException]").count() == 0
+    assert not (tmp_path / "nowhere").exists()

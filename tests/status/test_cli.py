@@ -1,0 +1,67 @@
+"""`agent-factory status-page`: a real server from the CLI, argument errors, and the hint when Streamlit is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agent_factory.cli import main
+from agent_factory.cli.status_page import INSTALL_HINT, streamlit_command
+from agent_factory.errors import ConfigError
+
+from .seed import Seed, seed
+from .server import serve
+
+CLI = shutil.which("agent-factory", path=str(Path(sys.executable).parent))
+
+
+def test_status_page_serves_the_app_from_the_installed_package(tmp_path, now):
+    seed(tmp_path / "state", Seed(now=now))
+    command = [CLI or "agent-factory", "status-page", "--port", "{port}", "--state-dir", str(tmp_path / "state")]
+    with serve(tmp_path / "elsewhere-not-used", tmp_path, command=command) as url:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            html = answer.read().decode()
+    assert answer.status == 200 and "<html" in html
+
+
+def test_the_command_is_headless_local_and_quiet():
+    command = streamlit_command(8600, "127.0.0.1")
+    assert command[:4] == [sys.executable, "-m", "streamlit", "run"]
+    assert Path(command[4]).name == "app.py" and Path(command[4]).parent.name == "status_app"
+    options = dict(zip(command[5::2], command[6::2]))
+    assert options == {"--server.headless": "true", "--server.address": "127.0.0.1", "--server.port": "8600",
+                       "--browser.gatherUsageStats": "false", "--client.toolbarMode": "viewer",
+                       "--client.showErrorDetails": "type"}
+    config = (Path(command[4]).parent / ".streamlit" / "config.toml").read_text()
+    for line in ('headless = true', 'address = "127.0.0.1"', 'gatherUsageStats = false', 'toolbarMode = "viewer"',
+                 'showErrorDetails = "type"'):
+        assert line in config
+
+
+def test_a_missing_state_dir_and_a_bad_port_are_named(tmp_path, capsys):
+    assert main(["status-page", "--state-dir", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip() == f"configuration error: --state-dir {tmp_path / 'none'} is not a directory"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status-page", "--port", "99999"])
+    assert exit_info.value.code == 2 and "'99999' is not a port number" in capsys.readouterr().err
+
+
+def test_without_streamlit_it_says_how_to_install_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'agent-factory\[status\]'"):
+        streamlit_command(8501, "127.0.0.1")
+    assert "status" in INSTALL_HINT
+
+
+def test_the_library_never_imports_streamlit():
+    code = ("import sys, agent_factory, agent_factory.cli, agent_factory.ops.monitor, agent_factory.state;"
+            "agent_factory.cli.build_parser(); print('streamlit' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
