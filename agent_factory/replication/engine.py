@@ -42,10 +42,14 @@ from .result import SyncResult, TableResult
 from .tables import (
     TABLES,
     TableSpec,
+    batch_summary_sql,
     catalog_columns,
     copy_in_sql,
+    copy_into_table_sql,
     copy_out_sql,
+    copy_window_sql,
     create_stage_sql,
+    PLAN_SETTINGS,
     merge_sql,
     table_specs,
 )
@@ -305,16 +309,15 @@ class _Run:
             params = {"since": since, "after_id": after, "until": horizon.now}
             began = time.monotonic()
             try:
-                dst.execute(create_stage_sql(spec))
-                with src.cursor() as out_cur, dst.cursor() as in_cur:
-                    with out_cur.copy(copy_out, params) as out, in_cur.copy(copy_in_sql(spec)) as into:
-                        for data in out:
-                            into.write(data)
-                src.rollback()
-                row = self._bulk_insert(dst, spec, prev) if bulk else None
-                if row is None:
-                    bulk = False
-                    row = self._merge(dst, merge, prev, spec)
+                direct = self._copy_batch(src, dst, spec, params, batch_size) if bulk and not spec.parents else None
+                if direct is None and not spec.parents:
+                    bulk = False  # the table is no longer empty on the target (or this is no bulk load)
+                if direct is not None:
+                    row = direct
+                else:
+                    row = self._staged_batch(src, dst, spec, copy_out, params, merge, prev, bulk)
+                    bulk = bulk and row[-1] is not None
+                    row = row[:-1]
                 written, tombs, conflicts, read, last_ts, last_id, n_deferred, deferred_from, touched = row
                 if read == 0:
                     dst.rollback()
@@ -346,6 +349,58 @@ class _Run:
                          read, written)
             if read < batch_size:
                 return
+
+    def _staged_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec,
+                      copy_out: sql.Composable, params: dict, merge: sql.Composable, prev: datetime | None,
+                      bulk: bool) -> tuple:
+        """Stage the next batch on the target and merge it (bulk: plain insert); return its report.
+
+        The report's last item is True when the bulk insert was used, None when it fell back to the merge.
+        """
+        dst.execute(create_stage_sql(spec))
+        with src.cursor() as out_cur, dst.cursor() as in_cur:
+            with out_cur.copy(copy_out, params) as out, in_cur.copy(copy_in_sql(spec)) as into:
+                for data in out:
+                    into.write(data)
+        src.rollback()
+        row = self._bulk_insert(dst, spec, prev) if bulk else None
+        if row is not None:
+            return (*row, True)
+        return (*self._merge(dst, merge, prev, spec), None)
+
+    def _copy_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec, params: dict,
+                    batch_size: int) -> tuple | None:
+        """COPY the next batch from the source straight into the table on the target (bulk, no parents).
+
+        Leaves the target transaction open on success; returns None (target untouched) when a row is
+        there after all, and the caller stages the batch instead.
+        """
+        resume = params["after_id"] is not None
+        summary = src.execute(batch_summary_sql(spec, resume=resume, batch_size=batch_size), params).fetchone()
+        assert summary is not None
+        read, tombs, touched, last_ts, last_id = summary
+        if read == 0:
+            src.rollback()
+            return (0, 0, 0, 0, None, None, 0, None, [])
+        window = {**params, "last_ts": last_ts, "last_id": last_id}
+        dst.execute(PLAN_SETTINGS + "SAVEPOINT agent_factory_bulk")
+        try:
+            with src.cursor() as out_cur, dst.cursor() as in_cur:
+                with out_cur.copy(copy_window_sql(spec, resume=resume), window) as out, \
+                        in_cur.copy(copy_into_table_sql(spec)) as into:
+                    for data in out:
+                        into.write(data)
+                written = in_cur.rowcount
+            dst.execute("RELEASE SAVEPOINT agent_factory_bulk")
+        except psycopg.errors.UniqueViolation:
+            dst.execute("ROLLBACK TO SAVEPOINT agent_factory_bulk")
+            src.rollback()
+            logger.info("sync %s -> %s: %s is no longer empty on the target; merging row by row from here",
+                        self.source, self.target, spec.name)
+            return None
+        finally:
+            src.rollback()
+        return (written, tombs, 0, read, last_ts, last_id, 0, None, list(touched))
 
     def _bulk_insert(self, dst: psycopg.Connection, spec: TableSpec, prev: datetime | None) -> tuple | None:
         """Insert the batch with no conflict handling; return None (batch untouched) if a row was there after all."""

@@ -124,7 +124,49 @@ def copy_out_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.Compo
              limit=sql.Literal(batch_size))
 
 
+def _after_cursor(resume: bool) -> sql.Composable:
+    since = sql.SQL("coalesce(%(since)s::timestamptz, '-infinity')")
+    return (sql.SQL("(changed_at, id) > ({since}, %(after_id)s::uuid)") if resume
+            else sql.SQL("changed_at >= {since}")).format(since=since)
+
+
+def batch_summary_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.Composable:
+    """Return the source query that sizes the next bulk batch: rows, tombstones, session ids, last (changed_at, id).
+
+    Same parameters as `copy_out_sql`; the last changed_at is None for -infinity.
+    """
+    sessions = (sql.SQL("coalesce(array_agg(DISTINCT session_id), '{}')") if spec.touches_sessions
+                else sql.SQL("'{}'::text[]"))
+    return sql.SQL("""
+        SELECT count(*), count(*) FILTER (WHERE deleted_at IS NOT NULL), {sessions},
+               (array_agg(CASE WHEN isfinite(changed_at) THEN changed_at END ORDER BY changed_at DESC, id DESC))[1],
+               (array_agg(id ORDER BY changed_at DESC, id DESC))[1]
+        FROM (SELECT changed_at, id, deleted_at{session_col} FROM {table}
+              WHERE {start} AND changed_at < %(until)s::timestamptz
+              ORDER BY changed_at, id LIMIT {limit}) AS batch""").format(
+        sessions=sessions, session_col=sql.SQL(", session_id") if spec.touches_sessions else sql.SQL(""),
+        table=sql.Identifier(spec.name), start=_after_cursor(resume), limit=sql.Literal(batch_size))
+
+
+def copy_window_sql(spec: TableSpec, *, resume: bool) -> sql.Composable:
+    """Return the COPY of the data columns of the rows after the cursor up to (last_ts, last_id), inclusive."""
+    return sql.SQL(
+        "COPY (SELECT {cols} FROM {table} WHERE {start} AND changed_at < %(until)s::timestamptz "
+        "AND (changed_at, id) <= (coalesce(%(last_ts)s::timestamptz, '-infinity'), %(last_id)s::uuid) "
+        "ORDER BY changed_at, id) TO STDOUT (FORMAT binary)"
+    ).format(cols=_ident_list(spec.columns), table=sql.Identifier(spec.name), start=_after_cursor(resume))
+
+
+def copy_into_table_sql(spec: TableSpec) -> sql.Composable:
+    """Return the COPY straight into the table (a bulk batch into a table that was empty on the target)."""
+    return sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT binary)").format(
+        table=sql.Identifier(spec.name), cols=_ident_list(spec.columns))
+
+
 STAGE = "agent_factory_sync_stage"
+# Every batch transaction: the target's statistics lag behind a table a sync is filling, so joins
+# (the merge's, recompute_session's) must probe indexes, never hash or merge a scan of the whole table.
+PLAN_SETTINGS = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
 
 
 def create_stage_sql(spec: TableSpec) -> sql.Composable:
@@ -136,8 +178,7 @@ def create_stage_sql(spec: TableSpec) -> sql.Composable:
     (which made a 1M-row sync quadratic).
     """
     return sql.SQL(
-        "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
-        "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols}, changed_at AS src_changed_at FROM {table} "
+        PLAN_SETTINGS + "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols}, changed_at AS src_changed_at FROM {table} "
         "WITH NO DATA"
     ).format(stage=sql.Identifier(STAGE), cols=_ident_list(spec.columns), table=sql.Identifier(spec.name))
 

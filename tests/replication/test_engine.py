@@ -225,3 +225,19 @@ def atom_id(name):
     from agent_factory.memory.ids import atom_row_id
 
     return atom_row_id(name)
+
+
+@pytest.mark.parametrize("table", ["settings", "knowledge_atoms"])
+def test_changed_at_moves_on_a_change_and_not_on_a_rewrite_of_the_same_values(sdb, table):
+    values = ({"setting_key": "k", "setting_value": "v"} if table == "settings" else
+              {"atom_id": "a", "atom_type": "concept", "title": "t", "content": "c"})
+    row_id = write(sdb, "neon", table, **values)
+    with sdb.provider_connection("neon") as conn:
+        first = conn.execute(f"SELECT changed_at FROM {table} WHERE id = %s", (row_id,)).fetchone()[0]
+        conn.execute(f"UPDATE {table} SET updated_at = updated_at WHERE id = %s", (row_id,))
+        same = conn.execute(f"SELECT changed_at FROM {table} WHERE id = %s", (row_id,)).fetchone()[0]
+        conn.execute(f"UPDATE {table} SET updated_at = updated_at + interval '1 second' WHERE id = %s", (row_id,))
+        moved = conn.execute(f"SELECT changed_at FROM {table} WHERE id = %s", (row_id,)).fetchone()[0]
+        conn.commit()
+    assert same == first
+    assert moved > first
