@@ -8,7 +8,7 @@ from ..core import DatabaseManager
 from ..ops.sync import SyncReport, sync
 from ..replication import TableResult
 from ..state.store import StateStore
-from .output import EXIT_FAILED, EXIT_OK, Outcome, progress
+from .output import EXIT_FAILED, EXIT_OK, Outcome, progress, to_jsonable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +54,10 @@ def _sync(args: argparse.Namespace) -> Outcome:
         store = None if args.dry_run else StateStore(db.config.state_dir)
         report = sync(db, args.source, args.target, all_providers=args.all_providers, check=args.dry_run,
                       store=store, progress=table_done, wait_s=args.wait, full=args.full)
-    return Outcome(EXIT_OK if report.ok else EXIT_FAILED, _text(report), report)
+    data = {**to_jsonable(report), "ok": report.ok, "rows_copied": report.rows_copied,
+            "conflicts_resolved": report.conflicts_resolved, "tombstones_applied": report.tombstones_applied,
+            "max_lag_s": report.max_lag_s, "summary": report.summary()}
+    return Outcome(EXIT_OK if report.ok else EXIT_FAILED, _text(report), data)
 
 
 def _text(report: SyncReport) -> str:

@@ -50,7 +50,8 @@ def test_cli_all_json_converges_and_reports_totals(cli_env, clean, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload["ok"] is True
     result = payload["result"]
-    assert result["hub"] == "neon"
+    assert result["hub"] == "neon" and result["ok"] is True
+    assert result["rows_copied"] == sum(p["rows_copied"] for p in result["pairs"]) > 0
     assert [(p["source"], p["target"]) for p in result["pairs"]] == [
         ("supabase", "neon"), ("railway", "neon"), ("neon", "supabase"), ("neon", "railway")]
     assert sum(p["tombstones_applied"] for p in result["pairs"]) == 2  # railway -> neon, then neon -> supabase
