@@ -150,6 +150,23 @@ class AlertError(AgentFactoryError):
     """An alert could not be delivered through a channel."""
 
 
+# --- replication (sync between providers) -----------------------------------
+
+
+class SyncError(DatabaseError):
+    """A sync (the merge of one provider's changes into another) failed."""
+
+
+class SyncBusyError(SyncError):
+    """Another sync into the same target holds that target's sync lock."""
+
+    def __init__(self, target: str, holder: str) -> None:
+        super().__init__(f"provider {target} is busy: another sync into it is running ({holder}); "
+                         "try again when it ends")
+        self.target = target
+        self.holder = holder
+
+
 # --- state store -------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from ..errors import (
     ManagerClosedError,
     ProviderUnavailableError,
     QueryError,
+    SyncError,
 )
 from ..state.store import StateStore
 from .provider import HealthResult, Provider, ProviderFailure, RetrySameProvider, rollback_quietly
@@ -51,6 +52,7 @@ FetchMode = Literal["all", "one", "none"]
 
 _READ_ONLY = re.compile(r"^\s*(select|show|explain|values|table)\b", re.IGNORECASE)
 _RETRIES_ON_SAME_PROVIDER = 3
+_FAILBACK_SYNC_WAIT = 30.0  # seconds the fail-back waits for another sync into the primary to finish
 
 
 class DatabaseManager:
@@ -486,10 +488,16 @@ class DatabaseManager:
 
 
 def _merge_into_primary(manager: DatabaseManager, backup: str, primary: str) -> int:
-    """Merge what was written on `backup` into `primary` (the default fail-back sync)."""
+    """Merge what was written on `backup` into `primary` (the default fail-back sync); return the rows merged.
+
+    Raises `SyncError` (or its `SyncBusyError`) when the merge did not complete.
+    """
     from ..replication import sync_pair  # the merge engine builds on this module
 
-    return sync_pair(manager, backup, primary).rows_copied
+    result = sync_pair(manager, backup, primary, wait_s=_FAILBACK_SYNC_WAIT)
+    if not result.ok:
+        raise SyncError(result.error or f"merging {backup} into {primary} did not complete")
+    return result.rows_copied
 
 
 _default: DatabaseManager | None = None

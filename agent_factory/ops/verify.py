@@ -1,14 +1,16 @@
 """Verify a deployment the way the runbook's `verify_memory_deployment.py` does.
 
-Six tests, each a titled group of `[STATUS] detail` lines:
+Seven tests, each a titled group of `[STATUS] detail` lines:
 
 1. imports; 2. DatabaseManager and its primary/failover settings; 3. health of
 each provider with latency, and whether at least one is healthy; 4. a storage
 round trip on a scratch session that is deleted afterwards; 5. the knowledge
-atom count; 6. schema version and drift across providers.
+atom count; 6. schema version and drift across providers; 7. each backup's lag
+behind the primary, as the last warm-backup sync recorded it (FAIL past
+SYNC_MAX_LAG_MINUTES).
 
 The system *can serve* (`VerifyReport.ok`) when at least one provider is
-healthy and the storage round trip passed. Schema drift and providers that are
+healthy and the storage round trip passed. Schema drift, lagging backups and providers that are
 down are reported as FAIL/DOWN lines but do not by themselves make `ok` False:
 failover keeps the system serving, and `agent-factory schema verify` is the
 stricter check.
@@ -102,6 +104,7 @@ def verify(db: DatabaseManager | None = None) -> VerifyReport:
         run.round_trip(db)
         run.knowledge(db)
         run.schema(db)
+        run.sync_lag(db)
     return run.report()
 
 
@@ -240,6 +243,39 @@ class _Run:
             test.add(OK, f"No schema drift across {len(drift.versions)} provider(s)")
         elif drift.differences:
             test.add(FAIL, drift.summary)
+
+    # ---- TEST 7 ---------------------------------------------------------------
+
+    def sync_lag(self, db: DatabaseManager) -> None:
+        test = self.test("Checking warm backups (sync lag)")
+        try:
+            from ..state.store import StateStore, utcnow
+            from .alerts.config import settings_from_env
+            from .sync import backup_lags
+
+            limit = settings_from_env().sync_max_lag
+            lags = backup_lags(db, StateStore(db.config.state_dir))
+        except Exception as exc:  # boundary of one check
+            test.add(FAIL, self.clean(f"Sync lag unreadable: {type(exc).__name__}: {exc}"))
+            return
+        now = utcnow()
+        for lag in lags:
+            seconds = lag.lag_s(now)
+            if seconds is None:
+                test.add(INFO, self.clean(
+                    f"{lag.backup}: no successful sync from {lag.source} on record"
+                    + (f" (last error: {lag.error})" if lag.error else "")
+                    + f"; run `agent-factory sync --from {lag.source} --to {lag.backup}`"))
+                continue
+            line = f"{lag.backup}: {seconds / 60:.1f} min behind {lag.source}"
+            if lag.last_ok is False and lag.error:
+                line += f"; last sync failed: {lag.error}"
+            over = limit is not None and seconds > limit.total_seconds()
+            if over:
+                line += f" (limit {limit.total_seconds() / 60:g} min)"  # type: ignore[union-attr]
+            test.add(FAIL if over else OK, self.clean(line))
+        if not lags:
+            test.add(INFO, "No backup provider configured")
 
     # ---- result ---------------------------------------------------------------
 

@@ -56,9 +56,15 @@ def merge(db, source: str, target: str) -> None:
 
 
 def table_rows(db, provider: str) -> dict[str, list[tuple]]:
+    """Every row of the memory tables, all columns but `changed_at` (local to each database, migration 0003)."""
     with db.provider_connection(provider) as conn:
-        found = {table: conn.execute(sql.SQL("SELECT * FROM {} ORDER BY id").format(sql.Identifier(table))).fetchall()
-                 for table in MEMORY_TABLES}
+        found = {}
+        for table in MEMORY_TABLES:
+            cols = [r[0] for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped AND attname <> 'changed_at' ORDER BY attnum", (table,))]
+            found[table] = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY id").format(
+                sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Identifier(table))).fetchall()
         conn.rollback()
     return found
 

@@ -13,7 +13,9 @@ Monitor settings: ALERT_FIRE_AFTER (2 failing runs), ALERT_RESOLVE_AFTER (2 good
 runs), ALERT_REMINDER_MINUTES (60; 0 = no reminders), ALERT_DELIVERY_TIMEOUT (10 s),
 ALERT_DELIVERY_MAX_AGE_HOURS (24: undelivered notifications older than this are
 dropped), MONITOR_BACKUP_MAX_AGE_HOURS (24; 0 turns the backup rule off),
-MONITOR_RETENTION_DAYS (30).
+MONITOR_RETENTION_DAYS (30), MONITOR_SYNC_BACKUPS (true: each run syncs the primary
+into each backup), SYNC_MAX_LAG_MINUTES (10: WARNING when a backup is further
+behind the primary; 0 turns the lag rule off).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class MonitorSettings:
     delivery_max_age: timedelta = timedelta(hours=24)
     backup_max_age: timedelta | None = timedelta(hours=24)
     retention: timedelta = timedelta(days=30)
+    sync_backups: bool = True
+    sync_max_lag: timedelta | None = timedelta(minutes=10)
 
 
 def env_values(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> dict[str, str]:
@@ -55,6 +59,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, env_file: str | Path
     values = env_values(env, env_file)
     reminder = env_float(values, "ALERT_REMINDER_MINUTES", 60, minimum=0, unit="minutes")
     backup_age = env_float(values, "MONITOR_BACKUP_MAX_AGE_HOURS", 24, minimum=0, unit="hours")
+    max_lag = env_float(values, "SYNC_MAX_LAG_MINUTES", 10, minimum=0, unit="minutes")
     return MonitorSettings(
         fire_after=env_int(values, "ALERT_FIRE_AFTER", 2, minimum=1),
         resolve_after=env_int(values, "ALERT_RESOLVE_AFTER", 2, minimum=1),
@@ -64,6 +69,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, env_file: str | Path
                                                    unit="hours")),
         backup_max_age=timedelta(hours=backup_age) if backup_age > 0 else None,
         retention=timedelta(days=env_float(values, "MONITOR_RETENTION_DAYS", 30, minimum=0.01, unit="days")),
+        sync_backups=env_bool(values, "MONITOR_SYNC_BACKUPS", True),
+        sync_max_lag=timedelta(minutes=max_lag) if max_lag > 0 else None,
     )
 
 

@@ -33,18 +33,21 @@ ALL_DOWN = "all-down"
 PRIMARY_DOWN = "primary-down"
 PROVIDER_DOWN = "provider-down"
 BACKUP_OVERDUE = "backup-overdue"
+SYNC_LAG = "sync-lag"
 
 _TITLES = {
     ALL_DOWN: "all database providers are down",
     PRIMARY_DOWN: "primary provider {subject} is down (failover active)",
     PROVIDER_DOWN: "backup provider {subject} is down",
     BACKUP_OVERDUE: "backup of {subject} failed or is overdue",
+    SYNC_LAG: "backup provider {subject} is behind the primary (warm-backup sync lagging)",
 }
 _RECOVERED = {
     ALL_DOWN: "database providers are serving again",
     PRIMARY_DOWN: "primary provider {subject} recovered",
     PROVIDER_DOWN: "backup provider {subject} recovered",
     BACKUP_OVERDUE: "backups of {subject} are current again",
+    SYNC_LAG: "backup provider {subject} caught up with the primary",
 }
 
 

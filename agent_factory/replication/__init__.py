@@ -1,0 +1,11 @@
+"""Merge providers: `sync_pair` copies the rows one provider changed into another (see docs/CONTINUITY.md).
+
+Library layer: imports `agent_factory.core` and the schema, never ops or the CLI.
+"""
+
+from .engine import DEFAULT_BATCH_SIZE, DEFAULT_MARGIN_S, SyncSettings, sync_pair
+from .result import SyncResult, TableResult
+from .tables import TABLES
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_MARGIN_S", "TABLES", "SyncResult", "SyncSettings", "TableResult",
+           "sync_pair"]
