@@ -1,7 +1,9 @@
-"""The README's main job: save and load a session, kill the primary, watch failover and fail-back.
+"""The README's main job: save a session, warm the backup, kill the primary, fail over and back, lose nothing.
 
 Run by `make demo` after `agent-factory local up`; uses the local providers
-under `var/local` and the `.env` that `local up` wrote.
+under `var/local` and the `.env` that `local up` wrote. If the primary is
+already down (an operator's `agent-factory local kill neon`), the demo shows
+the failover and leaves the primary down.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .core import DatabaseManager
 from .errors import AgentFactoryError
 from .local import LocalProviders
 from .memory import PostgresMemoryStorage, Session
+from .replication import sync_pair
 from .state import StateStore
 
 
@@ -24,41 +27,54 @@ def run(local_dir: str = "var/local") -> None:
     local = LocalProviders(local_dir)
     # Short health TTL so fail-back shows within seconds (production default: 60 s).
     config = dataclasses.replace(load_config(), health_ttl=1.0, failback_checks=3)
+    primary = config.primary
+    backup = next(name for name in config.failover_order if name != primary)
+    primary_was_up = local.pid(primary) is not None
     with DatabaseManager(config) as db:
         storage = PostgresMemoryStorage(db)
-        print(f"[1] providers: {db.health_check_all()}  primary: {db.primary_provider}")
+        print(f"[1] providers: {db.health_check_all()}  primary: {primary}")
 
         session = Session(user_id="demo-user", metadata={"topic": "failover demo"})
         session.add_message("user", "Remember that the pump P-101 trips at 80 C.")
         session.add_message("assistant", "Noted: P-101 trips at 80 C.")
         storage.save_session(session)
         storage.save_session(session)  # idempotent: saving twice duplicates nothing
-        loaded = storage.load_session(session.session_id)
-        assert loaded is not None
-        print(f"[2] saved and loaded session {session.session_id} on {db.active_provider}: "
-              f"{len(loaded.messages)} messages")
+        print(f"[2] saved session {session.session_id} on {db.active_provider}: "
+              f"{len(storage.load_session(session.session_id).messages)} messages")  # type: ignore[union-attr]
 
-        local.kill(db.primary_provider)
+        if primary_was_up:
+            warm = sync_pair(db, primary, backup)  # what `agent-factory monitor` does every run
+            print(f"[3] warmed the backup: {warm.summary()}")
+            local.kill(primary)
+            print(f"[4] SIGKILLed the primary ({primary})")
+        else:
+            print(f"[3] the primary ({primary}) is already down: the demo leaves it down")
         killed_at = time.perf_counter()
-        print(f"[3] SIGKILLed the primary ({db.primary_provider})")
-        # The backups hold no copy of neon's rows (no replication between
-        # providers), so write the whole session: save_session is an upsert.
-        session.add_message("user", "Still there?")
-        storage.save_session(session)
+        storage.append_messages(session.session_id, [{"role": "user", "content": "Still there?"}])
         elapsed_ms = (time.perf_counter() - killed_at) * 1000
-        print(f"[4] next write succeeded on {db.active_provider} {elapsed_ms:.0f} ms after the kill")
+        print(f"[5] appended on {db.active_provider} {elapsed_ms:.0f} ms later; "
+              f"the session holds {len(storage.load_session(session.session_id).messages)} messages")  # type: ignore[union-attr]
+        time.sleep(0.2)  # the failover event is recorded off the request thread
         events = StateStore(config.state_dir).failovers()
         if events:
             last = events[-1]
-            print(f"[5] recorded: {last.at:%H:%M:%S} {last.from_provider} -> {last.to_provider} ({last.reason})")
+            print(f"[6] recorded: {last.at:%H:%M:%S} {last.from_provider} -> {last.to_provider} ({last.reason})")
+        if not primary_was_up:
+            return
 
-        local.start(config.primary)
-        print(f"[6] restarted {config.primary}; failing back after {config.failback_checks} passing checks...")
+        local.start(primary)
+        print(f"[7] restarted {primary}; failing back after {config.failback_checks} passing checks "
+              "and a merge of what the backup took ...")
         deadline = time.monotonic() + 30
-        while db.active_provider != config.primary and time.monotonic() < deadline:
+        while db.active_provider != primary and time.monotonic() < deadline:
             time.sleep(0.2)
-        print(f"[7] serving from {db.active_provider}")
-        storage.delete_session(session.session_id)
+        print(f"[8] serving from {db.active_provider}")
+
+    with DatabaseManager(config) as fresh:  # a new process would see this
+        loaded = PostgresMemoryStorage(fresh).load_session(session.session_id)
+        count = len(loaded.messages) if loaded else 0
+        print(f"[9] a fresh manager on {fresh.active_provider} loads the session with {count} messages")
+        PostgresMemoryStorage(fresh).delete_session(session.session_id)
 
 
 def main() -> int:

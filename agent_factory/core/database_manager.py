@@ -80,6 +80,9 @@ class DatabaseManager:
         self._watcher: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-factory-events")
+        self._traffic = threading.Condition(self._lock)  # admits requests; a fail-back pauses them
+        self._requests = 0  # requests running now, on any provider
+        self._paused = False
         self._failback_sync = failback_sync if failback_sync is not None else _merge_into_primary
 
     def __repr__(self) -> str:
@@ -259,16 +262,35 @@ class DatabaseManager:
         return self._run(work, idempotent=idempotent, autocommit=True)
 
     def _run(self, work: Callable[[psycopg.Connection], T], *, idempotent: bool, autocommit: bool) -> T:
-        return self._serve(lambda provider: self._run_with_retries(provider, work, autocommit, idempotent),
-                           idempotent=idempotent)
+        with self._request() as started_on:
+            return self._serve(started_on, lambda p: self._run_with_retries(p, work, autocommit, idempotent),
+                               idempotent=idempotent)
 
-    def _serve(self, attempt: Callable[[Provider], T], *, idempotent: bool) -> T:
-        """Call `attempt(provider)` on the active provider, then on the next ones while providers are down."""
+    @contextmanager
+    def _request(self) -> Iterator[str]:
+        """Admit one request and count it while it runs; yield the provider it starts on.
+
+        While a fail-back does its final merge, new requests wait here, so no
+        write reaches the backup after that merge.
+        """
         self._ensure_open()
+        with self._traffic:
+            while self._paused:
+                self._traffic.wait()
+            self._requests += 1
+            started_on = self._active
+        try:
+            yield started_on
+        finally:
+            with self._traffic:
+                self._requests -= 1
+                if not self._requests:
+                    self._traffic.notify_all()
+
+    def _serve(self, started_on: str, attempt: Callable[[Provider], T], *, idempotent: bool) -> T:
+        """Call `attempt(provider)` on `started_on`, then on the next providers while providers are down."""
         errors: dict[str, str] = {}
-        started_on: str | None = None
-        for provider in self._candidates():
-            started_on = started_on or provider.name
+        for provider in self._candidates(started_on):
             try:
                 result = attempt(provider)
             except ProviderFailure as failure:
@@ -304,12 +326,9 @@ class DatabaseManager:
         probed and marked down only if the probe fails too.
         Use `run_in_transaction` for work that should be replayed on failover.
         """
-        with ExitStack() as stack:
-            def attempt(p: Provider) -> tuple[Provider, psycopg.Connection]:
-                stack.enter_context(p.in_flight())
-                return p, stack.enter_context(p.checked_connection())
-
-            provider, conn = self._serve(attempt, idempotent=True)
+        with self._request() as started_on, ExitStack() as stack:
+            provider, conn = self._serve(started_on, lambda p: (p, stack.enter_context(p.checked_connection())),
+                                         idempotent=True)
             phase = "work"
             try:
                 with conn.cursor() as cur:
@@ -366,10 +385,10 @@ class DatabaseManager:
                 f"unknown provider {name!r}; configured providers: {', '.join(self.failover_order)}"
             ) from None
 
-    def _candidates(self) -> Iterator[Provider]:
-        """Yield the active provider, then (only if asked: the hot path stops at the first)
+    def _candidates(self, first: str) -> Iterator[Provider]:
+        """Yield `first` (the active provider), then (only if asked: the hot path stops at the first)
         the others in failover order from the primary, those known down last."""
-        active = self._providers[self._active]
+        active = self._providers[first]
         yield active
         if not self.failover_enabled:
             return
@@ -384,8 +403,7 @@ class DatabaseManager:
                           idempotent: bool) -> T:
         for attempt in range(_RETRIES_ON_SAME_PROVIDER + 1):
             try:
-                with provider.in_flight():
-                    return provider.run(work, autocommit=autocommit, idempotent=idempotent)
+                return provider.run(work, autocommit=autocommit, idempotent=idempotent)
             except RetrySameProvider:
                 if attempt == _RETRIES_ON_SAME_PROVIDER:
                     raise QueryError(
@@ -451,31 +469,38 @@ class DatabaseManager:
                         self._start_failback_watcher()  # a failover raced with this watcher's exit
 
     def _fail_back(self, backup: str, primary: str) -> bool:
-        """Merge `backup`'s writes into `primary`, switch, merge once more; return whether traffic moved."""
+        """Merge `backup`'s writes into `primary`, pause traffic, merge the rest, switch; return whether it moved.
+
+        The first merge runs beside live traffic; the second, usually small,
+        runs while new requests wait and none runs, so every write acknowledged
+        on the backup is on the primary before the first request goes there.
+        """
         try:
             moved = self._failback_sync(self, backup, primary)
+            with self._traffic:
+                if self._active != backup or self._primary != primary:
+                    return self._active == self._primary
+                self._paused = True
+            try:
+                drain = self.config.pool_timeout + _FAILBACK_SYNC_WAIT
+                with self._traffic:
+                    if not self._traffic.wait_for(lambda: not self._requests or self._closed.is_set(), drain):
+                        raise SyncError(f"requests still ran on {backup} after {drain:.0f} s")
+                moved += self._failback_sync(self, backup, primary)
+                with self._traffic:
+                    self._active = primary
+            finally:
+                with self._traffic:
+                    self._paused = False
+                    self._traffic.notify_all()
         except Exception as exc:  # the sync's own errors name the table and provider
             reason = f"fail-back to {primary} postponed: merging the writes made on {backup} failed: {exc}"
             logger.warning("%s", reason)
             self._record(backup, backup, reason)
             self._providers[primary].consecutive_ok = 0
             return False
-        with self._lock:
-            if self._active != backup or self._primary != primary:
-                return self._active == self._primary
-            self._active = primary
         self._announce(backup, primary, f"primary passed {self.config.failback_checks} consecutive health "
                                         f"checks; merged {moved} rows written on {backup} during the failover")
-        try:  # writes that were in flight on the backup while traffic moved
-            if not self._providers[backup].wait_idle(self.config.pool_timeout + 30):
-                logger.warning("requests still run on provider %s after fail-back; merging what is there", backup)
-            late = self._failback_sync(self, backup, primary)
-            if late:
-                logger.info("merged %d late rows from provider %s into provider %s after fail-back",
-                            late, backup, primary)
-        except Exception as exc:
-            logger.warning("merging late writes from provider %s into provider %s after fail-back failed: %s; "
-                           "run `agent-factory sync --from %s --to %s`", backup, primary, exc, backup, primary)
         return True
 
     def _pool_executor(self) -> ThreadPoolExecutor:

@@ -94,8 +94,6 @@ class Provider:
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._checking = threading.Lock()
-        self._in_flight = 0
-        self._idle = threading.Condition()
         self.healthy: bool | None = None
         self.last_error: str | None = None
         self.last_checked: datetime | None = None
@@ -214,24 +212,6 @@ class Provider:
         return pool.get_stats()
 
     # ---- work -----------------------------------------------------------------
-
-    @contextmanager
-    def in_flight(self) -> Iterator[None]:
-        """Count a request as running on this provider for its whole duration (see `wait_idle`)."""
-        with self._idle:
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._in_flight -= 1
-                if not self._in_flight:
-                    self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no request runs on this provider; return False if some still run after `timeout` s."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._in_flight, timeout=timeout)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
