@@ -16,7 +16,7 @@ from ..errors import AgentFactoryError, ConfigError
 from .output import EXIT_FAILED, EXIT_USAGE, Outcome, emit
 
 # Each module defines `register(subparsers)` and sets `handler=` on its parsers.
-COMMAND_MODULES = ["local", "verify", "schema", "backup", "monitor"]
+COMMAND_MODULES = ["local", "verify", "schema", "backup", "monitor", "primary"]
 
 
 def build_parser() -> argparse.ArgumentParser:
