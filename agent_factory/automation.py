@@ -101,8 +101,8 @@ def module_config(module: ModuleLike) -> Config:
         values = read_env({**os.environ, **overrides}, env_file if env_file.is_file() else None)
     except OSError as exc:
         raise ConfigError(f"cannot read env file {env_file.absolute()}: {exc.strerror}") from None
-    for url in values.values():
-        if "://" in url:
+    for key, url in values.items():
+        if key.endswith("_DB_URL") and url.strip():
             _hide_password(module, url)
     config = load_config(values, env_file=None)
     for name in urls:
