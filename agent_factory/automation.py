@@ -28,6 +28,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from psycopg.conninfo import conninfo_to_dict
+
 from .config import Config, load_config, read_env
 from .core import DatabaseManager
 from .errors import ConfigError
@@ -117,8 +119,6 @@ def module_config(module: ModuleLike) -> Config:
 
 def _hide_password(module: ModuleLike, url: str) -> None:
     try:
-        from psycopg.conninfo import conninfo_to_dict
-
         password = conninfo_to_dict(url).get("password")
     except Exception:  # a malformed URL: load_config names it; the raw value is hidden instead
         module.no_log_values.add(url)
