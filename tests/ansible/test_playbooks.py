@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,14 @@ def test_check_mode_of_every_runbook_playbook_changes_nothing(playbook, project:
     assert sorted(p.name for p in project.backups.iterdir()) == files
     assert project.env_file.read_text() == env_before
     assert _counts(db) == (40, 7)
+
+
+def test_interpreter_without_the_package_is_named(playbook, project: Project, tmp_path: Path):
+    """A host Python without agent-factory (interpreter discovery's pick): the task says which Python lacks it."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    python = bare / "bin" / "python"
+    proc = playbook("health_check", ansible_python_interpreter=str(python))
+    assert proc.returncode != 0
+    assert "Failed to import the required Python library (agent-factory)" in proc.stdout
+    assert f"Python {python}." in proc.stdout
