@@ -246,3 +246,18 @@ def test_interpreter_without_the_package_is_named(playbook, project: Project, tm
     assert proc.returncode != 0
     assert "Failed to import the required Python library (agent-factory)" in proc.stdout
     assert f"Python {python}." in proc.stdout
+
+
+def test_install_playbooks_check_mode_write_nothing(playbook, project: Project, tmp_path: Path):
+    install_dir = tmp_path / "opt-agent-factory"
+    cron = [Path("/etc/cron.d/agent-factory-backup"), Path("/etc/cron.d/agent-factory-health-monitor")]
+    existed = [p.exists() for p in cron]
+    # install.yml finds the host's Python itself (auto_silent); here it is told which, as on a host whose
+    # discovery picks a broken shim.
+    out = _ok(playbook("install", "--check", ansible_python_interpreter=sys._base_executable,
+                       agent_factory_install_dir=str(install_dir), agent_factory_install_client_tools=False))
+    assert "Install the agent-factory package" in out and not install_dir.exists()
+    out = _ok(playbook("install_schedules", "--check", memory_backup_project_dir=str(install_dir),
+                       health_monitor_project_dir=str(install_dir), status_page_project_dir=str(install_dir)))
+    assert "Schedule the daily backup of every provider" in out
+    assert [p.exists() for p in cron] == existed and not install_dir.exists()
