@@ -26,7 +26,7 @@ options:
     description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
     type: dict
   provider:
-    description: Only this provider's backups. Default is every provider.
+    description: Only this provider's backups, or C(all). Default is every provider.
     type: str
   backup_dir:
     description: Directory whose manifests are adopted into the catalog, relative to I(project_dir).
@@ -108,7 +108,7 @@ def main():
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
     result = dict(changed=False, backups=[], newest={}, primary=None)
-    name = module.params["provider"]
+    name = None if module.params["provider"] in (None, "all") else module.params["provider"]
     try:
         config = module_config(module)
         names = [config.provider(name).name] if name else list(config.providers)

@@ -33,7 +33,7 @@ options:
     description: Keep backups younger than this many days.
     type: float
   provider:
-    description: Only this provider's backups. Default is every provider.
+    description: Only this provider's backups, or C(all). Default is every provider.
     type: str
   backup_dir:
     description: Directory whose manifests are considered too, relative to I(project_dir).
@@ -110,12 +110,13 @@ def main():
         module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
     result = dict(changed=False, deleted=[], kept=[], actions=[])
     params = module.params
+    name = None if params["provider"] in (None, "all") else params["provider"]
     try:
         config = module_config(module)
-        if params["provider"]:
-            config.provider(params["provider"])
+        if name:
+            config.provider(name)
         pruned = prune_backups(StateStore(config.state_dir), keep=params["keep"], max_age_days=params["max_age_days"],
-                               provider=params["provider"], backup_dir=params["backup_dir"], check=module.check_mode)
+                               provider=name, backup_dir=params["backup_dir"], check=module.check_mode)
     except AgentFactoryError as exc:
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values

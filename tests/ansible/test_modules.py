@@ -75,7 +75,7 @@ def test_backup_all_with_one_provider_killed_fails_naming_it_but_keeps_the_other
 def test_info_verify_prune(module, project: Project, db: DatabaseManager):
     for _ in range(3):
         assert module("memory_backup", provider="neon").rc == 0
-    info = module("memory_backup_info")
+    info = module("memory_backup_info", provider="all")
     assert info.rc == 0 and info.result["changed"] is False
     assert len(info.result["backups"]) == 3 and info.result["primary"] == "neon"
     newest = info.result["newest"]["neon"]
@@ -88,7 +88,7 @@ def test_info_verify_prune(module, project: Project, db: DatabaseManager):
     assert deep.rc == 0 and deep.result["changed"] is False
     assert deep.result["verification"]["scratch_database"].startswith("af_verify_")
 
-    plan = module("memory_backup_prune", check_mode=True, keep=1)
+    plan = module("memory_backup_prune", check_mode=True, keep=1, provider="all")
     assert plan.result["changed"] is True and len(plan.result["deleted"]) == 2 and len(_files(project)) == 6
     pruned = module("memory_backup_prune", keep=1)
     assert pruned.result["changed"] is True and len(_files(project)) == 2
