@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from enum import Enum
-from pathlib import Path
 from typing import Any
+
+from ..automation import to_jsonable
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Outcome", "emit", "progress", "to_jsonable"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -21,23 +21,6 @@ class Outcome:
     code: int
     text: str
     data: Any = field(default=None)
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert dataclasses, paths, datetimes and enums into JSON-ready values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    return value
 
 
 def emit(outcome: Outcome, as_json: bool) -> int:

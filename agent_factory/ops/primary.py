@@ -1,0 +1,119 @@
+"""Switch the primary provider: the runbook's procedure 2, as one checked step.
+
+`switch_primary` runs a forced health check of the new primary (unless told
+not to), then rewrites `DATABASE_PROVIDER=` in the env file atomically (temp
+file, rename), mode 0600, keeping every other line. The next process that
+loads the configuration uses the new primary; a running application must be
+restarted (runbook step 3). Check mode does the same checks and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import load_config
+from ..core import DatabaseManager
+from ..errors import ConfigError, ProviderUnavailableError
+
+logger = logging.getLogger(__name__)
+
+VARIABLE = "DATABASE_PROVIDER"
+
+
+@dataclass
+class PrimarySwitchResult:
+    """The outcome (or, in check mode, the plan) of switching the primary provider."""
+
+    previous: str
+    current: str
+    changed: bool
+    healthy: bool | None  # None: the health check was skipped
+    env_file: Path
+    check: bool = False
+
+    @property
+    def line_before(self) -> str:
+        """The env file's line before the switch."""
+        return f"{VARIABLE}={self.previous}\n"
+
+    @property
+    def line_after(self) -> str:
+        """The env file's line after the switch (or, in check mode, as it would be)."""
+        return f"{VARIABLE}={self.current}\n"
+
+
+def switch_primary(
+    env_file: str | Path,
+    provider: str,
+    *,
+    check: bool,
+    require_healthy: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> PrimarySwitchResult:
+    """Make `provider` the primary in `env_file`, after a forced health check of it.
+
+    `env` (default `os.environ`) is layered over `env_file` to find the providers,
+    as `load_config` does. Raises `ConfigError` when the file does not exist, the
+    provider is not configured, or DATABASE_PROVIDER is set in `env` (it would
+    override the file); `ProviderUnavailableError` when `require_healthy` and the
+    provider fails its health check (within DATABASE_CONNECT_TIMEOUT). Nothing is
+    written when it raises or with `check=True`.
+    """
+    path = Path(env_file)
+    if not path.is_file():
+        raise ConfigError(f"env file {path.absolute()} does not exist; the primary is set there ({VARIABLE}=)")
+    environment = os.environ if env is None else env
+    if (environment.get(VARIABLE) or "").strip():
+        raise ConfigError(f"{VARIABLE} is set in the environment, which overrides {path}; unset it first")
+    config = load_config(environment, path)
+    name = provider.strip().lower()
+    config.provider(name)  # raises ConfigError naming the configured providers
+    previous = config.primary
+    healthy: bool | None = None
+    if require_healthy:
+        with DatabaseManager(config) as db:
+            health = db.health_details(force=True)[name]
+        healthy = health.healthy
+        if not healthy:
+            raise ProviderUnavailableError(
+                name, f"{health.error or 'health check failed'}; not switching the primary to it "
+                      f"({previous} stays primary)")
+    result = PrimarySwitchResult(previous, name, previous != name, healthy, path.absolute(), check)
+    if result.changed and not check:
+        _set_variable(path, name)
+        logger.info("primary provider switched from %s to %s in %s", previous, name, path)
+    return result
+
+
+def _set_variable(path: Path, value: str) -> None:
+    """Set DATABASE_PROVIDER in a dotenv file, keeping its other lines; atomic, mode 0600."""
+    lines = path.read_text().splitlines()
+    out, done = [], False
+    for line in lines:
+        key = line.split("=", 1)[0].strip()
+        if key.startswith("export "):
+            key = key[len("export "):].strip()
+        if key == VARIABLE and not line.lstrip().startswith("#"):
+            if not done:
+                out.append(f"{VARIABLE}={value}")
+                done = True
+            continue  # a repeated line would override ours
+        out.append(line)
+    if not done:
+        out.append(f"{VARIABLE}={value}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(out) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,137 @@
+#!/usr/bin/python
+"""Ansible module memory_restore: restore a backup into a provider (agent_factory.ops.restore)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: memory_restore
+short_description: Restore a backup into a provider, with a pre-restore backup and row count checks
+description:
+  - Calls C(agent_factory.ops.restore.restore), as C(agent-factory restore --yes) does. The file is verified
+    (manifest, size, sha256, archive) before anything else; then the provider's lock is taken, a pre-restore
+    backup made, the backup loaded in one transaction (any error rolls it back, leaving the target as it was),
+    row counts compared with the manifest and the deployment check run.
+  - Fails when the row counts do not match the manifest (the result names the pre-restore backup to roll back
+    to), and for a bad file, an unknown provider or a held lock, before anything is changed.
+  - Restoring one provider's backup into another needs I(allow_cross_provider).
+  - Check mode validates everything and returns the plan; nothing is changed.
+requirements:
+  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
+options:
+  project_dir:
+    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
+    type: path
+    required: true
+  env_file:
+    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
+    type: path
+    default: .env
+  provider_urls:
+    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
+    type: dict
+  backup:
+    description: The backup file (.dump or .sql), relative to I(project_dir).
+    type: path
+    required: true
+  provider:
+    description: Target provider. Default is the provider the backup was made from.
+    type: str
+  allow_cross_provider:
+    description: Allow restoring a backup of another provider (its data replaces the target's).
+    type: bool
+    default: false
+  backup_dir:
+    description: Where the pre-restore backup goes, relative to I(project_dir).
+    type: path
+    default: backups
+attributes:
+  check_mode:
+    support: full
+author:
+  - Agent Factory team
+"""
+
+EXAMPLES = r"""
+- name: Step 3 - Restore from backup
+  memory_restore:
+    project_dir: /opt/agent-factory
+    provider: neon
+    backup: backups/neon-2026-11-24T020000Z.dump
+  register: restored
+"""
+
+RETURN = r"""
+restore:
+  description: The restore (or, in check mode, its plan).
+  returned: always
+  type: dict
+  sample:
+    provider: neon
+    backup_path: /opt/agent-factory/backups/neon-2026-11-24T020000Z.dump
+    backup_provider: neon
+    status: ok
+    ok: true
+    pre_restore_backup: /opt/agent-factory/backups/neon-2026-11-24T031500Z.dump
+    row_counts_before: {"public.session_memories": 12}
+    row_counts_after: {"public.session_memories": 40}
+    expected_row_counts: {"public.session_memories": 40}
+    mismatches: {}
+    verify_ok: true
+    duration_s: 4.2
+    actions: []
+    warnings: []
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    from agent_factory.automation import argument_spec, open_manager, to_result
+    from agent_factory.errors import AgentFactoryError, ConfirmationRequiredError
+    from agent_factory.ops.restore import restore
+except ImportError:
+    IMPORT_ERROR = traceback.format_exc()
+
+    def argument_spec(**options):
+        """Return the common options without the package, to report it missing."""
+        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
+                    provider_urls=dict(type="dict", no_log=True), **options)
+else:
+    IMPORT_ERROR = None
+
+OPTIONS = dict(
+    backup=dict(type="path", required=True),
+    provider=dict(type="str"),
+    allow_cross_provider=dict(type="bool", default=False),
+    backup_dir=dict(type="path", default="backups"),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    if IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    result = dict(changed=False, restore={})
+    params = module.params
+    try:
+        with open_manager(module) as db:
+            restored = restore(db, params["provider"], params["backup"], check=module.check_mode,
+                               yes=params["allow_cross_provider"], backup_dir=params["backup_dir"])
+    except ConfirmationRequiredError as exc:
+        module.fail_json(msg=f"{exc}; in Ansible set allow_cross_provider: true", **result)
+    except AgentFactoryError as exc:
+        module.fail_json(msg=str(exc), **result)
+    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
+        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    result.update(changed=True, restore=to_result(restored))
+    if not restored.ok:
+        detail = ", ".join(f"{t}: expected {a}, found {b}" for t, (a, b) in sorted(restored.mismatches.items()))
+        module.fail_json(msg=f"restore into {restored.provider}: row counts differ from the manifest ({detail}); "
+                             f"to roll back restore {restored.pre_restore_backup}", **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+#!/usr/bin/python
+"""Ansible module memory_schema: deploy migrations or fix the memory_type constraint (agent_factory.ops.schema_ops)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: memory_schema
+short_description: Deploy pending schema migrations, or fix the memory_type constraint
+description:
+  - I(state=deployed) calls C(agent_factory.ops.schema_ops.deploy), as C(agent-factory schema deploy) does.
+    Each pending migration runs in its own transaction; objects that exist are never altered or dropped.
+  - I(state=constraints_fixed) calls C(fix_constraints), as C(agent-factory schema fix-constraints) does. It
+    replaces C(session_memories_memory_type_check) with the canonical list, and refuses, changing nothing
+    anywhere, when existing rows would violate it.
+  - Fails when a targeted provider could not be deployed or fixed (unreachable, failed, blocked); the result
+    keeps what was changed on the others.
+  - Check mode runs the same planning code and writes nothing.
+requirements:
+  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
+options:
+  project_dir:
+    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
+    type: path
+    required: true
+  env_file:
+    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
+    type: path
+    default: .env
+  provider_urls:
+    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
+    type: dict
+  state:
+    description: C(deployed) applies pending migrations; C(constraints_fixed) repairs the memory_type constraint.
+    type: str
+    default: deployed
+    choices: [deployed, constraints_fixed]
+  provider:
+    description:
+      - Provider name, or C(all).
+      - Default for C(deployed) is the primary; for C(constraints_fixed) every provider.
+    type: str
+attributes:
+  check_mode:
+    support: full
+author:
+  - Agent Factory team
+"""
+
+EXAMPLES = r"""
+- name: Step 2 - Test schema change on neon (dry run)
+  memory_schema:
+    project_dir: /opt/agent-factory
+    provider: neon
+  check_mode: true
+
+- name: Fix the memory_type constraint everywhere
+  memory_schema:
+    project_dir: /opt/agent-factory
+    state: constraints_fixed
+"""
+
+RETURN = r"""
+providers:
+  description: One entry per targeted provider with its status.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - provider: neon
+      status: applied
+      applied: ["0002_add_index"]
+      pending: []
+      current_version: 1
+      target_version: 2
+      error: null
+ok:
+  description: Whether every targeted provider was deployed (or fixed, or could be).
+  returned: always
+  type: bool
+  sample: true
+summary:
+  description: One sentence for people.
+  returned: always
+  type: str
+  sample: "applied 0002_add_index on neon"
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    from agent_factory.automation import argument_spec, open_manager, to_result
+    from agent_factory.errors import AgentFactoryError
+    from agent_factory.ops.schema_ops import deploy, fix_constraints
+except ImportError:
+    IMPORT_ERROR = traceback.format_exc()
+
+    def argument_spec(**options):
+        """Return the common options without the package, to report it missing."""
+        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
+                    provider_urls=dict(type="dict", no_log=True), **options)
+else:
+    IMPORT_ERROR = None
+
+OPTIONS = dict(
+    state=dict(type="str", default="deployed", choices=["deployed", "constraints_fixed"]),
+    provider=dict(type="str"),
+)
+CHANGED = {False: ("applied", "replaced"), True: ("would_apply", "would_replace")}
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    if IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    result = dict(changed=False, ok=False, providers=[], summary="")
+    name = module.params["provider"]
+    everyone = name == "all"
+    try:
+        with open_manager(module) as db:
+            if module.params["state"] == "deployed":
+                outcome = deploy(db, None if everyone else name, all_providers=everyone, check=module.check_mode)
+            else:
+                outcome = fix_constraints(db, None if everyone else name, check=module.check_mode)
+    except AgentFactoryError as exc:
+        module.fail_json(msg=str(exc), **result)
+    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
+        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    result.update(ok=outcome.ok, summary=outcome.summary, providers=to_result(outcome.providers),
+                  changed=any(p.status in CHANGED[module.check_mode] for p in outcome.providers))
+    if not outcome.ok:
+        module.fail_json(msg=outcome.summary, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
