@@ -54,7 +54,7 @@ QUERY_USER = "bench-query-user"
 PEER_TABLE = "langchain_chat_history"
 CONN_KWARGS: dict[str, Any] = {
     "connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-    "keepalives_count": 3, "application_name": "agent-factory-bench", "prepare_threshold": None,
+    "keepalives_count": 3, "application_name": "agent-factory-bench", "prepare_threshold": 5,
 }
 
 Op = Callable[[], Any]
@@ -410,7 +410,7 @@ def run(ctx: Context) -> list[Entry]:
     rounds = 3 if ctx.quick else 20
     per_worker = {1: 8, 8: 2} if ctx.quick else {1: 25, 8: 6}
     return _compare(ctx, ctx.local.url("neon"), "memory", rounds, per_worker, bare_factor=1.05,
-                    peer_factors={1: 1, 8: 3})
+                    peer_factor=lambda op, c: 1 if c == 1 else 3)
 
 
 def run_link(ctx: Context) -> list[Entry]:
@@ -423,7 +423,7 @@ def run_link(ctx: Context) -> list[Entry]:
     per_worker = {1: 3, 8: 2} if ctx.quick else {1: 10, 8: 4}
     with proxy:
         entries += _compare(ctx, url, "memory_link", rounds, per_worker, bare_factor=1.1,
-                            peer_factors={1: 3, 8: 3})
+                            peer_factor=lambda op, c: 1 if op == "load_200" else 3)
     return entries
 
 
@@ -451,7 +451,7 @@ def _round_trip_entries(ctx: Context, proxy: CountingProxy, subjects: list[Any],
 
 
 def _compare(ctx: Context, url: str, prefix: str, rounds: int, per_worker: dict[int, int], *,
-             bare_factor: float, peer_factors: dict[int, int]) -> list[Entry]:
+             bare_factor: float, peer_factor: Callable[[str, int], int]) -> list[Entry]:
     entries: list[Entry] = []
     with _subjects(ctx, url) as (subjects, peer_missing), \
             ThreadPoolExecutor(max_workers=max(CONCURRENCY), thread_name_prefix="bench-memory") as executor:
@@ -461,7 +461,7 @@ def _compare(ctx: Context, url: str, prefix: str, rounds: int, per_worker: dict[
                 ctx.log(f"{prefix} {op} c={c}: " + ", ".join(
                     f"{n} p50 {s.p50_ms:.2f} ms p99 {s.p99_ms:.2f} ms {s.ops_s:.0f} ops/s "
                     f"(cpu {s.busy_pct:.0f}%)" for n, s in stats.items()))
-                entries.extend(_entries(prefix, op, c, stats, peer_missing, bare_factor, peer_factors[c]))
+                entries.extend(_entries(prefix, op, c, stats, peer_missing, bare_factor, peer_factor(op, c)))
     return entries
 
 

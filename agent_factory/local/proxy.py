@@ -8,6 +8,7 @@ managed one in another region (`delay` seconds added to every round trip).
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
 import time
@@ -82,24 +83,47 @@ class CountingProxy:
             threading.Thread(target=self._pump, args=(server, client, "server", turn), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, side: str, turn: dict[str, str]) -> None:
+        """Read what `side` sends and forward it; with a delay, each chunk leaves half the delay after it came."""
+        outbox: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+        if self.delay:
+            threading.Thread(target=self._send_later, args=(outbox, sink), daemon=True).start()
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                arrived = time.monotonic()
                 with self._lock:
                     if side == "client" and turn["last"] == "server":
                         self._round_trips += 1
                     turn["last"] = side
-                if self.delay:  # each chunk leaves half the delay after it arrived, as on a real link
-                    time.sleep(max(0.0, arrived + self.delay / 2 - time.monotonic()))
+                if self.delay:
+                    outbox.put((time.monotonic() + self.delay / 2, data))
+                else:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            outbox.put(None)
+            if not self.delay:
+                _shutdown(source, sink)
+
+    @staticmethod
+    def _send_later(outbox: queue.SimpleQueue[tuple[float, bytes] | None], sink: socket.socket) -> None:
+        """Send each chunk at its due time: a link's latency, not a delay per chunk."""
+        try:
+            while (item := outbox.get()) is not None:
+                due, data = item
+                time.sleep(max(0.0, due - time.monotonic()))
                 sink.sendall(data)
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shutdown(sink)
+
+
+def _shutdown(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
