@@ -14,6 +14,13 @@ One run, for a (source, target) pair:
    watermark; commit. Each batch is one short transaction on each side, so
    no writer waits on the sync for longer than one batch.
 
+A table that is empty on the target when the run starts (a new backup's
+first sync) is loaded in bulk: batches ten times larger, sized by one query on
+the source and COPY'd straight into the table (no staging, no conflict
+handling: its rows are new there, so nobody can be waiting on them). A row
+that turns out to be there after all aborts that batch's COPY, and the table
+goes on through the merge.
+
 Rows of a child table whose parent row is not on the target yet are deferred:
 the watermark stops before them and the next run takes them. The merge is
 idempotent and commutative (see `tables` for the rule), so runs may repeat,
@@ -60,7 +67,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_MARGIN_S = 5.0
 # A table still empty on the target (a new backup's first sync) is loaded in batches this many times larger:
-# its rows are all new there, so no writer can be waiting on a row the batch locks.
+# its rows are all new there, so no writer can be waiting on a row the batch locks (see the module docstring).
 BULK_FACTOR = 10
 
 Progress = Callable[[TableResult], None]
