@@ -42,7 +42,8 @@ def streamlit_command(port: int, address: str) -> list[str]:
     app = importlib.util.find_spec("status_app")
     if importlib.util.find_spec("streamlit") is None or app is None or app.origin is None:
         raise ConfigError(INSTALL_HINT)
-    return [sys.executable, "-m", "streamlit", "run", str(Path(app.origin).parent / "app.py"),
+    # `status_app.serve` is `python -m streamlit` with the page's imports done before the first visitor.
+    return [sys.executable, "-m", "status_app.serve", "run", str(Path(app.origin).parent / "app.py"),
             "--server.headless", "true", "--server.address", address, "--server.port", str(port),
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
             "--client.showErrorDetails", "type"]
