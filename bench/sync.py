@@ -117,7 +117,7 @@ def _full(ctx: Context, db: DatabaseManager, rows: int) -> Entry:
     pg_restore = pgtools.pick_tool("pg_restore", num // 10000)
     ours: list[float] = []
     dump: list[float] = []
-    reps = 1 if rows >= FULL_ROWS else 2
+    reps = 2  # ABBA: ours, dump, dump, ours; the best of each (noise on a shared machine only adds time)
     details: dict[str, Any] = {"rows": rows}
     for rep in range(reps):  # alternate who goes first
         for who in (("ours", "dump") if rep % 2 == 0 else ("dump", "ours")):

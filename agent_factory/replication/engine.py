@@ -14,6 +14,13 @@ One run, for a (source, target) pair:
    watermark; commit. Each batch is one short transaction on each side, so
    no writer waits on the sync for longer than one batch.
 
+A table that is empty on the target when the run starts (a new backup's
+first sync) is loaded in bulk: batches ten times larger, sized by one query on
+the source and COPY'd straight into the table (no staging, no conflict
+handling: its rows are new there, so nobody can be waiting on them). A row
+that turns out to be there after all aborts that batch's COPY, and the table
+goes on through the merge.
+
 Rows of a child table whose parent row is not on the target yet are deferred:
 the watermark stops before them and the next run takes them. The merge is
 idempotent and commutative (see `tables` for the rule), so runs may repeat,
@@ -60,8 +67,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_MARGIN_S = 5.0
 # A table still empty on the target (a new backup's first sync) is loaded in batches this many times larger:
-# its rows are all new there, so no writer can be waiting on a row the batch locks.
-BULK_FACTOR = 4
+# its rows are all new there, so no writer can be waiting on a row the batch locks (see the module docstring).
+BULK_FACTOR = 10
 
 Progress = Callable[[TableResult], None]
 
@@ -153,6 +160,21 @@ def _check_args(db: DatabaseManager, source: str, target: str, tables: Sequence[
     if unknown:
         raise ConfigError(f"unknown table(s) {', '.join(map(repr, unknown))}; tables: {', '.join(TABLES)}")
     return [t for t in TABLES if t in set(tables)]  # keep parents before children
+
+
+_RELAY_CHUNK = 1 << 20
+
+
+def _relay(out: psycopg.Copy, into: psycopg.Copy) -> None:
+    """Pass COPY data from the source to the target in chunks of about 1 MB (the source sends one row a message)."""
+    buffer = bytearray()
+    for data in out:
+        buffer += data
+        if len(buffer) >= _RELAY_CHUNK:
+            into.write(buffer)
+            buffer = bytearray()
+    if buffer:
+        into.write(buffer)
 
 
 def _password(db: DatabaseManager, name: str) -> str | None:
@@ -360,8 +382,7 @@ class _Run:
         dst.execute(create_stage_sql(spec))
         with src.cursor() as out_cur, dst.cursor() as in_cur:
             with out_cur.copy(copy_out, params) as out, in_cur.copy(copy_in_sql(spec)) as into:
-                for data in out:
-                    into.write(data)
+                _relay(out, into)
         src.rollback()
         row = self._bulk_insert(dst, spec, prev) if bulk else None
         if row is not None:
@@ -372,8 +393,8 @@ class _Run:
                     batch_size: int) -> tuple | None:
         """COPY the next batch from the source straight into the table on the target (bulk, no parents).
 
-        Leaves the target transaction open on success; returns None (target untouched) when a row is
-        there after all, and the caller stages the batch instead.
+        Leaves the target transaction open on success; returns None (target transaction rolled back,
+        nothing written) when a row is there after all, and the caller stages the batch instead.
         """
         resume = params["after_id"] is not None
         summary = src.execute(batch_summary_sql(spec, resume=resume, batch_size=batch_size), params).fetchone()
@@ -383,18 +404,15 @@ class _Run:
             src.rollback()
             return (0, 0, 0, 0, None, None, 0, None, [])
         window = {**params, "last_ts": last_ts, "last_id": last_id}
-        dst.execute(PLAN_SETTINGS + "SAVEPOINT agent_factory_bulk")
+        dst.execute(PLAN_SETTINGS)  # the batch transaction starts here: a failed COPY rolls back nothing else
         try:
             with src.cursor() as out_cur, dst.cursor() as in_cur:
                 with out_cur.copy(copy_window_sql(spec, resume=resume), window) as out, \
                         in_cur.copy(copy_into_table_sql(spec)) as into:
-                    for data in out:
-                        into.write(data)
+                    _relay(out, into)
                 written = in_cur.rowcount
-            dst.execute("RELEASE SAVEPOINT agent_factory_bulk")
         except psycopg.errors.UniqueViolation:
-            dst.execute("ROLLBACK TO SAVEPOINT agent_factory_bulk")
-            src.rollback()
+            dst.rollback()
             logger.info("sync %s -> %s: %s is no longer empty on the target; merging row by row from here",
                         self.source, self.target, spec.name)
             return None
