@@ -306,8 +306,8 @@ class DatabaseManager:
         """Decide whether work that `provider` failed may move to the next provider."""
         if failure.commit_unknown and not idempotent:
             raise CommitOutcomeUnknownError(
-                f"the connection to provider {provider.name} broke during COMMIT ({failure.reason}); "
-                "the write may or may not have been applied, so it was not replayed elsewhere. "
+                f"the connection to provider {provider.name} broke while the write was being committed "
+                f"({failure.reason}); it may or may not have been applied, so it was not replayed. "
                 "Check the data before retrying."
             ) from None
         errors[provider.name] = failure.reason
@@ -320,8 +320,9 @@ class DatabaseManager:
         """Yield a cursor in one transaction on the active provider; commit on exit, roll back on error.
 
         The connection is checked first (one round trip; a broken pooled one is
-        replaced by a fresh one). Failover happens only while obtaining the connection: a body interrupted by a
-        connection error cannot be replayed, so it raises `ProviderUnavailableError`
+        replaced by a fresh one). Failover happens only while obtaining the
+        connection: a body interrupted by a connection error cannot be replayed,
+        so it raises `ProviderUnavailableError`
         (`CommitOutcomeUnknownError` if it broke during COMMIT); the provider is
         probed and marked down only if the probe fails too.
         Use `run_in_transaction` for work that should be replayed on failover.
