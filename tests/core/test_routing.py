@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Json
 
+from agent_factory.errors import CommitOutcomeUnknownError
 from agent_factory.state import StateStore
 from tests.conftest import wait_for_failovers
 
@@ -200,3 +201,49 @@ def test_prepared_statements_follow_the_provider_setting(make_db):
     for _ in range(8):
         off.execute_query(sql, ("port",))
     assert off.execute_query("SELECT count(*) FROM pg_prepared_statements", fetch_mode="one") == (0,)
+
+
+def _write_then_sleep(row_id: uuid.UUID):
+    """One autocommit statement that inserts a row, then sleeps (so it can be cut mid-statement)."""
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute("WITH w AS (INSERT INTO agent_messages (id, sender, recipient, payload) "
+                     "VALUES (%s, 'a', 'b', '{}') ON CONFLICT (id) DO NOTHING RETURNING 1) "
+                     "SELECT pg_sleep(1) FROM w UNION ALL SELECT pg_sleep(1) WHERE NOT EXISTS (SELECT FROM w)",
+                     (row_id,))
+    return work
+
+
+def _cut_statement_in_flight(local, run) -> dict[str, object]:
+    outcome: dict[str, object] = {}
+
+    def request() -> None:
+        try:
+            outcome["result"] = run()
+        except Exception as exc:  # asserted by the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not _terminate(local, "neon", "query LIKE 'WITH w AS (INSERT%' AND state = 'active'"):
+        assert time.monotonic() < deadline, "the statement never started"
+        time.sleep(0.02)
+    thread.join(timeout=10)
+    return outcome
+
+
+def test_a_non_idempotent_write_cut_mid_statement_raises_commit_outcome_unknown(db, local):
+    row = uuid.uuid4()
+    outcome = _cut_statement_in_flight(local, lambda: db.run_statement(_write_then_sleep(row), idempotent=False))
+    assert isinstance(outcome.get("error"), CommitOutcomeUnknownError), outcome
+    assert "may or may not have been applied" in str(outcome["error"])
+    assert db.active_provider == "neon" and _events(db, timeout=0.3) == []  # one connection, not the provider
+
+
+def test_an_idempotent_write_cut_mid_statement_is_retried_once_on_the_same_provider(db, local):
+    row = uuid.uuid4()
+    outcome = _cut_statement_in_flight(local, lambda: db.run_statement(_write_then_sleep(row), idempotent=True))
+    assert "error" not in outcome, outcome.get("error")
+    count = db.execute_query("SELECT count(*) FROM agent_messages WHERE id = %s", (row,), fetch_mode="one")
+    assert count == (1,)
+    assert db.active_provider == "neon" and _events(db, timeout=0.3) == []
