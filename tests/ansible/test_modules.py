@@ -19,6 +19,7 @@ from agent_factory.ops.locks import operation_lock
 from agent_factory.state.backups import BackupCatalog
 from agent_factory.state.store import StateStore
 
+from ..replication.conftest import empty, setting, snapshot, value_of
 from .conftest import MODULES, Project
 
 
@@ -144,11 +145,72 @@ def test_health_and_verify(module, project: Project, local, passwords: list[str]
         _no_secret(run, passwords)
 
 
+def test_sync_pair_check_mode_then_real(module, project: Project, db: DatabaseManager, passwords: list[str]):
+    empty(db)
+    setting(db, "supabase", "written-during-failover", "kept")
+    plan = module("memory_sync", check_mode=True, source="supabase", target="neon")
+    assert plan.rc == 0 and plan.result["changed"] is True and plan.result["dry_run"] is True, plan.stdout
+    assert plan.result["rows_copied"] == 1 and value_of(db, "neon", "written-during-failover") is None
+    assert StateStore(project.state).latest_syncs() == []  # a dry run records nothing
+    done = module("memory_sync", source="supabase", target="neon")
+    assert done.rc == 0 and done.result["changed"] is True and done.result["ok"] is True, done.stdout
+    [pair] = done.result["pairs"]
+    assert (pair["source"], pair["target"], pair["rows_copied"]) == ("supabase", "neon", 1)
+    assert pair["lag_s"] is not None and done.result["max_lag_s"] == pair["lag_s"]
+    assert {t["table"] for t in pair["tables"]} >= {"settings", "session_memories"}
+    assert value_of(db, "neon", "written-during-failover") == ("kept", False)
+    assert [(r.source, r.target, r.rows_copied) for r in StateStore(project.state).latest_syncs()] == [
+        ("supabase", "neon", 1)]
+    again = module("memory_sync", source="supabase", target="neon")
+    assert again.rc == 0 and again.result["changed"] is False and again.result["rows_copied"] == 0
+    _no_secret(done, passwords)
+
+
+def test_sync_all_converges_and_fails_naming_an_unreachable_provider(module, project: Project, local,
+                                                                     db: DatabaseManager, passwords: list[str]):
+    empty(db)
+    setting(db, "neon", "a", "1")
+    setting(db, "supabase", "b", "2")
+    setting(db, "railway", "c", "3", deleted=True)
+    run = module("memory_sync", mode="all")
+    assert run.rc == 0 and run.result["changed"] is True and run.result["hub"] == "neon", run.stdout
+    assert [(p["source"], p["target"]) for p in run.result["pairs"]] == [
+        ("supabase", "neon"), ("railway", "neon"), ("neon", "supabase"), ("neon", "railway")]
+    assert snapshot(db, "neon") == snapshot(db, "supabase") == snapshot(db, "railway")
+    local.kill("railway")
+    setting(db, "supabase", "d", "4")
+    down = module("memory_sync", mode="all")
+    assert down.rc == 1 and down.result["changed"] is True and down.result["skipped"] == {"railway": "unreachable"}
+    assert "skipped railway (unreachable)" in down.result["msg"]
+    assert value_of(db, "neon", "d") == ("4", False)  # the reachable providers were merged all the same
+    _no_secret(down, passwords)
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"source": "nope", "target": "neon"}, "unknown provider 'nope'; configured providers: neon, supabase, railway"),
+    ({"source": "neon", "target": "neon"}, "cannot sync provider neon into itself; name two different providers"),
+    ({"source": "neon"}, "mode is pair but all of the following are missing: target"),
+    ({"mode": "all", "target": "neon"}, "mode=all converges every provider: leave out source and target"),
+    ({"mode": "all", "wait": -1}, "wait must be 0 or more seconds"),
+])
+def test_sync_bad_input(module, project: Project, db: DatabaseManager, args: dict, message: str,
+                        passwords: list[str]):
+    empty(db)
+    setting(db, "neon", "a", "1")
+    before = [snapshot(db, n) for n in ("neon", "supabase", "railway")]
+    run = module("memory_sync", **args)
+    assert run.rc == 1 and message in run.result["msg"] and not run.result.get("changed"), run.stdout
+    assert [snapshot(db, n) for n in ("neon", "supabase", "railway")] == before
+    assert StateStore(project.state).latest_syncs() == []
+    _no_secret(run, passwords)
+
+
 # ---- bad input --------------------------------------------------------------------------------------------
 
 
 REQUIRED = {"memory_backup_prune": {"keep": 1}, "memory_backup_verify": {"path": "x"},
-            "memory_restore": {"backup": "x"}, "memory_primary": {"provider": "neon"}}
+            "memory_restore": {"backup": "x"}, "memory_primary": {"provider": "neon"},
+            "memory_sync": {"mode": "all"}}
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -14,12 +14,13 @@ from agent_factory.core import DatabaseManager
 from agent_factory.state.backups import BackupCatalog
 from agent_factory.state.store import StateStore
 
+from ..replication.conftest import empty, one_of_each, setting, snapshot, value_of
 from .conftest import BIN, PLAYBOOKS, REPO, Project, clean_environ
 
 ALL_PLAYBOOKS = sorted(p.stem for p in PLAYBOOKS.glob("*.yml"))
 RUNBOOK_PLAYBOOKS = {"health_check", "verify_deployment", "morning_checklist", "end_of_day", "switch_primary",
                      "deploy_schema", "fix_constraints", "backup", "restore", "emergency_all_down",
-                     "data_corruption", "dr_test", "install", "install_schedules"}
+                     "data_corruption", "dr_test", "install", "install_schedules", "sync"}
 
 
 def _seed(db: DatabaseManager, provider: str = "neon", n: int = 40) -> None:
@@ -235,6 +236,80 @@ def test_check_mode_of_every_runbook_playbook_changes_nothing(playbook, project:
     assert sorted(p.name for p in project.backups.iterdir()) == files
     assert project.env_file.read_text() == env_before
     assert _counts(db) == (40, 7)
+
+
+PROVIDERS = ("neon", "supabase", "railway")
+
+
+def _differ(db: DatabaseManager) -> None:
+    """Make the providers hold different rows: writes on each, an edit on both sides, a deletion."""
+    empty(db)
+    for name in PROVIDERS:
+        one_of_each(db, name, name)
+    setting(db, "neon", "shared", "old")
+    setting(db, "railway", "shared", "newest")  # written later: wins everywhere
+    setting(db, "supabase", "gone", "x", deleted=True)
+
+
+def test_sync_all_makes_every_provider_hold_the_same_rows(playbook, project: Project, db: DatabaseManager,
+                                                          passwords: list[str]):
+    _differ(db)
+    assert snapshot(db, "neon") != snapshot(db, "supabase") != snapshot(db, "railway")
+    proc = playbook("sync", "-vvv")
+    out = " ".join(_ok(proc).split())  # -vvv prints messages as YAML, wrapped
+    assert "Step 1: Merge every provider" in out and "Step 2: Report the lag of each pair" in out
+    for pair in ("supabase -> neon", "railway -> neon", "neon -> supabase", "neon -> railway"):
+        assert re.search(rf"{pair}: \d+ rows copied, \d+ conflicts resolved, \d+ tombstones applied, lag "
+                         r"\d+\.\d s", out), pair
+    assert "4 syncs: " in out and _recap(out)["changed"] == 1
+    rows = snapshot(db, "neon")
+    assert rows == snapshot(db, "supabase") == snapshot(db, "railway")  # the rows, not just the counts
+    assert all(value_of(db, n, "shared") == ("newest", False) for n in PROVIDERS)
+    assert all(value_of(db, n, "gone") == ("x", True) for n in PROVIDERS)  # the tombstone travelled
+    assert sum(len(v) for v in rows.values()) == 3 * 9 + 2
+    assert {(r.source, r.target) for r in StateStore(project.state).latest_syncs()} == {
+        ("supabase", "neon"), ("railway", "neon"), ("neon", "supabase"), ("neon", "railway")}
+    _no_secret(proc, passwords)
+    again = _ok(playbook("sync"))
+    assert _recap(again)["changed"] == 0 and "4 syncs: 0 rows copied" in again
+
+
+def test_sync_check_mode_changes_nothing_then_one_pair(playbook, project: Project, db: DatabaseManager,
+                                                       passwords: list[str]):
+    _differ(db)
+    before = {n: snapshot(db, n) for n in PROVIDERS}
+    proc = playbook("sync", "--check", "-vvv")
+    out = " ".join(_ok(proc).split())
+    assert "rows would copy" in out and _recap(out)["changed"] == 1
+    assert {n: snapshot(db, n) for n in PROVIDERS} == before
+    assert StateStore(project.state).latest_syncs() == []
+    _no_secret(proc, passwords)
+    out = " ".join(_ok(playbook("sync", source="supabase", target="neon")).split())
+    assert "Step 1: Merge supabase into neon" in out
+    assert "supabase -> neon: 10 rows copied, 0 conflicts resolved, 1 tombstones applied, lag" in out
+    assert value_of(db, "neon", "key-supabase") == ("value-supabase", False)
+    assert value_of(db, "neon", "gone") == ("x", True)
+    assert value_of(db, "neon", "key-railway") is None  # only the pair ran
+    assert snapshot(db, "supabase") == before["supabase"] and snapshot(db, "railway") == before["railway"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"source": "neon", "target": "neon"}, "two different providers"),
+    ({"source": "neon"}, "two different providers"),
+    ({"mode": "all", "source": "neon", "target": "supabase"}, "use -e mode=all"),
+    ({"mode": "everything"}, "use -e mode=all"),
+    ({"source": "nope", "target": "neon"}, "unknown provider 'nope'; configured providers: neon, supabase, railway"),
+])
+def test_sync_bad_input_gives_one_clear_message(playbook, project: Project, db: DatabaseManager, extra: dict,
+                                                message: str, passwords: list[str]):
+    empty(db)
+    setting(db, "neon", "a", "1")
+    before = {n: snapshot(db, n) for n in PROVIDERS}
+    proc = playbook("sync", "-vvv", **extra)
+    assert proc.returncode != 0 and message in proc.stdout, proc.stdout[-3000:]
+    assert proc.stdout.count("FAILED!") == 1
+    assert {n: snapshot(db, n) for n in PROVIDERS} == before
+    _no_secret(proc, passwords)
 
 
 def test_interpreter_without_the_package_is_named(playbook, project: Project, tmp_path: Path):

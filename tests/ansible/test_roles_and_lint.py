@@ -56,3 +56,27 @@ def test_ansible_lint_checks_our_modules_options(tmp_path: Path) -> None:
                      "    - name: Wrong option\n      memory_backup:\n        project_dir: /tmp\n        bogus: 1\n")
     proc = _lint(["-c", str(REPO / ".ansible-lint"), str(probe)], tmp_path)
     assert "args[module]" in proc.stdout and "Unsupported parameters" in proc.stdout and "bogus" in proc.stdout
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({}, {"port": 8501, "address": "127.0.0.1", "state_dir": None}),
+    ({"status_page_port": 9000, "status_page_address": "0.0.0.0", "status_page_state_dir": "/srv/af/state"},
+     {"port": 9000, "address": "0.0.0.0", "state_dir": "/srv/af/state"}),
+])
+def test_status_page_command_is_one_the_cli_accepts(overrides: dict, expected: dict) -> None:
+    """The unit's ExecStart, rendered from the role's defaults, parses with the real `agent-factory` parser."""
+    import shlex
+
+    import jinja2
+    import yaml
+
+    from agent_factory.cli import build_parser
+
+    defaults = {**yaml.safe_load((REPO / "roles/status_page/defaults/main.yml").read_text()), **overrides}
+    command = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(
+        defaults["status_page_command"]).render(**defaults)
+    argv = shlex.split(command)
+    assert argv[0] == "/opt/agent-factory/venv/bin/agent-factory"
+    args = build_parser().parse_args(argv[1:])  # argparse exits (SystemExit) on an option the CLI lacks
+    assert args.command == "status-page"
+    assert {"port": args.port, "address": args.address, "state_dir": args.state_dir} == expected

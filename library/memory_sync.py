@@ -1,0 +1,214 @@
+#!/usr/bin/python
+"""Ansible module memory_sync: merge providers with agent_factory.ops.sync."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: memory_sync
+short_description: Merge the rows one provider changed into another, or converge every provider
+description:
+  - Calls C(agent_factory.ops.sync.sync), as C(agent-factory sync --from A --to B) or C(agent-factory sync --all)
+    does. Every row changed on the source since the pair's last sync is copied into the target; the newer
+    version of a row (C(updated_at), then C(write_id)) wins, deletions (tombstones) included. See docs/CONTINUITY.md.
+  - With I(mode=all) each reachable provider is merged into the hub (the primary, or the first reachable provider
+    after it), then the hub into each; the task fails when a pair failed or a provider was unreachable, after
+    the other pairs ran.
+  - Each pair's run is recorded in the state store (its lag is what C(agent-factory verify) reports).
+  - Check mode is the CLI's C(--dry-run). It counts what would be copied and writes nothing, not even the state
+    store. C(changed) is true when rows would be copied.
+requirements:
+  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
+  - every provider at migration 0003 (the sync schema)
+options:
+  project_dir:
+    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
+    type: path
+    required: true
+  env_file:
+    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
+    type: path
+    default: .env
+  provider_urls:
+    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
+    type: dict
+  mode:
+    description:
+      - C(pair) merges I(source) into I(target) (C(--from A --to B)); both are then required.
+      - C(all) converges every provider (C(--all)); I(source) and I(target) must then be left out.
+    type: str
+    default: pair
+    choices: [pair, all]
+  source:
+    description: Provider to copy changes from, with I(mode=pair).
+    type: str
+  target:
+    description: Provider to copy changes into, with I(mode=pair); must differ from I(source).
+    type: str
+  full:
+    description: Ignore the watermarks and compare every row (C(--full); after a restore).
+    type: bool
+    default: false
+  wait:
+    description: Seconds to wait for another sync into the same target to end; 0 fails at once when it is busy.
+    type: float
+    default: 0.0
+attributes:
+  check_mode:
+    support: full
+author:
+  - Agent Factory team
+"""
+
+EXAMPLES = r"""
+- name: Converge every provider
+  memory_sync:
+    project_dir: /opt/agent-factory
+    mode: all
+  register: synced
+
+- name: Merge the writes made on supabase during a failover into neon
+  memory_sync:
+    project_dir: /opt/agent-factory
+    source: supabase
+    target: neon
+    wait: 30
+"""
+
+RETURN = r"""
+pairs:
+  description: One entry per pair synced (source into target), in the order run; C(tables) has one entry per table.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - source: supabase
+      target: neon
+      tables:
+        - table: settings
+          rows_copied: 3
+          conflicts_resolved: 1
+          tombstones_applied: 1
+          rows_read: 3
+          deferred: 0
+          synced_through: "2026-11-24T21:30:00.120000+00:00"
+          batches: 1
+          longest_batch_s: 0.004
+      rows_copied: 3
+      conflicts_resolved: 1
+      tombstones_applied: 1
+      synced_through: "2026-11-24T21:30:00.120000+00:00"
+      lag_s: 0.8
+      duration_s: 0.05
+      dry_run: false
+      ok: true
+      error: null
+hub:
+  description: With I(mode=all), the provider everything went through; null for a pair.
+  returned: always
+  type: str
+  sample: neon
+skipped:
+  description: With I(mode=all), providers that took no part, and why.
+  returned: always
+  type: dict
+  sample: {"railway": "unreachable"}
+dry_run:
+  description: True in check mode (nothing was written).
+  returned: always
+  type: bool
+  sample: false
+ok:
+  description: True when every pair synced and no provider was skipped.
+  returned: always
+  type: bool
+  sample: true
+rows_copied:
+  description: Rows written (in check mode, that would be) over all pairs.
+  returned: always
+  type: int
+  sample: 12
+conflicts_resolved:
+  description: Rows changed on both sides since the last sync, settled by the newer version.
+  returned: always
+  type: int
+  sample: 1
+tombstones_applied:
+  description: Of I(rows_copied), deletions.
+  returned: always
+  type: int
+  sample: 1
+max_lag_s:
+  description: The largest lag of a pair in seconds (how far its target is behind its source); null when unknown.
+  returned: always
+  type: float
+  sample: 0.8
+summary:
+  description: One sentence with the totals, the lag and what failed or was skipped.
+  returned: always
+  type: str
+  sample: "4 syncs: 12 rows copied, 1 conflicts resolved, 1 tombstones applied, max lag 0.8 s."
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    from agent_factory.automation import argument_spec, open_manager, to_result
+    from agent_factory.errors import AgentFactoryError
+    from agent_factory.ops.sync import sync
+    from agent_factory.state.store import StateStore
+except ImportError:
+    IMPORT_ERROR = traceback.format_exc()
+
+    def argument_spec(**options):
+        """Return the common options without the package, to report it missing."""
+        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
+                    provider_urls=dict(type="dict", no_log=True), **options)
+else:
+    IMPORT_ERROR = None
+
+OPTIONS = dict(
+    mode=dict(type="str", default="pair", choices=["pair", "all"]),
+    source=dict(type="str"),
+    target=dict(type="str"),
+    full=dict(type="bool", default=False),
+    wait=dict(type="float", default=0.0),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True,
+                           required_if=[("mode", "pair", ("source", "target"))])
+    if IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    result = dict(changed=False, pairs=[], hub=None, skipped={}, dry_run=module.check_mode, ok=False,
+                  rows_copied=0, conflicts_resolved=0, tombstones_applied=0, max_lag_s=None, summary="")
+    params = module.params
+    everyone = params["mode"] == "all"
+    if everyone and (params["source"] is not None or params["target"] is not None):
+        module.fail_json(msg="mode=all converges every provider: leave out source and target, "
+                             "or use mode=pair to merge one provider into another", **result)
+    if params["wait"] < 0:
+        module.fail_json(msg=f"wait must be 0 or more seconds, not {params['wait']}", **result)
+    try:
+        with open_manager(module) as db:
+            store = None if module.check_mode else StateStore(db.config.state_dir)
+            report = sync(db, params["source"], params["target"], all_providers=everyone, check=module.check_mode,
+                          store=store, wait_s=params["wait"], full=params["full"])
+    except AgentFactoryError as exc:
+        module.fail_json(msg=str(exc), **result)
+    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
+        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    result.update(to_result(report))
+    result.update(changed=report.rows_copied > 0, rows_copied=report.rows_copied,
+                  conflicts_resolved=report.conflicts_resolved, tombstones_applied=report.tombstones_applied,
+                  max_lag_s=report.max_lag_s, summary=report.summary())
+    if not report.ok:
+        module.fail_json(msg=result["summary"], **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
