@@ -118,8 +118,7 @@ class DatabaseManager:
         Raises `ConfigError` (a `ValueError`) naming the configured providers if `name` is unknown.
         """
         self._ensure_open()
-        if name not in self._providers:
-            raise ConfigError(f"unknown provider {name!r}; configured providers: {', '.join(self.failover_order)}")
+        self._provider(name)  # raises ConfigError for an unknown name
         with self._lock:
             self._primary = name
             previous, self._active = self._active, name
