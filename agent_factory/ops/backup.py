@@ -50,7 +50,7 @@ from ..core.sqlstate import describe
 from ..errors import AgentFactoryError, BackupError, BackupVerificationError, ConfigError, ProviderUnavailableError
 from ..state.backups import BackupCatalog, BackupRecord
 from ..state.store import StateStore, utcnow
-from . import leftovers, pgtools
+from . import leftovers, pgtools, plainsql
 from .locks import operation_lock
 from .pgtools import FORMATS, PgTarget, Progress
 
@@ -174,8 +174,8 @@ def check_archive(path: Path, fmt: str, expected_tables: dict[str, int] | None =
     """Check that a finished file is a readable archive of `fmt`; return a one-line description.
 
     Custom: the PGDMP header and `pg_restore --list`, with a data entry for every
-    non-empty table of `expected_tables`. Plain: pg_dump's header and its
-    "dump complete" trailer. Raises `BackupVerificationError`.
+    non-empty table of `expected_tables`. Plain: pg_dump's header, its
+    "dump complete" trailer and no psql meta-command (`plainsql`). Raises `BackupVerificationError`.
     """
     with open(path, "rb") as fh:
         head = fh.read(4096)
@@ -186,7 +186,8 @@ def check_archive(path: Path, fmt: str, expected_tables: dict[str, int] | None =
             raise BackupVerificationError(f"{path.name} is not a plain pg_dump script (no pg_dump header)")
         if _PLAIN_TRAILER not in tail:
             raise BackupVerificationError(f"{path.name} is truncated: pg_dump's 'dump complete' trailer is missing")
-        return "plain script with pg_dump header and trailer"
+        lines = plainsql.check_script(path)
+        return f"plain script with pg_dump header and trailer, {lines} lines, no psql meta-commands"
     if not head.startswith(_CUSTOM_MAGIC):
         raise BackupVerificationError(f"{path.name} is not a pg_dump custom archive (unknown format)")
     tool = pgtools.pick_tool("pg_restore", pg_dump_major)
