@@ -114,6 +114,9 @@ def module_config(module: ModuleLike) -> Config:
     for provider in config.providers.values():
         if provider.password:
             module.no_log_values.add(provider.password)
+    for key in (config.backup_signing_key, *config.backup_signing_previous):
+        if key:
+            module.no_log_values.add(key)
     return config
 
 

@@ -87,6 +87,8 @@ class Config:
     health_ttl: float = 60.0
     failback_checks: int = 3
     state_dir: Path = Path("var")
+    backup_signing_key: str | None = field(default=None, repr=False)
+    backup_signing_previous: tuple[str, ...] = field(default=(), repr=False)
 
     def provider(self, name: str) -> ProviderConfig:
         """Return the named provider or raise `ConfigError` listing the configured ones."""
@@ -170,7 +172,24 @@ def _parse(values: Mapping[str, str]) -> Config:
         health_ttl=env_float(values, "DATABASE_HEALTH_TTL", 60.0, minimum=0.0),
         failback_checks=env_int(values, "DATABASE_FAILBACK_CHECKS", 3, minimum=1),
         state_dir=Path(get("AGENT_FACTORY_STATE_DIR", "./var")),
+        backup_signing_key=_signing_key("BACKUP_SIGNING_KEY", get("BACKUP_SIGNING_KEY", "")) or None,
+        backup_signing_previous=tuple(
+            _signing_key("BACKUP_SIGNING_KEY_PREVIOUS", k.strip())
+            for k in get("BACKUP_SIGNING_KEY_PREVIOUS", "").split(",") if k.strip()),
     )
+
+
+MIN_SIGNING_KEY_CHARS = 32
+
+
+def _signing_key(name: str, value: str) -> str:
+    """Return a backup signing key as given; raise `ConfigError` (never showing it) when it is too short."""
+    if value and len(value) < MIN_SIGNING_KEY_CHARS:
+        raise ConfigError(
+            f"{name} is too short ({len(value)} characters, at least {MIN_SIGNING_KEY_CHARS}); generate one with "
+            "`python3 -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
+    return value
 
 
 def _names(raw: str) -> tuple[str, ...]:

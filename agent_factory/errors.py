@@ -117,6 +117,10 @@ class BackupVerificationError(BackupError):
     """A backup archive is corrupt, truncated, of unknown format or does not match its manifest."""
 
 
+class UnsignedBackupError(BackupVerificationError):
+    """A backup's manifest carries no signature and unsigned backups were not explicitly allowed."""
+
+
 class OperationLockedError(BackupError):
     """Another backup or restore is already running on the same provider."""
 

@@ -8,6 +8,7 @@ it again, so every test begins with all three up.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -57,6 +58,10 @@ def providers_running(request: pytest.FixtureRequest) -> Iterator[None]:
                 local.start(name)
 
 
+# The backup signing key of every test (a secret: `passwords` includes it for the leak checks).
+SIGNING_KEY = "test-signing-key-" + secrets.token_hex(16)
+
+
 @pytest.fixture
 def env(local: LocalProviders, tmp_path: Path) -> dict[str, str]:
     """Environment variables pointing at the local providers, with a per-test state dir."""
@@ -66,6 +71,7 @@ def env(local: LocalProviders, tmp_path: Path) -> dict[str, str]:
         "DATABASE_CONNECT_TIMEOUT": "2",
         "DATABASE_HEALTH_TTL": "0.5",
         "DATABASE_FAILBACK_CHECKS": "2",
+        "BACKUP_SIGNING_KEY": SIGNING_KEY,
     }
 
 
@@ -103,7 +109,7 @@ def db(make_db: Callable[..., DatabaseManager]) -> DatabaseManager:
 @pytest.fixture
 def passwords(local: LocalProviders) -> list[str]:
     """The real provider passwords, to search captured output for leaks."""
-    return [local.password(n) for n in local.providers()]
+    return [*(local.password(n) for n in local.providers()), SIGNING_KEY]
 
 
 def wait_for_failovers(db: DatabaseManager, count: int, timeout: float = 5.0) -> list[FailoverEvent]:

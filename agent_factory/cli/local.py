@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 from pathlib import Path
 
-from ..config import load_config
+from ..config import load_config, read_env
 from ..core import DatabaseManager
 from ..local import LocalProviders
 from ..local.cluster import write_env_file
@@ -36,7 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _up(args: argparse.Namespace) -> Outcome:
     providers = LocalProviders(args.dir)
     started = providers.up()
-    write_env_file(args.env_file, providers.env())
+    values = providers.env()
+    if not read_env(None, args.env_file).get("BACKUP_SIGNING_KEY", "").strip():
+        values["BACKUP_SIGNING_KEY"] = secrets.token_hex(32)  # signs backups; never printed
+    write_env_file(args.env_file, values)
     config = load_config(env={**os.environ, **providers.env()}, env_file=args.env_file)
     lines = []
     with DatabaseManager(config) as db:
@@ -45,7 +49,8 @@ def _up(args: argparse.Namespace) -> Outcome:
                 result = apply_schema(conn, name)
             state = f"applied {', '.join(result.applied)}" if result.applied else f"schema v{result.current_version}"
             lines.append(f"[OK] {name}: 127.0.0.1:{started[name].port} PostgreSQL {started[name].major}, {state}")
-    lines.append(f"wrote {Path(args.env_file).absolute()} (mode 0600)")
+    generated = " with a new BACKUP_SIGNING_KEY" if "BACKUP_SIGNING_KEY" in values else ""
+    lines.append(f"wrote {Path(args.env_file).absolute()} (mode 0600){generated}")
     return Outcome(EXIT_OK, "\n".join(lines), providers.status())
 
 

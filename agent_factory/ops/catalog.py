@@ -33,11 +33,13 @@ from typing import Any
 
 from psycopg import sql
 
-from ..errors import BackupError, BackupVerificationError, ConfigError
+from ..errors import BackupError, BackupVerificationError, ConfigError, UnsignedBackupError
 from ..state.backups import BackupCatalog, BackupRecord
 from ..state.store import StateStore, utcnow
 from . import leftovers, pgtools
-from .backup import Manifest, check_archive, manifest_path, read_manifest, sha256_of, write_manifest
+from .backup import check_archive
+from .manifest import (MANIFEST_SUFFIX, Manifest, SigningKeys, archive_problem, manifest_path, parse_time,
+                       read_manifest_raw, sha256_of, sign, signature_problem, write_manifest)
 from .pgtools import Progress
 
 logger = logging.getLogger(__name__)
@@ -45,22 +47,40 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class BackupEntry:
-    """One catalogued backup as listed: the record plus its age and whether the file exists."""
+    """One backup as listed: the catalog record, its age, whether the file exists and whether it is trusted.
+
+    `trust`: "signed" (its manifest's signature checks), "unsigned", "untrusted"
+    (a bad or unknown signature, or a manifest that no longer matches the catalog)
+    or "invalid" (a manifest found in the directory that could not be read or was refused).
+    """
 
     record: BackupRecord
     age_s: float
     exists: bool
+    trust: str = "signed"
+    problem: str | None = None
 
     @property
     def state(self) -> str:
-        """One word for people: missing, corrupt, verified-deep, verified or unverified."""
+        """One word for people: missing, invalid, untrusted, corrupt, unsigned, verified-deep, verified or unverified."""
+        if self.trust == "invalid":
+            return "invalid"
         if not self.exists:
             return "missing"
+        if self.trust == "untrusted":
+            return "untrusted"
         if self.record.verify_error:
             return "corrupt"
+        if self.trust == "unsigned":
+            return "unsigned"
         if self.record.verified:
             return "verified-deep" if self.record.verify_depth == "deep" else "verified"
         return "unverified"
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the backup may count: its file exists and its manifest's signature checks."""
+        return self.exists and self.trust == "signed"
 
 
 @dataclass
@@ -87,6 +107,7 @@ class PruneResult:
     deleted: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    untouched: list[str] = field(default_factory=list)  # entries prune never deletes, and why
 
 
 def _catalog(db_or_state: Any) -> BackupCatalog:
@@ -95,35 +116,69 @@ def _catalog(db_or_state: Any) -> BackupCatalog:
     return BackupCatalog(StateStore(db_or_state.config.state_dir))
 
 
-def adopt_directory(state: StateStore, backup_dir: str | Path) -> list[Path]:
-    """Add to the catalog the backups in `backup_dir` whose manifest it does not know; return them."""
+def adopt_directory(state: StateStore, backup_dir: str | Path, keys: SigningKeys | None = None, *,
+                    now: datetime | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Add to the catalog the backups in `backup_dir` whose manifest it does not know.
+
+    Returns (adopted files, refused files with the reason). A manifest whose
+    signature checks is adopted with its recorded verification; an unsigned one
+    as unverified and unsigned; a bad signature, a future `started_at`, a
+    malformed manifest, a symbolic link or a manifest naming another file is refused.
+    """
     catalog = BackupCatalog(state)
+    keys = keys or SigningKeys()
+    now = now or utcnow()
     directory = Path(backup_dir)
     if not directory.is_dir():
-        return []
+        return [], []
     known = {r.path for r in catalog.entries(statuses=("ok", "pruned"))}
-    adopted = []
-    for mpath in sorted(directory.glob("*" + ".manifest.json")):
-        data = mpath.with_name(mpath.name[: -len(".manifest.json")])
-        if mpath.name.startswith(".") or str(data.absolute()) in known or not data.is_file():
+    adopted, refused = [], []
+    for mpath in sorted(directory.glob("*" + MANIFEST_SUFFIX)):
+        data = mpath.with_name(mpath.name[: -len(MANIFEST_SUFFIX)])
+        if mpath.name.startswith(".") or str(data.absolute()) in known:
             continue
         try:
-            m = read_manifest(data)
+            manifest, signed = _adoptable(data, keys, now)
         except BackupVerificationError as exc:
             logger.warning("not adopting %s: %s", data, exc)
+            refused.append((data, str(exc)))
             continue
-        catalog.record(_record_from_manifest(m, data))
+        catalog.record(_record_from_manifest(manifest, data, signed))
         adopted.append(data)
-    return adopted
+    return adopted, refused
 
 
-def _record_from_manifest(m: Manifest, data: Path) -> BackupRecord:
+def _adoptable(data: Path, keys: SigningKeys, now: datetime) -> tuple[Manifest, bool]:
+    """Return a manifest found in a directory and whether it is signed; raise `BackupVerificationError` if refused."""
+    if data.is_symlink() or manifest_path(data).is_symlink():
+        raise BackupVerificationError(f"{data.name} or its manifest is a symbolic link")
+    if not data.is_file():
+        raise BackupVerificationError(f"{manifest_path(data).name} has no backup file {data.name} beside it")
+    manifest, raw = read_manifest_raw(data)
+    if manifest.file != data.name:
+        raise BackupVerificationError(f"manifest {manifest_path(data).name} describes another file ({manifest.file!r})")
+    _check_times(manifest, data, now)
+    problem = signature_problem(manifest, keys, raw)
+    if problem and manifest.signed:
+        raise BackupVerificationError(f"manifest of {data.name}: {problem}")
+    return manifest, problem is None
+
+
+def _check_times(manifest: Manifest, data: Path, now: datetime) -> None:
+    started = parse_time(manifest.started_at)
+    if started > now + CLOCK_SKEW:
+        raise BackupVerificationError(f"manifest of {data.name}: started_at {manifest.started_at} is in the future")
+
+
+def _record_from_manifest(m: Manifest, data: Path, signed: bool) -> BackupRecord:
+    """Return a catalog row for a manifest; an unsigned manifest's claims of verification are not taken."""
+    verified_at = parse_time(m.verified_at) if signed and m.verified_at else None
     return BackupRecord(
-        m.provider, str(data.absolute()), m.format, "ok", datetime.fromisoformat(m.started_at), purpose=m.purpose,
-        finished_at=datetime.fromisoformat(m.finished_at), duration_s=m.duration_s, size_bytes=m.size_bytes,
+        m.provider, str(data.absolute()), m.format, "ok", parse_time(m.started_at), purpose=m.purpose,
+        finished_at=parse_time(m.finished_at), duration_s=m.duration_s, size_bytes=m.size_bytes,
         sha256=m.sha256, host=m.host, server_version=m.server_version, pg_dump_version=m.pg_dump_version,
-        row_counts=m.row_counts, verified_at=datetime.fromisoformat(m.verified_at) if m.verified_at else None,
-        verify_depth=m.verify_depth,
+        row_counts=m.row_counts, verified_at=verified_at, verify_depth=m.verify_depth if verified_at else None,
+        signed=signed,
     )
 
 
@@ -133,13 +188,41 @@ def list_backups(
     backup_dir: str | Path | None = None,
     *,
     now: datetime | None = None,
+    keys: SigningKeys | None = None,
 ) -> list[BackupEntry]:
-    """Return the catalogued backups, per provider newest first (adopting `backup_dir`'s manifests first)."""
-    if backup_dir is not None:
-        adopt_directory(state, backup_dir)
+    """Return the catalogued backups, per provider newest first, each with its trust; then refused manifests.
+
+    Adopts `backup_dir`'s new manifests first; one that is refused is listed as
+    "invalid" (with the reason in `problem`) and never enters the catalog.
+    """
+    keys = keys or SigningKeys()
     now = now or utcnow()
-    return [BackupEntry(r, (now - r.started_at).total_seconds(), Path(r.path).is_file())
-            for r in BackupCatalog(state).entries(provider)]
+    refused: list[tuple[Path, str]] = []
+    if backup_dir is not None:
+        refused = adopt_directory(state, backup_dir, keys, now=now)[1]
+    entries = []
+    for record in BackupCatalog(state).entries(provider):
+        exists = Path(record.path).is_file()
+        trust, problem = _trust(record, keys) if exists else ("signed" if record.signed else "unsigned", None)
+        entries.append(BackupEntry(record, (now - record.started_at).total_seconds(), exists, trust, problem))
+    for data, reason in refused:
+        record = BackupRecord("?", str(data.absolute()), "?", "invalid", now)
+        entries.append(BackupEntry(record, 0.0, data.is_file(), "invalid", reason))
+    return entries
+
+
+def _trust(record: BackupRecord, keys: SigningKeys) -> tuple[str, str | None]:
+    """Check a catalogued backup's manifest as it is now: ("signed" | "unsigned" | "untrusted", problem)."""
+    try:
+        manifest, raw = read_manifest_raw(record.path)
+    except BackupVerificationError as exc:
+        return "untrusted", str(exc)
+    if manifest.sha256 != record.sha256:
+        return "untrusted", "its manifest no longer matches the catalogued backup (sha256 changed)"
+    problem = signature_problem(manifest, keys, raw)
+    if problem is None:
+        return "signed", None
+    return ("unsigned" if not manifest.signed else "untrusted"), problem
 
 
 def prune_backups(
@@ -151,21 +234,32 @@ def prune_backups(
     backup_dir: str | Path | None = None,
     check: bool = False,
     now: datetime | None = None,
+    keys: SigningKeys | None = None,
 ) -> PruneResult:
     """Delete the backups retention no longer keeps (see the module docstring for the rule).
 
-    Raises `ConfigError` when neither `keep` nor `max_age_days` is given or either is negative.
-    A file that cannot be deleted raises `BackupError` after the others were handled.
+    Only signed backups whose file lies inside `backup_dir` (no symbolic link,
+    no `..`) are ranked and deleted; every other entry is left alone and named in
+    `untouched`. Raises `ConfigError` when neither `keep` nor `max_age_days` is
+    given, either is negative, or `backup_dir` is missing. A file that cannot be
+    deleted raises `BackupError` after the others were handled.
     """
     if keep is None and max_age_days is None:
         raise ConfigError("prune needs a retention: keep N newest and/or max age in days")
     if (keep is not None and keep < 0) or (max_age_days is not None and max_age_days < 0):
         raise ConfigError("keep and max_age_days must not be negative")
-    entries = list_backups(state, provider, backup_dir, now=now)
+    if backup_dir is None:
+        raise ConfigError("prune needs the backup directory: it deletes nothing outside it")
+    directory = Path(backup_dir)
+    entries = list_backups(state, provider, directory, now=now, keys=keys)
     catalog = BackupCatalog(state)
     result = PruneResult(changed=False)
     by_provider: dict[str, list[BackupEntry]] = {}
     for entry in entries:
+        why_not = _untouchable(entry, directory)
+        if why_not:
+            result.untouched.append(f"{entry.record.path}: {why_not}")
+            continue
         by_provider.setdefault(entry.record.provider, []).append(entry)
     failures = []
     for name, items in by_provider.items():
@@ -194,13 +288,34 @@ def prune_backups(
             catalog.mark_pruned(path)
             result.changed = True
             logger.info("provider %s: pruned backup %s (%s)", name, path, why)
-    directories = [*([Path(backup_dir)] if backup_dir else []), *(Path(e.record.path).parent for e in entries)]
-    swept = leftovers.sweep(*directories, check=check)
+    swept = leftovers.sweep(directory, check=check)
     result.actions += swept
     result.changed = result.changed or bool(swept and not check)
     if failures:
         raise BackupError("could not delete: " + "; ".join(failures))
     return result
+
+
+def _untouchable(entry: BackupEntry, directory: Path) -> str | None:
+    """Return why prune must not touch an entry (outside the directory, untrusted), or None."""
+    path = Path(entry.record.path)
+    if not inside(path, directory):
+        return f"outside the backup directory {directory}"
+    if entry.trust == "invalid":
+        return f"invalid ({entry.problem})"
+    if entry.exists and entry.trust != "signed":
+        return f"{entry.trust} ({entry.problem}); prune deletes only signed backups"
+    return None
+
+
+def inside(path: Path, directory: Path) -> bool:
+    """Whether `path` and its manifest lie inside `directory`: no `..`, no symbolic link, resolved."""
+    if ".." in path.parts or path.is_symlink() or manifest_path(path).is_symlink():
+        return False
+    try:
+        return path.resolve().is_relative_to(directory.resolve()) and path.resolve() != directory.resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def verify_backup(
@@ -210,20 +325,27 @@ def verify_backup(
     deep: bool = False,
     target: str | None = None,
     progress: Progress | None = None,
+    allow_unsigned: bool = False,
 ) -> VerifyResult:
     """Verify a backup file (and with `deep`, restore it into a scratch database); record the pass.
 
-    Raises `BackupVerificationError` for a missing, directory, corrupt, truncated
-    or unknown-format file or a row count mismatch; `ConfigError` for an unknown
-    target; `ProviderUnavailableError`/`BackupError` when the deep check cannot run.
+    A signed backup's manifest is signed again with the current key (this is how
+    a key rotation re-signs backups); an unsigned one (only with `allow_unsigned`)
+    stays unsigned and its manifest untouched, the pass is recorded in the catalog only.
+    Raises `BackupVerificationError` for a missing, directory, corrupt, truncated,
+    unsigned, mis-signed or unknown-format file or a row count mismatch; `ConfigError`
+    for an unknown target or no BACKUP_SIGNING_KEY; `ProviderUnavailableError`/`BackupError`
+    when the deep check cannot run.
     """
     t0 = time.monotonic()
     say = progress or (lambda _msg: None)
     file = Path(path)
     catalog = _catalog(db)
+    keys = SigningKeys.from_config(db.config)
     try:
-        manifest, checks = check_file(file)
-        result = VerifyResult(file, manifest.provider, manifest.format, deep, utcnow(), checks,
+        checked = check_file(file, keys, allow_unsigned=allow_unsigned)
+        manifest = checked.manifest
+        result = VerifyResult(file, manifest.provider, manifest.format, deep, utcnow(), checked.checks,
                               dict(manifest.row_counts), manifest=manifest)
         if deep:
             say(f"{file.name}: restoring into a scratch database to compare row counts")
@@ -231,6 +353,8 @@ def verify_backup(
             result.checks.append(f"restored into scratch database {result.scratch_database} on "
                                  f"{target or manifest.provider}; row counts of {len(manifest.row_counts)} "
                                  "tables match the manifest; scratch database dropped")
+    except UnsignedBackupError:
+        raise
     except BackupVerificationError as exc:
         catalog.mark_verify_failed(file, str(exc))
         logger.error("backup %s failed verification: %s", file, exc)
@@ -238,19 +362,37 @@ def verify_backup(
     result.verified_at = utcnow()
     result.duration_s = round(time.monotonic() - t0, 3)
     depth = "deep" if deep else "quick"
-    manifest = replace(manifest, verified_at=result.verified_at.isoformat(), verify_depth=depth)
-    write_manifest(manifest, manifest_path(file))
+    if checked.signed:
+        manifest = sign(replace(manifest, verified_at=result.verified_at.isoformat(), verify_depth=depth),
+                        keys.require("verify"))
+        write_manifest(manifest, manifest_path(file))
     if catalog.get(file) is None:
-        catalog.record(_record_from_manifest(manifest, file))
-    catalog.mark_verified(file, result.verified_at, depth)
+        catalog.record(_record_from_manifest(manifest, file, checked.signed))
+    catalog.mark_verified(file, result.verified_at, depth, checked.sha256, checked.signed)
     result.manifest = manifest
     return result
 
 
-def check_file(file: Path) -> tuple[Manifest, list[str]]:
-    """Run the quick checks (no database); return the manifest and what was checked.
+@dataclass(frozen=True)
+class CheckedFile:
+    """A backup file that passed the quick checks: its manifest, what was checked, its sha256, whether signed."""
 
-    Raises `BackupVerificationError` at the first failure.
+    manifest: Manifest
+    checks: list[str]
+    sha256: str
+    signed: bool
+
+
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def check_file(file: Path, keys: SigningKeys, *, allow_unsigned: bool = False,
+               now: datetime | None = None) -> CheckedFile:
+    """Run the quick checks (no database): file, manifest, signature, size, HMAC and sha256, archive.
+
+    Raises `UnsignedBackupError` for an unsigned backup without `allow_unsigned`,
+    `ConfigError` when a signed one must be checked and no key is set, and
+    `BackupVerificationError` at the first other failure.
     """
     if not file.exists():
         raise BackupVerificationError(f"backup file {file} does not exist")
@@ -258,20 +400,38 @@ def check_file(file: Path) -> tuple[Manifest, list[str]]:
         raise BackupVerificationError(f"{file} is a directory, not a backup file")
     if not file.is_file():
         raise BackupVerificationError(f"{file} is not a regular file")
-    manifest = read_manifest(file)
-    checks = [f"manifest {manifest_path(file).name}: provider {manifest.provider}, format {manifest.format}"]
+    manifest, raw = read_manifest_raw(file)
+    _check_times(manifest, file, now or utcnow())
+    if manifest.signed:
+        keys.require("checking a signed backup")
+        problem = signature_problem(manifest, keys, raw)
+        if problem:
+            raise BackupVerificationError(f"manifest of {file.name}: {problem}")
+    elif not allow_unsigned:
+        raise UnsignedBackupError(
+            f"{file.name} is unsigned (made before backups were signed, or not by agent-factory): refusing it; "
+            "if you trust where it came from, pass --allow-unsigned (allow_unsigned) to verify it deep, "
+            "then to restore it")
+    checks = [f"manifest {manifest_path(file).name}: provider {manifest.provider}, format {manifest.format}, "
+              + (f"signature checks (key id {manifest.key_id})" if manifest.signed else "UNSIGNED (allowed)")]
     size = file.stat().st_size
     if size != manifest.size_bytes:
         raise BackupVerificationError(
             f"{file.name} is {size} bytes but its manifest says {manifest.size_bytes}: truncated or altered"
         )
     checks.append(f"size {size} bytes matches")
-    digest = sha256_of(file)
+    if manifest.signed:
+        problem, digest = archive_problem(file, manifest, keys)
+        if problem:
+            raise BackupVerificationError(problem)
+        checks.append("archive HMAC matches the signed manifest")
+    else:
+        digest = sha256_of(file)
     if digest != manifest.sha256:
         raise BackupVerificationError(f"{file.name} does not match its manifest's sha256: corrupt or altered")
     checks.append("sha256 matches")
     checks.append(check_archive(file, manifest.format, manifest.row_counts, pgtools.major_of(manifest.pg_dump_version)))
-    return manifest, checks
+    return CheckedFile(manifest, checks, digest, manifest.signed)
 
 
 def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Progress) -> str:
@@ -301,9 +461,9 @@ def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Pro
 
 
 def newest_backup(state: StateStore, provider: str) -> BackupRecord | None:
-    """Return a provider's newest verified backup whose file still exists (for restore defaults and monitors)."""
+    """Return a provider's newest signed, verified backup whose file still exists (for restore defaults and monitors)."""
     for record in BackupCatalog(state).entries(provider):
-        if record.verified and os.path.isfile(record.path):
+        if record.signed and record.verified and os.path.isfile(record.path):
             return record
     return None
 

@@ -161,6 +161,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
     ("initial tables", _INITIAL),
     ("monitor_runs.primary_provider/serving_provider, alert_events", _SERVING_AND_ALERT_EVENTS),
     ("sync_runs", _SYNC_RUNS),
+    ("backups.signed", ["ALTER TABLE backups ADD COLUMN signed INTEGER NOT NULL DEFAULT 0"]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
