@@ -254,7 +254,7 @@ def rpos(snap: Snapshot, settings: PageSettings, now: datetime, run: pd.Series |
     result = []
     for name in dict.fromkeys([*([primary] if primary else []), *known]):
         own = [b for b in snap.backups if b.provider == name]
-        result.append(Rpo(name, backup_age(own, now), settings.backup_max_age, newest_good_backup(own)))
+        result.append(Rpo(name, backup_age(own, now), settings.backup_max_age, newest_good_backup(own, now)))
     return result
 
 

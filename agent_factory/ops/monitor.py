@@ -75,7 +75,7 @@ class BackupStatus:
     """What the backup catalog says about one provider's backups."""
 
     provider: str
-    newest_backup_at: datetime | None  # started_at of `newest_good_backup` (verified, live, not pre-restore)
+    newest_backup_at: datetime | None  # started_at of `newest_good_backup` (signed, verified, live, not pre-restore)
     last_attempt_status: str | None  # "ok", "failed", "pruned" or None (never backed up)
     last_attempt_at: datetime | None
     last_error: str | None = None

@@ -127,8 +127,8 @@ class BackupCatalog:
         return found[0] if found else None
 
     def newest_verified(self, provider: str) -> BackupRecord | None:
-        """Return the newest verified backup of a provider that has not been pruned."""
-        return next((r for r in self.entries(provider) if r.verified), None)
+        """Return the newest signed, verified backup of a provider that has not been pruned."""
+        return next((r for r in self.entries(provider) if r.signed and r.verified), None)
 
     def mark_verified(self, path: str | Path, at: datetime, depth: str, sha256: str, signed: bool) -> None:
         """Record a passed verification of the file with this sha256, and whether its signature checked."""
@@ -205,13 +205,16 @@ def latest_restore(conn: sqlite3.Connection) -> RestoreRecord | None:
     return _restore(row) if row else None
 
 
-def newest_good_backup(records: Iterable[BackupRecord]) -> BackupRecord | None:
+def newest_good_backup(records: Iterable[BackupRecord], now: datetime | None = None) -> BackupRecord | None:
     """Return the newest backup that counts for the RPO: signed, verified, live (not pruned or failed), not `pre-restore`.
 
     "Newest" is by `started_at`, the time the data was taken: verifying an old
-    backup again does not make it fresh.
+    backup again does not make it fresh. Given `now`, a backup that claims to
+    start later than `now` (plus 5 minutes of clock skew) never counts.
     """
-    good = [r for r in records if r.status == "ok" and r.signed and r.verified and r.purpose != "pre-restore"]
+    latest = now + timedelta(minutes=5) if now is not None else None
+    good = [r for r in records if r.status == "ok" and r.signed and r.verified and r.purpose != "pre-restore"
+            and (latest is None or r.started_at <= latest)]
     return max(good, key=lambda r: (r.started_at, r.id or 0), default=None)
 
 
@@ -220,5 +223,5 @@ def backup_age(records: Iterable[BackupRecord], now: datetime) -> timedelta | No
 
     The one definition of backup age: the monitor's backup rule and the status page's RPO both use it.
     """
-    newest = newest_good_backup(records)
+    newest = newest_good_backup(records, now)
     return now - newest.started_at if newest is not None else None
