@@ -37,9 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _up(args: argparse.Namespace) -> Outcome:
     providers = LocalProviders(args.dir)
     started = providers.up()
-    values = providers.env()
-    if not read_env(None, args.env_file).get("BACKUP_SIGNING_KEY", "").strip():
-        values["BACKUP_SIGNING_KEY"] = secrets.token_hex(32)  # signs backups; never printed
+    values = {**providers.env(), **signing_key_values(args.env_file)}
     write_env_file(args.env_file, values)
     config = load_config(env={**os.environ, **providers.env()}, env_file=args.env_file)
     lines = []
@@ -52,6 +50,13 @@ def _up(args: argparse.Namespace) -> Outcome:
     generated = " with a new BACKUP_SIGNING_KEY" if "BACKUP_SIGNING_KEY" in values else ""
     lines.append(f"wrote {Path(args.env_file).absolute()} (mode 0600){generated}")
     return Outcome(EXIT_OK, "\n".join(lines), providers.status())
+
+
+def signing_key_values(env_file: str | Path) -> dict[str, str]:
+    """Return `{BACKUP_SIGNING_KEY: new key}` when neither the environment nor `env_file` sets one, else `{}`."""
+    if read_env(None, env_file).get("BACKUP_SIGNING_KEY", "").strip():
+        return {}
+    return {"BACKUP_SIGNING_KEY": secrets.token_hex(32)}  # signs backups; never printed
 
 
 def _status(args: argparse.Namespace) -> Outcome:

@@ -38,8 +38,8 @@ from ..state.backups import BackupCatalog, BackupRecord
 from ..state.store import StateStore, utcnow
 from . import leftovers, pgtools
 from .backup import check_archive
-from .manifest import (MANIFEST_SUFFIX, Manifest, SigningKeys, archive_problem, manifest_path, parse_time,
-                       read_manifest_raw, sha256_of, sign, signature_problem, write_manifest)
+from .manifest import (MANIFEST_SUFFIX, Manifest, SigningKeys, archive_problem, digests, key_id_of, manifest_path,
+                       parse_time, read_manifest_raw, sha256_of, sign, signature_problem, write_manifest)
 from .pgtools import Progress
 
 logger = logging.getLogger(__name__)
@@ -363,8 +363,10 @@ def verify_backup(
     result.duration_s = round(time.monotonic() - t0, 3)
     depth = "deep" if deep else "quick"
     if checked.signed:
-        manifest = sign(replace(manifest, verified_at=result.verified_at.isoformat(), verify_depth=depth),
-                        keys.require("verify"))
+        key = keys.require("verify")
+        rotated = None if manifest.key_id == key_id_of(key) else digests(file, key)[1]  # a previous key's backup
+        manifest = sign(replace(manifest, verified_at=result.verified_at.isoformat(), verify_depth=depth), key,
+                        rotated)
         write_manifest(manifest, manifest_path(file))
     if catalog.get(file) is None:
         catalog.record(_record_from_manifest(manifest, file, checked.signed))
