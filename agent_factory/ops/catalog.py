@@ -1,21 +1,28 @@
 """The backups on hand: list them, verify one, prune by retention.
 
 - `list_backups` reads the state store catalog, newest first per provider, with
-  age, verified state and whether the file is still there. Given a directory it
-  first adopts manifests found there that the catalog does not know (backups
-  copied from another host, or made with another state dir).
+  age, verified state, whether the file is still there and whether its
+  manifest's signature checks now (`trust`). Given a directory it first adopts
+  manifests found there that the catalog does not know (backups copied from
+  another host, or made with another state dir): signed ones with their
+  recorded verification, unsigned ones as unverified; a bad signature, a future
+  `started_at`, a symbolic link or a malformed manifest is refused and listed
+  as "invalid" (docs/BACKUPS.md).
 - `verify_backup` checks, in order: the file exists and is a regular file, its
-  manifest, size, sha256, and that it is a readable archive (custom:
-  `pg_restore --list`; plain: pg_dump's header and "dump complete" trailer).
+  manifest and signature (unsigned: only with `allow_unsigned`), size, archive
+  HMAC, sha256, and that it is a readable archive (custom: `pg_restore --list`;
+  plain: pg_dump's header and "dump complete" trailer, no psql meta-command).
   With `deep=True` it creates a scratch database `af_verify_<random>` on the
   backup's provider (or `target`) with the app role's CREATEDB, loads the backup
   into it in one transaction, compares every table's row count with the
   manifest and drops the database, whatever happens. A pass records
   `verified_at`/`verify_depth` in the manifest and the catalog; a failure is
   recorded in the catalog and raised as `BackupVerificationError`.
-- `prune_backups` keeps a backup when it is among the `keep` newest of its
-  provider, or younger than `max_age_days`, or its provider's newest verified
-  backup (always kept); every other one is deleted with its manifest. Check mode
+- `prune_backups` ranks only signed backups inside the backup directory: it
+  keeps one when it is among the `keep` newest of its provider, or younger than
+  `max_age_days`, or its provider's newest verified backup (always kept); every
+  other one is deleted with its manifest. Unsigned, untrusted, invalid entries
+  and files outside the directory are never touched (`untouched`). Check mode
   reports what would go and deletes nothing. Prune also removes what killed
   backups left (`leftovers.sweep`): partial files and passfile directories of dead processes.
 """

@@ -2,7 +2,9 @@
 
 A row per attempt: `status` is "ok" (the file was written and checked),
 "failed" (nothing usable was left; `error` says why) or "pruned" (deleted by
-retention, `deleted_at` set). Paths are absolute. No credentials are stored:
+retention, `deleted_at` set). `signed` says whether the manifest's signature
+checked when the row was written (backups made here, signed manifests adopted);
+only signed rows count as good backups. Paths are absolute. No credentials are stored:
 hosts are `host:port/dbname` and errors are scrubbed before they get here.
 """
 
