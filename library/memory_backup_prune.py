@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: memory_backup_prune
 short_description: Delete the backups retention no longer keeps
 description:
-  - Calls C(agent_factory.ops.catalog.prune_backups), as C(agent-factory backups prune) does.
+  - Calls C(agent_factory.ops.prune.prune_backups), as C(agent-factory backups prune) does.
   - A backup is kept when it is among the I(keep) newest of its provider, or younger than I(max_age_days), or
     its provider's newest verified backup (always kept). Every other one is deleted with its manifest.
   - Check mode lists what would be deleted and deletes nothing.
@@ -88,7 +88,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 try:
     from agent_factory.automation import argument_spec, module_config, to_result
     from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.catalog import prune_backups
+    from agent_factory.ops.prune import prune_backups
     from agent_factory.ops.manifest import SigningKeys
     from agent_factory.state.store import StateStore
 except ImportError:

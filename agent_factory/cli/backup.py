@@ -12,8 +12,9 @@ from pathlib import Path
 from ..config import load_config
 from ..core import DatabaseManager
 from ..ops.backup import BackupResult, backup
-from ..ops.catalog import age_text, list_backups, prune_backups, verify_backup
+from ..ops.catalog import age_text, list_backups, verify_backup
 from ..ops.manifest import SigningKeys
+from ..ops.prune import prune_backups
 from ..ops.restore import RestoreResult, restore
 from ..state.store import StateStore
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Outcome, progress

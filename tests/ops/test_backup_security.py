@@ -21,9 +21,10 @@ from agent_factory.core import DatabaseManager
 from agent_factory.errors import BackupVerificationError, ConfigError, UnsignedBackupError
 from agent_factory.ops import pgtools
 from agent_factory.ops.backup import backup
-from agent_factory.ops.catalog import list_backups, prune_backups, verify_backup
+from agent_factory.ops.catalog import list_backups, verify_backup
 from agent_factory.ops.manifest import SigningKeys, key_id_of, manifest_path, sha256_of
 from agent_factory.ops.plainsql import guard_lines, supports_restrict
+from agent_factory.ops.prune import prune_backups
 from agent_factory.ops.restore import restore
 from agent_factory.state.backups import BackupCatalog, newest_good_backup
 from agent_factory.state.store import StateStore, utcnow
@@ -118,7 +119,7 @@ def test_psql_reads_what_the_lexer_accepts_as_inert_and_never_starts_on_what_it_
         f"/* /* \\! touch {marker} */ \\! touch {marker} */ SELECT 2;\n",
         f"SELECT $_$ \\! touch {marker} $_$;\n",
         f"SELECT E'\\\\! touch {marker}';\n",
-        f"SELECT \"a\\\" FROM (SELECT 1 AS \"a\\\") s;\n",
+        "SELECT \"a\\\" FROM (SELECT 1 AS \"a\\\") s;\n",
         f"CREATE TEMP TABLE t (x text);\nCOPY t (x) FROM stdin;\n\\\\! touch {marker}\n\\! touch {marker}\n\\.\n",
         "\\restrict abcDEF123\nSELECT 3;\n\\unrestrict abcDEF123\n",
     ]
@@ -129,7 +130,7 @@ def test_psql_reads_what_the_lexer_accepts_as_inert_and_never_starts_on_what_it_
     refused = [
         f"\\! touch {marker}\n",
         f"SELECT 1;\n\\o |touch {marker}\nSELECT 2;\n",
-        f"SELECT\n  1 \\gexec\n",
+        "SELECT\n  1 \\gexec\n",
         f"COPY t (x) FROM stdin; \\! touch {marker}\n",
         f"SELECT 'a\\' ' \\! touch {marker} ';\n",
         f"\\restrict abc; \\! touch {marker}\n",

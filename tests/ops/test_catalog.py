@@ -14,7 +14,8 @@ from agent_factory.cli import main
 from agent_factory.core import DatabaseManager
 from agent_factory.errors import BackupVerificationError, ConfigError
 from agent_factory.ops.backup import backup, manifest_path, sha256_of
-from agent_factory.ops.catalog import list_backups, prune_backups, verify_backup
+from agent_factory.ops.catalog import list_backups, verify_backup
+from agent_factory.ops.prune import prune_backups
 from agent_factory.state.backups import BackupCatalog, BackupRecord
 from agent_factory.state.store import StateStore, utcnow
 
