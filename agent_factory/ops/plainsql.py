@@ -112,24 +112,14 @@ class _Lexer:
                 elif c not in b" \t\r\n":
                     self.pending = True
                 i += 1
-            elif self.state == "quote":
-                if c == 0x27:
-                    slashes = 0
-                    while i - 1 - slashes >= 0 and line[i - 1 - slashes] == 0x5C:
-                        slashes += 1
-                    if slashes % 2:
-                        raise self.refuse("a quote after a backslash in a '' string (psql could read it "
-                                          "either way, depending on standard_conforming_strings)")
-                    if line.startswith(b"''", i):
-                        i += 2
-                        continue
-                    self.state = "sql"
-                i += 1
-            elif self.state == "equote":
-                if c == 0x5C:
+            elif self.state in ("quote", "equote"):
+                if c == 0x5C and self.state == "equote":  # E'' strings: a backslash escapes the next byte
                     i += 2
                     continue
                 if c == 0x27:
+                    if self.state == "quote" and _odd_backslashes_before(line, i):
+                        raise self.refuse("a quote after a backslash in a '' string (psql could read it "
+                                          "either way, depending on standard_conforming_strings)")
                     if line.startswith(b"''", i):
                         i += 2
                         continue
@@ -160,6 +150,13 @@ class _Lexer:
     def finish(self) -> None:
         if self.state == "copy":
             raise self.refuse("COPY data without its ending \\. line")
+
+
+def _odd_backslashes_before(line: bytes, i: int) -> bool:
+    n = 0
+    while i - 1 - n >= 0 and line[i - 1 - n] == 0x5C:
+        n += 1
+    return n % 2 == 1
 
 
 def guard_lines(lines: Iterable[bytes], name: str) -> Iterator[bytes]:
