@@ -296,7 +296,11 @@ def test_forged_manifests_are_untrusted_and_never_steer_prune_or_the_page(db: Da
     snap = load_snapshot(db.config.state_dir, utcnow())
     [rpo] = [r for r in model.rpos(snap, PageSettings(state_dir=Path(db.config.state_dir)), utcnow())
              if r.provider == "neon"]
-    assert rpo.backup is not None and rpo.backup.path == real.path.name and rpo.age is not None and rpo.age.total_seconds() >= 0
+    assert rpo.backup is not None and rpo.backup.path == real.path.name
+    assert rpo.age is not None and rpo.age.total_seconds() >= 0
+    shown = dict(zip(model.backup_table(snap.backups)["file"], model.backup_table(snap.backups)["verified"]))
+    assert shown[claimed.name] == "unsigned, no" and shown[real.path.name] == "yes (quick)"
+    assert not {wrong_key.name, future.name, "neon-link.dump"} & set(shown)
 
 
 # ---- hostile manifests: one line, the right exit code, the other entries still listed ----------------------------
