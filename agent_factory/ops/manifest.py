@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime
@@ -237,6 +238,7 @@ _STR = ("provider", "host", "database", "format", "file", "sha256", "server_vers
         "status", "purpose", "encoding", "compression", "tool")
 _OPT_STR = ("verify_depth", "archive_hmac", "key_id", "signature")
 _TIMES = ("started_at", "finished_at")
+_VERSION = re.compile(r"^\d{1,4}(\.\d{1,4}){0,2}$")
 
 
 def _typed(path: Path, name: str, value: Any) -> Any:
@@ -250,6 +252,8 @@ def _typed(path: Path, name: str, value: Any) -> Any:
             raise bad("a string")
         if name in _TIMES:
             parse_time(value, lambda: bad("an ISO 8601 time with a time zone"))
+        if name == "pg_dump_version" and not _VERSION.match(value):
+            raise bad("a version such as 16.2")
         return value
     if name in _OPT_STR or name == "verified_at":
         if value is not None and not isinstance(value, str):
@@ -267,9 +271,9 @@ def _typed(path: Path, name: str, value: Any) -> Any:
         return float(value)
     if name == "row_counts":
         if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                isinstance(k, str) and "." in k and isinstance(v, int) and not isinstance(v, bool) and v >= 0
                 for k, v in value.items()):
-            raise bad("an object of table names to non-negative integers")
+            raise bad('an object of "schema.table" names to non-negative integers')
         return value
     raise bad("a known field")  # pragma: no cover - every field is listed above
 
