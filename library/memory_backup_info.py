@@ -69,7 +69,7 @@ backups:
       purpose: manual
       size_bytes: 1048576
 newest:
-  description: Per provider, its newest verified backup whose file exists (as in I(backups)), or null.
+  description: Per provider, its newest signed, verified backup whose file exists (as in I(backups)), or null.
   returned: always
   type: dict
   sample: {"neon": {"path": "/opt/agent-factory/backups/neon-2026-11-24T020000Z.dump", "age_s": 3600.0}}
