@@ -1,4 +1,4 @@
-"""The backups on hand: list them, verify one, prune by retention.
+"""The backups on hand: list them (with their trust) and verify one.
 
 - `list_backups` reads the state store catalog, newest first per provider, with
   age, verified state, whether the file is still there and whether its
@@ -45,6 +45,8 @@ from .pgtools import Progress
 
 logger = logging.getLogger(__name__)
 
+CLOCK_SKEW = timedelta(minutes=5)  # how far in the future a started_at may be (clocks differ between hosts)
+
 
 @dataclass
 class BackupEntry:
@@ -63,7 +65,7 @@ class BackupEntry:
 
     @property
     def state(self) -> str:
-        """One word for people: missing, invalid, untrusted, corrupt, unsigned, verified-deep, verified or unverified."""
+        """One word: missing, invalid, untrusted, corrupt, unsigned, verified-deep, verified or unverified."""
         if self.trust == "invalid":
             return "invalid"
         if not self.exists:
@@ -282,8 +284,6 @@ class CheckedFile:
     signed: bool
 
 
-CLOCK_SKEW = timedelta(minutes=5)
-
 
 def check_file(file: Path, keys: SigningKeys, *, allow_unsigned: bool = False,
                now: datetime | None = None) -> CheckedFile:
@@ -360,7 +360,7 @@ def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Pro
 
 
 def newest_backup(state: StateStore, provider: str) -> BackupRecord | None:
-    """Return a provider's newest signed, verified backup whose file still exists (for restore defaults and monitors)."""
+    """Return a provider's newest signed, verified backup whose file still exists (restore defaults, monitors)."""
     for record in BackupCatalog(state).entries(provider):
         if record.signed and record.verified and os.path.isfile(record.path):
             return record

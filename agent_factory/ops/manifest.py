@@ -33,8 +33,9 @@ from ..errors import BackupVerificationError, ConfigError
 from . import leftovers
 from .pgtools import FORMATS
 
-__all__ = ["MANIFEST_SUFFIX", "MANIFEST_VERSION", "Manifest", "SigningKeys", "digests", "manifest_path",
-           "parse_time", "read_manifest", "sha256_of", "sign", "signature_problem", "write_manifest"]
+__all__ = ["MANIFEST_SUFFIX", "MANIFEST_VERSION", "Manifest", "SigningKeys", "archive_problem", "digests",
+           "key_id_of", "manifest_path", "parse_time", "read_manifest", "read_manifest_raw", "sha256_of", "sign",
+           "signature_problem", "write_manifest", "write_private"]
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_VERSION = 2

@@ -208,7 +208,7 @@ def latest_restore(conn: sqlite3.Connection) -> RestoreRecord | None:
 
 
 def newest_good_backup(records: Iterable[BackupRecord], now: datetime | None = None) -> BackupRecord | None:
-    """Return the newest backup that counts for the RPO: signed, verified, live (not pruned or failed), not `pre-restore`.
+    """Return the newest backup that counts for the RPO: signed, verified, live (not pruned/failed), not `pre-restore`.
 
     "Newest" is by `started_at`, the time the data was taken: verifying an old
     backup again does not make it fresh. Given `now`, a backup that claims to
