@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,14 +20,16 @@ from agent_factory.cli import main
 from agent_factory.cli.local import signing_key_values
 from agent_factory.config import load_config
 from agent_factory.core import DatabaseManager
-from agent_factory.errors import BackupVerificationError, ConfigError, UnsignedBackupError
+from agent_factory.errors import BackupError, BackupVerificationError, ConfigError, UnsignedBackupError
+from agent_factory.local.binaries import find_installs
 from agent_factory.ops import pgtools
 from agent_factory.ops.backup import backup
 from agent_factory.ops.catalog import list_backups, verify_backup
 from agent_factory.ops.manifest import SigningKeys, key_id_of, manifest_path, sha256_of
-from agent_factory.ops.plainsql import guard_lines, supports_restrict
+from agent_factory.ops.plainsql import guard_lines, restrict_prefix, supports_restrict
 from agent_factory.ops.prune import prune_backups
 from agent_factory.ops.restore import restore
+from agent_factory.ops.tools import Tool, run_tool
 from agent_factory.state.backups import BackupCatalog, newest_good_backup
 from agent_factory.state.store import StateStore, utcnow
 from status_app import model
@@ -112,7 +116,6 @@ def test_psql_reads_what_the_lexer_accepts_as_inert_and_never_starts_on_what_it_
         db: DatabaseManager, tmp_path: Path) -> None:
     """Differential check against the real psql: accepted scripts run no command; refused ones commit nothing."""
     target = pgtools.target_for(db, "railway")
-    tool = pgtools.pick_tool("psql", None)
     marker = tmp_path / "M"
     inert = [
         f"SELECT 1; -- \\! touch {marker}\n",
@@ -123,8 +126,10 @@ def test_psql_reads_what_the_lexer_accepts_as_inert_and_never_starts_on_what_it_
         f"CREATE TEMP TABLE t (x text);\nCOPY t (x) FROM stdin;\n\\\\! touch {marker}\n\\! touch {marker}\n\\.\n",
         "\\restrict abcDEF123\nSELECT 3;\n\\unrestrict abcDEF123\n",
     ]
-    for n, text in enumerate(inert):
-        pgtools.apply_archive(tool, _script(tmp_path, f"ok{n}.sql", text), "plain", target, clean=False)
+    tools = every_psql()
+    for tool in tools:  # with \restrict (psql 15.14+) and without it (pgserver's 16.2)
+        for n, text in enumerate(inert):
+            pgtools.apply_archive(tool, _script(tmp_path, f"ok{n}.sql", text), "plain", target, clean=False)
     assert not marker.exists()
 
     refused = [
@@ -138,10 +143,23 @@ def test_psql_reads_what_the_lexer_accepts_as_inert_and_never_starts_on_what_it_
     for n, text in enumerate(refused):
         script = _script(tmp_path, f"bad{n}.sql", f"CREATE TABLE af_probe_{n} (x int);\n" + text)
         with pytest.raises(BackupVerificationError, match="refusing to replay"):
-            pgtools.apply_archive(tool, script, "plain", target, clean=False)
+            pgtools.apply_archive(tools[n % len(tools)], script, "plain", target, clean=False)
         with target.connect() as conn:  # psql was killed before its input ended: nothing committed
             assert conn.execute("SELECT to_regclass(%s)", (f"af_probe_{n}",)).fetchone() == (None,)
     assert not marker.exists()
+
+
+def every_psql() -> list[Tool]:
+    """Every psql installed (pgserver's, the OS's), with its full version."""
+    tools = []
+    for install in find_installs():
+        path = install.tool("psql")
+        if path is not None:
+            out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30).stdout
+            match = re.search(r"\(PostgreSQL\) (\d+)\.(\d+)", out)
+            assert match, out
+            tools.append(Tool("psql", path, int(match.group(1)), f"{match.group(1)}.{match.group(2)}"))
+    return tools
 
 
 def test_lexer_units() -> None:
@@ -338,3 +356,18 @@ def test_hostile_manifests_give_one_line_and_keep_list_and_prune_working(
     assert "would delete 0 backup(s)" in capsys.readouterr().out
     with psycopg.connect(cli_env["NEON_DB_URL"]) as conn:  # still a working system
         conn.execute("SELECT 1")
+
+
+def test_restricted_psql_refuses_meta_commands_on_its_own(db: DatabaseManager, tmp_path: Path) -> None:
+    """The second lock: a psql that knows \\restrict, fed our random-key prefix, runs no meta-command itself."""
+    tools = [t for t in every_psql() if supports_restrict(t.version)]
+    if not tools:
+        pytest.skip("no psql with \\restrict (15.14, 16.10, 17.6 or later) installed")
+    target = pgtools.target_for(db, "railway")
+    marker = tmp_path / "M"
+    script = [restrict_prefix(), f"\\! touch {marker}\n".encode(), b"\\unrestrict guessed\n",
+              f"\\! touch {marker}\n".encode()]
+    with pytest.raises(BackupError, match="backslash commands are restricted"):
+        run_tool(tools[0], ["-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={target.conninfo}", "-f", "-"], target,
+                 stdin=script)
+    assert not marker.exists()
