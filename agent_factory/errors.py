@@ -174,5 +174,9 @@ class StateStoreError(AgentFactoryError):
     """The local state store cannot be read or written."""
 
 
+class StateDirError(StateStoreError, ConfigError):
+    """The state directory (AGENT_FACTORY_STATE_DIR) is not a directory, or cannot be created or opened."""
+
+
 class StateStoreMissingError(StateStoreError, FileNotFoundError):
     """There is no state store file where one was expected (nothing has written it yet)."""
