@@ -77,6 +77,10 @@ class InvalidInputError(AgentFactoryError, ValueError):
     """An argument of the memory API is invalid; raised before any SQL runs, nothing was written."""
 
 
+class SessionOwnerError(InvalidInputError):
+    """The session belongs to another user: its owner never changes, and nothing was written."""
+
+
 class SessionNotFoundError(AgentFactoryError, LookupError):
     """The session does not exist or was deleted."""
 
