@@ -12,7 +12,6 @@ from streamlit.testing.v1 import AppTest
 
 from status_app.text import WORD_JOINER
 
-
 _ESCAPED = re.compile(r"\\([" + re.escape(string.punctuation) + "])")
 
 
@@ -43,8 +42,8 @@ def table(at: AppTest, column: str) -> pd.DataFrame:
 
 def everything(at: AppTest) -> str:
     """Every text the page shows (elements, table cells, chart alt text, spec and data), as one string."""
-    parts = [shown(str(e.value)) for kind in ("title", "header", "subheader", "markdown", "caption", "success", "warning",
-                                       "error", "info") for e in getattr(at, kind)]
+    kinds = ("title", "header", "subheader", "markdown", "caption", "success", "warning", "error", "info")
+    parts = [shown(str(e.value)) for kind in kinds for e in getattr(at, kind)]
     parts += [shown(f"{m.label} {m.value} {m.proto.help}") for m in at.metric]
     parts += [df.value.to_csv() for df in at.dataframe]
     for chart in charts(at):
