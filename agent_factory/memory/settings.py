@@ -57,12 +57,12 @@ RETURNING xmax::text <> '0'
 """
 
 
-def _to_text(value: object) -> str:
+def _to_text(value: object, field: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(check_number(value, "value"))  # NaN and infinities are refused, huge integers too
-    return check_text(value, "value")
+        return repr(check_number(value, field))  # NaN and infinities are refused, huge integers too
+    return check_text(value, field)
 
 
 def _finite_float(text: str) -> float:
@@ -130,7 +130,7 @@ class Settings(LazyDatabase):
         key = check_id(key, "key")
         if value is None:
             raise InvalidInputError("value must not be None; use delete() to remove a setting")
-        text = _to_text(value)
+        text = _to_text(value, f"value of setting {key!r}")
         stamp = new_stamp()  # one version per call: a replay writes the same row
         params = {"id": setting_row_id(key), "key": key, "value": text,
                   "category": check_id(category, "category"),

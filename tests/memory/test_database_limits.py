@@ -47,10 +47,10 @@ def test_storage_refuses_a_huge_integer_and_writes_nothing(storage: Any) -> None
 
 
 @pytest.mark.parametrize(("value", "match"), [
-    (HUGE, "value is an integer of about 5000 digits"),
-    (float("nan"), "value is nan"),
-    (float("inf"), "value is inf"),
-    (float("-inf"), "value is -inf"),
+    (HUGE, "value of setting 'k' is an integer of about 5000 digits"),
+    (float("nan"), "value of setting 'k' is nan"),
+    (float("inf"), "value of setting 'k' is inf"),
+    (float("-inf"), "value of setting 'k' is -inf"),
 ], ids=["huge", "nan", "inf", "-inf"])
 def test_settings_refuse_values_that_cannot_be_written_before_any_sql(value: object, match: str) -> None:
     settings = Settings()  # no DatabaseManager: any database use would create one
