@@ -77,6 +77,10 @@ class InvalidInputError(AgentFactoryError, ValueError):
     """An argument of the memory API is invalid; raised before any SQL runs, nothing was written."""
 
 
+class SessionOwnerError(InvalidInputError):
+    """The session belongs to another user: its owner never changes, and nothing was written."""
+
+
 class SessionNotFoundError(AgentFactoryError, LookupError):
     """The session does not exist or was deleted."""
 
@@ -176,6 +180,10 @@ class SyncBusyError(SyncError):
 
 class StateStoreError(AgentFactoryError):
     """The local state store cannot be read or written."""
+
+
+class StateDirError(StateStoreError, ConfigError):
+    """The state directory (AGENT_FACTORY_STATE_DIR) is not a directory, or cannot be created or opened."""
 
 
 class StateStoreMissingError(StateStoreError, FileNotFoundError):

@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import AgentFactoryError, ConfigError
 from .output import EXIT_FAILED, EXIT_USAGE, Outcome, emit
@@ -35,6 +35,10 @@ class CommandParser(argparse.ArgumentParser):
         self.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
         self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                           help="log progress to stderr")
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line naming the command and the problem (no usage block), and exit 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

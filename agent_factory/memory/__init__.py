@@ -5,7 +5,7 @@
 `InvalidInputError` (a `ValueError`) before anything is written.
 """
 
-from ..errors import InvalidInputError, SessionNotFoundError, SessionNotOnProviderError
+from ..errors import InvalidInputError, SessionNotFoundError, SessionNotOnProviderError, SessionOwnerError
 from .base import MemoryStorage, PageCursor
 from .in_memory import InMemoryStorage
 from .knowledge import KnowledgeAtom, KnowledgeBase
@@ -30,6 +30,7 @@ __all__ = [
     "Session",
     "SessionNotFoundError",
     "SessionNotOnProviderError",
+    "SessionOwnerError",
     "SessionSummary",
     "Settings",
 ]

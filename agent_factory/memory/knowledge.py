@@ -32,7 +32,9 @@ from .validation import (
     check_id,
     check_limit,
     check_optional_text,
+    check_real,
     check_text,
+    check_tsvector,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,14 +97,18 @@ def check_atom(value: object, field: str = "atom") -> dict[str, Any]:
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score) \
                 or not 0 <= score <= 1:
             raise InvalidInputError(f"{field}.quality_score must be a number from 0 to 1; got {score!r}")
-        score = float(score)
+        score = check_real(score, f"{field}.quality_score")
+    title = check_text(data["title"], f"{field}.title", allow_empty=False)
+    summary = check_text(data.get("summary") or "", f"{field}.summary")
+    content = check_text(data["content"], f"{field}.content")
+    check_tsvector(f"{field} (title, summary and content)", title, summary, content)
     return {
         "id": str(atom_row_id(atom_id)),
         "atom_id": atom_id,
         "atom_type": check_choice(data["atom_type"], ATOM_TYPES, f"{field}.atom_type"),
-        "title": check_text(data["title"], f"{field}.title", allow_empty=False),
-        "summary": check_text(data.get("summary") or "", f"{field}.summary"),
-        "content": check_text(data["content"], f"{field}.content"),
+        "title": title,
+        "summary": summary,
+        "content": content,
         "manufacturer": check_optional_text(data.get("manufacturer"), f"{field}.manufacturer",
                                             max_length=MAX_ID_LENGTH),
         "keywords": [check_text(k, f"{field}.keywords[{i}]", max_length=MAX_ID_LENGTH, allow_empty=False)

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, StateStoreMissingError
+from ..errors import InvalidInputError, StateDirError, StateStoreError, StateStoreMissingError
 from ..redact import scrub
 from .schema import migrate, user_version
 
@@ -154,16 +154,37 @@ class StateStore:
         with self._lock:
             if self._ready:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = self._open()
             try:
                 conn.execute("PRAGMA busy_timeout = 30000")
                 _use_wal(conn)
                 migrate(conn)
+            except sqlite3.DatabaseError as exc:
+                if "not a database" not in str(exc):
+                    raise
+                raise StateStoreError(f"{self.path.absolute()} is not a state store (not a SQLite database); "
+                                      "move it away or point AGENT_FACTORY_STATE_DIR elsewhere") from None
             finally:
                 conn.close()
             self.path.chmod(0o600)
             self._ready = True
+
+    def _open(self) -> sqlite3.Connection:
+        """Create the directory (0700) and open the file; raise `StateDirError` when either is impossible."""
+        where = self.path.parent.absolute()
+        hint = "point AGENT_FACTORY_STATE_DIR (--state-dir) at a directory"
+        if where.exists() and not where.is_dir():
+            raise StateDirError(f"the state directory {where} is a file, not a directory; {hint}")
+        try:
+            where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:  # a file among its parents, no permission, read-only file system
+            raise StateDirError(f"cannot create the state directory {where}: {exc.strerror}; {hint}") from None
+        if self.path.is_dir():
+            raise StateDirError(f"{self.path.absolute()} is a directory, not a state store file; {hint}")
+        try:
+            return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise StateDirError(f"cannot open the state store {self.path.absolute()}: {exc}; {hint}") from None
 
     # ---- failover events ------------------------------------------------
 

@@ -302,6 +302,7 @@ def test_random_writes_on_three_providers_and_merges_converge_to_one_state(db, m
     settings = {n: Settings(m, ttl=0) for n, m in pinned.items()}
     kbs = {n: KnowledgeBase(m) for n, m in pinned.items()}
     session_ids, keys = ["s1", "s2", "s3"], ["k1", "k2"]
+    owner = {"s1": "user-0", "s2": "user-1", "s3": "user-0"}  # a session's owner never changes
     for step in range(60):
         name = rng.choice(names)
         storage, action = storages[name], rng.randrange(9)
@@ -310,7 +311,7 @@ def test_random_writes_on_three_providers_and_merges_converge_to_one_state(db, m
             source, target = rng.sample(names, 2)
             merge(db, source, target)
         elif action in (1, 2):  # load (or start) the session here, edit it, save it
-            session = storage.load_session(sid) or Session(f"user-{rng.randrange(2)}", session_id=sid)
+            session = storage.load_session(sid) or Session(owner[sid], session_id=sid)
             edit = rng.randrange(3)
             if edit == 0 or not session.messages:
                 session.add_message("user", f"step {step} on {name}")
@@ -329,7 +330,7 @@ def test_random_writes_on_three_providers_and_merges_converge_to_one_state(db, m
         elif action == 4:
             storage.delete_session(sid)
         elif action == 5:
-            storage.save_memory_atom(sid, "user-0", "log", {"step": step})
+            storage.save_memory_atom(sid, owner[sid], "log", {"step": step})
         elif action == 6:
             settings[name].set(rng.choice(keys), f"{step}")
         elif action == 7:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent_factory.errors import InvalidInputError, StateStoreMissingError
+from agent_factory.errors import (
+    ConfigError,
+    InvalidInputError,
+    StateDirError,
+    StateStoreError,
+    StateStoreMissingError,
+)
 from agent_factory.state import SCHEMA_VERSION, StateStore, SyncRun, monitoring
 from agent_factory.state.schema import _INITIAL, MIGRATIONS
 
@@ -162,3 +168,33 @@ def test_prune_drops_old_history_but_keeps_the_newest_sync_of_each_pair(tmp_path
         pruned = monitoring.prune(conn, datetime.now(timezone.utc) + timedelta(days=1))
     assert pruned["sync_runs"] == 1 and pruned["alert_events"] == 1
     assert sorted((s.target, s.rows_copied) for s in store.latest_syncs()) == [("railway", 0), ("supabase", 7)]
+
+
+def test_a_file_where_the_state_dir_should_be_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "var"
+    blocker.write_text("x")
+    for state_dir in (blocker, blocker / "below"):
+        with pytest.raises(StateDirError) as info:
+            StateStore(state_dir).record_failover("neon", "supabase", "r")
+        assert isinstance(info.value, ConfigError) and "AGENT_FACTORY_STATE_DIR" in str(info.value)
+    assert blocker.read_text() == "x"
+    with pytest.raises(StateStoreMissingError):
+        StateStore(blocker).schema_version()
+
+
+def test_a_directory_named_state_db_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a" / "state.db").mkdir(parents=True)
+    with pytest.raises(StateDirError, match="is a directory, not a state store file"):
+        StateStore(tmp_path / "a").failovers()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "state.db").write_bytes(b"\x00garbage" * 200)
+    with pytest.raises(StateStoreError, match="not a SQLite database"):
+        StateStore(tmp_path / "b").failovers()
+    assert (tmp_path / "b" / "state.db").read_bytes() == b"\x00garbage" * 200
+
+
+def test_the_store_is_private(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "var" / "state")
+    store.record_failover("neon", "supabase", "r")
+    assert (tmp_path / "var" / "state").stat().st_mode & 0o777 == 0o700
+    assert store.path.stat().st_mode & 0o777 == 0o600
