@@ -90,7 +90,7 @@ class Snapshot:
     alert_events: pd.DataFrame  # at, alert_key, rule, severity, subject, event, summary
     deliveries: pd.DataFrame  # failed or expired: created_at, last_attempt_at, alert_key, event, channel, status,
     #                           attempts, last_error
-    failovers: pd.DataFrame  # at, from_provider, to_provider, reason
+    failovers: pd.DataFrame  # at, from_provider, to_provider, reason, kind ("switch" or "failback-postponed")
     backups: list[BackupRecord] = field(default_factory=list)  # paths are file names
     restore: RestoreRecord | None = None
     syncs: list[SyncRun] = field(default_factory=list)
@@ -144,7 +144,8 @@ def load_snapshot(state_dir: str | Path, now: datetime, retention: timedelta = t
                                   "last_error FROM alert_deliveries WHERE (last_error IS NOT NULL OR "
                                   "status = 'expired') AND COALESCE(last_attempt_at, created_at) >= ? "
                                   "ORDER BY id DESC", cutoff)
-        failovers = _frame(conn, "SELECT at, from_provider, to_provider, reason FROM failover_events "
+        kind = "kind" if version >= 4 else "'switch' AS kind"
+        failovers = _frame(conn, f"SELECT at, from_provider, to_provider, reason, {kind} FROM failover_events "
                                  "WHERE at >= ? ORDER BY id DESC", cutoff)
         backups = [_named(r) for r in backup_rows(conn, statuses=("ok", "failed", "pruned"))]
         restore = latest_restore(conn)
