@@ -67,8 +67,8 @@ from .alerts import (
     deliver_pending,
     settings_from_env,
 )
-from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, DIVERGENCE, PRIMARY_DOWN, PROVIDER_DOWN, SYNC_LAG
-from .sync import BackupLag, backup_lags, merge_backups, warm_backups
+from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, PRIMARY_DOWN, PROVIDER_DOWN
+from .monitor_sync import sync_step
 
 logger = logging.getLogger(__name__)
 
@@ -303,10 +303,9 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
     checks = build_checks(samples, backup_states, now, settings)
     syncs = diverged = None
     if settings.sync_backups:
-        diverged = _merge_backups(db, store, samples, now, run_id)
-        checks += [_divergence_check(d, now) for d in diverged]
-        syncs, lag_checks = _sync_backups(db, store, samples, now, settings)
-        checks += lag_checks
+        step = sync_step(db, store, samples, now, settings, run_id)
+        syncs, diverged = step.syncs, step.divergence
+        checks += step.checks
     providers_text = status_line(samples)
     with store.connect() as conn:
         monitoring.add_samples(conn, run_id, samples)
@@ -329,61 +328,6 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
             logger.warning("alert %s: %s", action, action.detail)
     return MonitorResult(now, db.primary_provider, samples, up > 0, actions, firing, report, summary, run_id,
                          backup_states, syncs, diverged)
-
-
-def _merge_backups(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample], now: datetime,
-                   run_id: int) -> list[Divergence]:
-    """Merge each healthy backup into the primary (see `ops.sync.merge_backups`); never raises."""
-    try:
-        return merge_backups(db, store, [s.provider for s in samples if s.healthy], now=now, run_id=run_id)
-    except Exception:  # a merge problem must not stop health monitoring
-        logger.exception("merging the backups into the primary failed; divergence is not measured this run")
-        return []
-
-
-def _divergence_check(d: Divergence, now: datetime) -> Check:
-    """Fail while a backup holds rows the primary lacked (one run finding some is healed by its own merge)."""
-    failing = d.rows is None or d.rows > 0
-    return Check(DIVERGENCE, Severity.WARNING, failing, d.summary(now), d.backup, suppressible=True)
-
-
-def _sync_backups(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample], now: datetime,
-                  settings: MonitorSettings) -> tuple[list[SyncResult], list[Check]]:
-    """Sync the primary into each backup (warm backups) and return the runs and the lag checks.
-
-    No lag check is made while the primary is down (nothing new can reach it) or
-    when SYNC_MAX_LAG_MINUTES is 0.
-    """
-    healthy = [s.provider for s in samples if s.healthy]
-    try:
-        results = warm_backups(db, store, healthy)
-    except Exception:  # a sync problem must not stop health monitoring
-        logger.exception("warm backups: the sync step failed; lag is checked from earlier runs")
-        results = []
-    if settings.sync_max_lag is None or db.primary_provider not in healthy:
-        return results, []
-    fresh = {r.target: r for r in results if r.ok}
-    checks = [_lag_check(lag, fresh.get(lag.backup), now, settings.sync_max_lag)
-              for lag in backup_lags(db, store)]
-    return results, checks
-
-
-def _lag_check(lag: BackupLag, fresh: SyncResult | None, now: datetime, max_lag: timedelta) -> Check:
-    seconds = fresh.lag_s if fresh is not None and fresh.lag_s is not None else lag.lag_s(now)
-    limit = f"{max_lag.total_seconds() / 60:g} min"
-    if seconds is None:
-        why = f": {lag.error}" if lag.error else ""
-        return Check(SYNC_LAG, Severity.WARNING, False,
-                     f"backup {lag.backup} has no successful sync from {lag.source} on record yet{why}", lag.backup,
-                     suppressible=True)
-    behind = f"{seconds / 60:.1f} min"
-    if seconds > max_lag.total_seconds():
-        why = f"; last sync failed: {lag.error}" if lag.last_ok is False and lag.error else ""
-        return Check(SYNC_LAG, Severity.WARNING, True,
-                     f"backup {lag.backup} is {behind} behind {lag.source} (limit {limit}){why}", lag.backup,
-                     suppressible=True)
-    return Check(SYNC_LAG, Severity.WARNING, False, f"backup {lag.backup} is {behind} behind {lag.source}",
-                 lag.backup, suppressible=True)
 
 
 def _passwords(db: DatabaseManager) -> list[str]:
