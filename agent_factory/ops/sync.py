@@ -220,23 +220,13 @@ def merge_backups(db: DatabaseManager, store: StateStore, healthy: Sequence[str]
     that backup's `Divergence` has `rows` None (or, part way, `merged` False)
     and the error. `now` (default: the clock) dates the findings.
     """
-    up = set(healthy) if healthy is not None else {n for n, ok in db.health_check_all().items() if ok}
-    primary = db.primary_provider
-    if primary not in up:
-        return []
     found = []
-    for backup in db.providers:
-        if backup == primary or backup not in up:
-            continue
-        try:
-            result = sync_pair(db, backup, primary, wait_s=MERGE_WAIT_S)
-        except AgentFactoryError as exc:  # busy, schema not deployed, ...: recorded, never raised
-            result = failed(backup, primary, str(exc))
+    for result in _backups_into_primary(db, healthy, dry_run=False):
         record(store, result)
         found.append(_divergence(result, now or utcnow(), run_id))
         if result.rows_copied:
             logger.warning("merged %d rows that backup %s held and primary %s lacked (oldest written %s)",
-                           result.rows_copied, backup, primary, result.oldest_written)
+                           result.rows_copied, result.source, result.target, result.oldest_written)
     return found
 
 
@@ -246,19 +236,24 @@ def divergence(db: DatabaseManager, healthy: Sequence[str] | None = None) -> lis
     A dry run of `merge_backups` (no lock taken); empty when the primary does
     not answer. Never raises for a provider failure (`rows` None and the error).
     """
+    return [_divergence(r, utcnow(), None) for r in _backups_into_primary(db, healthy, dry_run=True)]
+
+
+def _backups_into_primary(db: DatabaseManager, healthy: Sequence[str] | None, *, dry_run: bool) -> list[SyncResult]:
+    """Sync each healthy backup into the primary (none when the primary does not answer); never raises for one."""
     up = set(healthy) if healthy is not None else {n for n, ok in db.health_check_all().items() if ok}
     primary = db.primary_provider
     if primary not in up:
         return []
-    found = []
+    results = []
     for backup in db.providers:
-        if backup != primary and backup in up:
-            try:
-                result = sync_pair(db, backup, primary, dry_run=True)
-            except AgentFactoryError as exc:
-                result = failed(backup, primary, str(exc), dry_run=True)
-            found.append(_divergence(result, utcnow(), None))
-    return found
+        if backup == primary or backup not in up:
+            continue
+        try:
+            results.append(sync_pair(db, backup, primary, dry_run=dry_run, wait_s=MERGE_WAIT_S))
+        except AgentFactoryError as exc:  # busy, schema not deployed, ...: recorded, never raised
+            results.append(failed(backup, primary, str(exc), dry_run))
+    return results
 
 
 def _divergence(result: SyncResult, at: datetime, run_id: int | None) -> Divergence:

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -26,7 +25,7 @@ import pytest
 from agent_factory.core import DatabaseManager
 from agent_factory.local.proxy import CountingProxy
 from agent_factory.memory import PostgresMemoryStorage
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_until
 
 WRITER = Path(__file__).with_name("writer.py")
 
@@ -65,10 +64,7 @@ class Agent:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
+    assert wait_until(predicate, timeout), f"timed out after {timeout} s waiting for {what}"
 
 
 def process_env(env: dict[str, str]) -> dict[str, str]:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from agent_factory.core import DatabaseManager
 from agent_factory.errors import SyncError
 from agent_factory.replication.failback import FailbackLoop, merge_into_primary
 from agent_factory.state.store import FAILBACK_POSTPONED, StateStore
 
-from ..conftest import make_config, wait_for_failovers
+from ..conftest import make_config, wait_for_failovers, wait_until
 from .conftest import empty, setting, value_of
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_a_failed_merge_postpones_the_fail_back_as_its_own_event_then_it_succeeds(env, local, monkeypatch):
@@ -43,7 +32,7 @@ def _postponed_then_done(db: DatabaseManager, local, calls: list[str]) -> None:
     assert db.active_provider == "supabase"
     setting(db, "supabase", "written-during-failover", "yes")
     local.start("neon")
-    assert _wait(lambda: db.active_provider == "neon", 30), "no fail-back after the postponed one"
+    assert wait_until(lambda: db.active_provider == "neon", 30), "no fail-back after the postponed one"
     assert value_of(db, "neon", "written-during-failover") == ("yes", False)
     events = wait_for_failovers(db, 3)
     assert [(e.kind, e.from_provider, e.to_provider) for e in events] == [
