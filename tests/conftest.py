@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -114,6 +115,12 @@ def wait_for_failovers(db: DatabaseManager, count: int, timeout: float = 5.0) ->
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.05)
+
+
+def with_port(url: str, port: int) -> str:
+    """Return the provider URL `url` with its port replaced (a relay in front of the server)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0] + f":{port}"))
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:

@@ -20,14 +20,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 from agent_factory.core import DatabaseManager
 from agent_factory.local.proxy import CountingProxy
 from agent_factory.memory import PostgresMemoryStorage
-from tests.conftest import make_config, wait_until
+from tests.conftest import make_config, wait_until, with_port
 
 WRITER = Path(__file__).with_name("writer.py")
 logger = logging.getLogger(__name__)
@@ -76,13 +76,6 @@ def process_env(env: dict[str, str]) -> dict[str, str]:
     return {**base, **env}
 
 
-def through(url: str, port: int) -> str:
-    """Return `url` with its port replaced (the relay in front of the server)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit(":", 1)[0] + f":{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 @pytest.mark.timeout(300)
 def test_writes_of_a_process_killed_while_failed_over_reach_the_primary_after_one_monitor_run(db, env, tmp_path):
     neon = urlsplit(env["NEON_DB_URL"])
@@ -91,7 +84,7 @@ def test_writes_of_a_process_killed_while_failed_over_reach_the_primary_after_on
     agents: list[Agent] = []
     try:
         agents = [Agent("a", common, tmp_path), Agent("b", common, tmp_path),
-                  Agent("cut", {**common, "NEON_DB_URL": through(env["NEON_DB_URL"], relay.port)}, tmp_path)]
+                  Agent("cut", {**common, "NEON_DB_URL": with_port(env["NEON_DB_URL"], relay.port)}, tmp_path)]
         a, b, cut = agents
         wait_for(lambda: all(len(x.acks()) >= 20 for x in agents), 60, "every process to write on neon")
 

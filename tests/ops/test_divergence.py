@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 
+from agent_factory.core import DatabaseManager
+from agent_factory.local.proxy import CountingProxy
+from agent_factory.memory import Message, PostgresMemoryStorage, Session
 from agent_factory.ops.alerts import MonitorSettings
 from agent_factory.ops.monitor import run_monitor_once
 from agent_factory.ops.sync import divergence
@@ -14,6 +19,7 @@ from agent_factory.state import monitoring
 from agent_factory.state.divergence import latest_divergence
 from agent_factory.state.store import StateStore, utcnow
 
+from ..conftest import make_config, wait_until, with_port
 from ..replication.conftest import empty, setting, value_of
 
 SETTINGS = MonitorSettings(delivery_timeout=3, backup_max_age=None)  # fire and resolve after 2 runs
@@ -89,3 +95,63 @@ def test_verify_shows_what_a_backup_holds_that_the_primary_lacks_without_merging
     assert any(line.startswith("[FAIL] supabase: holds 1 rows neon lacks, the oldest 7.") for line in lines), lines
     assert any(line.startswith("[OK] railway: holds no row neon lacks") for line in lines), lines
     assert value_of(clean, "neon", "stranded") is None  # verify writes nothing
+
+
+def test_monitor_runs_while_a_manager_still_serves_from_the_backup_lose_nothing_and_fire_divergence(
+        make_db, env, clean):
+    """A partition between one manager and the primary: it writes on supabase through several monitor runs."""
+    relay = CountingProxy("127.0.0.1", urlsplit(env["NEON_DB_URL"]).port or 5432)
+    cut = make_db(NEON_DB_URL=with_port(env["NEON_DB_URL"], relay.port))
+    storage = PostgresMemoryStorage(cut)
+    monitor_db = make_db()
+    store = StateStore(monitor_db.config.state_dir)
+    stop = threading.Event()
+    acked: list[tuple[str, str]] = []
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        session_id, n = None, 0
+        while not stop.is_set():
+            n += 1
+            try:
+                if session_id is None or n % 10 == 0:
+                    session = Session(user_id="cut", messages=[Message("user", f"m{n}")])
+                    storage.save_session(session)
+                    session_id = session.session_id
+                else:
+                    storage.append_messages(session_id, [{"role": "user", "content": f"m{n}"}])
+                acked.append((session_id, f"m{n}"))
+            except Exception as exc:  # asserted below
+                failures.append(exc)
+                session_id = None
+
+    writer = threading.Thread(target=write)
+    try:
+        relay.close()  # neon vanishes for `cut` only; the monitor still sees it
+        writer.start()
+        assert wait_until(lambda: cut.active_provider == "supabase" and len(acked) >= 20, 30)
+        start = utcnow()
+        runs = []
+        for minute in (0, 5):  # two runs while the manager keeps writing on supabase
+            count = len(acked)
+            assert wait_until(lambda: len(acked) >= count + 20, 30)
+            runs.append(run_monitor_once(monitor_db, store, [], start + timedelta(minutes=minute), settings=SETTINGS))
+        stop.set()
+        writer.join(timeout=30)
+        last = run_monitor_once(monitor_db, store, [], start + timedelta(minutes=10), settings=SETTINGS)
+    finally:
+        stop.set()
+        relay.close()
+    assert not failures, failures[:3]
+    assert all(r.divergence[0].rows for r in runs)  # each run found what the manager wrote since the last
+    fired = [a for a in runs[1].alerts if a.key == "agent-factory/divergence/supabase"]
+    assert [a.action for a in fired] == ["fired"]
+    assert last.divergence[0].backup == "supabase"
+    with DatabaseManager(make_config(env)) as fresh:  # every acknowledged message on neon, once, in order
+        reader = PostgresMemoryStorage(fresh)
+        sessions: dict[str, list[str]] = {}
+        for session_id, text in acked:
+            sessions.setdefault(session_id, []).append(text)
+        for session_id, texts in sessions.items():
+            loaded = reader.load_session(session_id)
+            assert loaded is not None and [m.content for m in loaded.messages] == texts
