@@ -169,6 +169,19 @@ def show_sync(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo)
             status = "ok" if lag.ok else f"failed: {lag.error or 'no reason recorded'}"
             st.caption(f"{_BAD + ' over' if lag.over else _OK + ' within'} the {duration(lag.max_lag)} target; "
                        + plain(f"last sync from {lag.source} {when(lag.last_at, tz)}, {status}"))
+    show_divergence(snap, now, tz)
+
+
+def show_divergence(snap: Snapshot, now: datetime, tz: tzinfo) -> None:
+    """Show, per backup, the rows it held that the primary lacked at the monitor's last merge."""
+    if not snap.divergence:
+        return
+    for column, d in zip(st.columns(len(snap.divergence)), snap.divergence):
+        with column:
+            st.metric(f"Not on the primary: {plain(d.backup)}", "unknown" if d.rows is None else f"{d.rows} rows",
+                      help="Rows this backup held that the primary lacked at the monitor's last run (writes of "
+                           "processes that served from it); the monitor merges them into the primary.")
+            st.caption(f"{_OK if d.rows == 0 else _BAD} " + plain(f"{d.summary(now)} ({when(d.at, tz)})"))
 
 
 def show_restores(snap: Snapshot, tz: tzinfo) -> None:

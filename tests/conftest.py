@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -120,6 +121,22 @@ def wait_for_failovers(db: DatabaseManager, count: int, timeout: float = 5.0) ->
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.05)
+
+
+def with_port(url: str, port: int) -> str:
+    """Return the provider URL `url` with its port replaced (a relay in front of the server)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0] + f":{port}"))
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll `predicate` every 50 ms until it is true (return True) or `timeout` seconds pass (return False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

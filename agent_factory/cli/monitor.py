@@ -10,7 +10,7 @@ from datetime import datetime
 from ..core import DatabaseManager
 from ..ops.events import errors, failovers, parse_since, slow_queries
 from ..ops.monitor import MonitorResult, run_monitor_loop, run_monitor_once
-from ..state.store import StateStore
+from ..state.store import FAILBACK_POSTPONED, StateStore
 from .output import EXIT_FAILED, EXIT_OK, Outcome, emit
 
 
@@ -100,9 +100,10 @@ def _failovers(args: argparse.Namespace) -> Outcome:
     events = failovers(_store(), args.since)
     if not events:
         return Outcome(EXIT_OK, f"no failovers since {args.since:%Y-%m-%d %H:%M} UTC", [])
-    lines = [f"{e.at:%Y-%m-%d %H:%M:%S} UTC  {e.from_provider} -> {e.to_provider}: {e.reason}" for e in events]
-    return Outcome(EXIT_OK, "\n".join(lines + [f"{len(events)} switches since {args.since:%Y-%m-%d %H:%M} UTC"]),
-                   events)
+    lines = [f"{e.at:%Y-%m-%d %H:%M:%S} UTC  {e.title}: {e.reason}" for e in events]
+    postponed = sum(e.kind == FAILBACK_POSTPONED for e in events)
+    total = f"{len(events) - postponed} switches" + (f", {postponed} fail-backs postponed" if postponed else "")
+    return Outcome(EXIT_OK, "\n".join(lines + [f"{total} since {args.since:%Y-%m-%d %H:%M} UTC"]), events)
 
 
 def _errors(args: argparse.Namespace) -> Outcome:

@@ -241,3 +241,18 @@ def test_changed_at_moves_on_a_change_and_not_on_a_rewrite_of_the_same_values(sd
         conn.commit()
     assert same == first
     assert moved > first
+
+
+def test_reports_the_oldest_write_it_copies_in_every_mode(sdb):
+    """The monitor's divergence age: the writer's clock of the oldest row copied (or that a dry run would copy)."""
+    setting(sdb, "supabase", "old", "1", at=NOW - timedelta(minutes=30))
+    setting(sdb, "supabase", "new", "2", at=NOW - timedelta(minutes=1))
+    setting(sdb, "neon", "newer-on-primary", "3", at=NOW - timedelta(hours=2))  # not on the backup: not its age
+    dry = sync_pair(sdb, "supabase", "neon", dry_run=True, margin_s=0)
+    assert dry.rows_copied == 2 and dry.oldest_written == NOW - timedelta(minutes=30)
+    bulk = sync_pair(sdb, "supabase", "railway", margin_s=0)  # railway is empty: the bulk path
+    assert bulk.rows_copied == 2 and bulk.oldest_written == NOW - timedelta(minutes=30)
+    merged = sync_pair(sdb, "supabase", "neon", margin_s=0)  # neon has rows: the merge path
+    assert merged.rows_copied == 2 and merged.oldest_written == NOW - timedelta(minutes=30)
+    again = sync_pair(sdb, "supabase", "neon", margin_s=0)
+    assert again.rows_copied == 0 and again.oldest_written is None

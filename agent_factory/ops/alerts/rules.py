@@ -34,6 +34,7 @@ PRIMARY_DOWN = "primary-down"
 PROVIDER_DOWN = "provider-down"
 BACKUP_OVERDUE = "backup-overdue"
 SYNC_LAG = "sync-lag"
+DIVERGENCE = "divergence"
 
 _TITLES = {
     ALL_DOWN: "all database providers are down",
@@ -41,6 +42,7 @@ _TITLES = {
     PROVIDER_DOWN: "backup provider {subject} is down",
     BACKUP_OVERDUE: "backup of {subject} failed or is overdue",
     SYNC_LAG: "backup provider {subject} is behind the primary (warm-backup sync lagging)",
+    DIVERGENCE: "backup provider {subject} holds writes the primary lacks (a process served from it)",
 }
 _RECOVERED = {
     ALL_DOWN: "database providers are serving again",
@@ -48,6 +50,7 @@ _RECOVERED = {
     PROVIDER_DOWN: "backup provider {subject} recovered",
     BACKUP_OVERDUE: "backups of {subject} are current again",
     SYNC_LAG: "backup provider {subject} caught up with the primary",
+    DIVERGENCE: "backup provider {subject} holds nothing the primary lacks",
 }
 
 
