@@ -20,10 +20,14 @@ from psycopg import sql
 
 from ..errors import SchemaError
 
-# Parents before children: upload_jobs references video_scripts.
+# Parents before children: upload_jobs references video_scripts. A LangGraph checkpoint references
+# its channel blobs and has pending writes: both go before it, and every table of a run reads up to the
+# same horizon, so a checkpoint never reaches a provider before the blobs and writes it had on the source
+# (docs/INTEGRATIONS.md).
 TABLES: tuple[str, ...] = (
     "settings", "knowledge_atoms", "research_staging", "video_scripts", "upload_jobs",
     "agent_messages", "session_memories",
+    "langgraph_checkpoint_blobs", "langgraph_checkpoint_writes", "langgraph_checkpoints",
 )
 # {child table: {column: parent table}}: rows whose parent is not on the target yet are deferred.
 PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_scripts"}}
