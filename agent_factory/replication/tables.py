@@ -29,6 +29,10 @@ TABLES: tuple[str, ...] = (
     "agent_messages", "session_memories",
     "langgraph_checkpoint_blobs", "langgraph_checkpoint_writes", "langgraph_checkpoints",
 )
+# Tables whose rows reference rows of the tables before them by more than one column (a checkpoint
+# names its blobs by channel versions): a run copies only their changes that were committed when it
+# began (`Horizon.settled`), so everything they reference was visible to the earlier tables' reads.
+FOLLOWERS: frozenset[str] = frozenset({"langgraph_checkpoints"})
 # {child table: {column: parent table}}: rows whose parent is not on the target yet are deferred.
 PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_scripts"}}
 LOCAL_COLUMN = "changed_at"

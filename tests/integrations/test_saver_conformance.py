@@ -22,6 +22,7 @@ def test_conformance_base_58_of_58_and_extended_23_of_23(db):
         yield AgentFactorySaver(db)
 
     report = asyncio.run(validate(factory))
+    report.print_report()
     results = report.results
     failures = {cap: r.failures for cap, r in results.items() if r.failures}
     assert not failures, failures
