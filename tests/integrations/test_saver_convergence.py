@@ -23,7 +23,7 @@ from agent_factory.memory.ids import new_stamp  # noqa: E402
 from agent_factory.ops.sync import sync  # noqa: E402
 from agent_factory.replication import sync_pair  # noqa: E402
 
-from ..replication.conftest import empty, sdb, setting, snapshot  # noqa: E402,F401  (sdb: the fixture)
+from ..replication.conftest import empty, sdb, snapshot  # noqa: E402,F401  (sdb: the fixture)
 
 PROVIDERS = ("neon", "supabase", "railway")
 THREADS = ("t0", "t1")
@@ -148,7 +148,8 @@ def test_a_deletion_on_the_backup_wins_over_checkpoints_it_never_saw(sdb, savers
 
 def test_a_checkpoint_never_arrives_before_its_blobs(sdb, savers):
     """A put committed while a sync runs (after the blobs were read) waits for the next run, blobs and all."""
-    setting(sdb, "neon", "k", "v")  # a change in the first table: its progress call comes before the checkpoints
+    # Committed changes in the three checkpoint tables: the run reads each of them.
+    savers["neon"].put_writes(step(savers["neon"], "t1", 0), [("items", 1)], "task")
     stamp = new_stamp()
     blob = savers["neon"].serde.dumps_typed([1, 2, 3])
     params = {"thread": "t0", "ns": "", "cid": str(uuid6(clock_seq=-1)), "parent": None,
@@ -161,13 +162,15 @@ def test_a_checkpoint_never_arrives_before_its_blobs(sdb, savers):
         writer.execute(q.PUT, params)  # in flight: not committed when the sync starts
 
         def commit_after(table) -> None:
-            if table.table == "settings":
-                writer.commit()  # commits after the sync read its horizon, before it reads the checkpoints
+            if table.table == "langgraph_checkpoint_writes":
+                writer.commit()  # commits after the sync read the blobs, before it reads the checkpoints
 
         result = sync_pair(sdb, "neon", "supabase", margin_s=0, progress=commit_after)
         assert result.ok
+    assert savers["supabase"].get_tuple({"configurable": {"thread_id": "t1"}}) is not None
     on_backup = savers["supabase"].get_tuple({"configurable": {"thread_id": "t0"}})
-    assert on_backup is None  # not carried without its blob
+    assert on_backup is None or on_backup.checkpoint["channel_values"] == {"items": [1, 2, 3]}
+    assert on_backup is None  # it waits for the next run, which carries its blob too
     assert sync_pair(sdb, "neon", "supabase", margin_s=0).ok
     on_backup = savers["supabase"].get_tuple({"configurable": {"thread_id": "t0"}})
     assert on_backup is not None and on_backup.checkpoint["channel_values"] == {"items": [1, 2, 3]}
