@@ -5,8 +5,9 @@ checkpoints, channel blobs, pending writes; same serialization and version
 strings) with what this library adds:
 
 - failover, retries and fail-back come from the manager: every call is one
-  statement (one round trip, atomic without BEGIN/COMMIT), sent unprepared and
-  never pipelined, so it also works behind a transaction pooler;
+  statement (one round trip, atomic without BEGIN/COMMIT), never pipelined,
+  and prepared only where the provider's configuration allows prepared
+  statements (off behind a transaction pooler), as every query of the library;
 - the rows merge between providers (migration 0004, docs/INTEGRATIONS.md):
   ids derived from the natural key, the client's clock as `updated_at` plus a
   `write_id` (made once per call: a replay writes the same version), and
@@ -279,7 +280,7 @@ class AgentFactorySaver(BaseCheckpointSaver[str]):
     def _read(self, query: str, params: Any) -> list[tuple]:
         def work(conn: psycopg.Connection) -> list[tuple]:
             with conn.cursor(binary=True) as cur:
-                cur.execute(query, params, prepare=False)
+                cur.execute(query, params)
                 return cur.fetchall()
 
         return self.db.run_read(work)
@@ -287,7 +288,7 @@ class AgentFactorySaver(BaseCheckpointSaver[str]):
     def _write(self, statement: str, params: dict[str, Any]) -> None:
         """Run one write statement in autocommit; replays are safe: the stamp was made once, before the first try."""
         def work(conn: psycopg.Connection) -> None:
-            conn.execute(statement, params, prepare=False)
+            conn.execute(statement, params)
 
         self.db.run_statement(work, idempotent=True)
 

@@ -7,6 +7,7 @@
 -- * updated_at (the writing client's clock) and write_id: last writer wins (af_lww_guard);
 -- * deleted_at: every delete is a tombstone; reads filter them;
 -- * changed_at: the sync's local change stamp (migration 0003's trigger and index).
+--   (No (updated_at, id) index: the sync reads by changed_at, last writer wins looks rows up by id.)
 -- A thread deletion also leaves a thread marker: a tombstone checkpoint row with
 -- checkpoint_ns = '' and checkpoint_id = ''. Reads hide every checkpoint of the thread
 -- written (client clock) before the marker, so rows of the thread merged later from a
@@ -84,7 +85,6 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['langgraph_checkpoint_blobs', 'langgraph_checkpoint_writes',
                              'langgraph_checkpoints'] LOOP
-        EXECUTE format('CREATE INDEX %I ON %I (updated_at, id)', t || '_updated_idx', t);
         EXECUTE format('CREATE INDEX %I ON %I (changed_at, id)', t || '_changed_idx', t);
         EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE ON %I FOR EACH ROW EXECUTE FUNCTION af_lww_guard()',
                        t || '_lww', t);
