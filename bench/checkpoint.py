@@ -31,7 +31,7 @@ from agent_factory.core import DatabaseManager
 from agent_factory.local.proxy import CountingProxy
 
 from .harness import Context, Entry, skipped
-from .memory_ops import LINK_DELAY, Stats, _measure, _proxy_to_neon
+from .memory_ops import Stats, compare_ops, count_round_trips, over_link
 
 OPS = ("put", "put_writes", "get_tuple", "list")
 CONCURRENCY = (1, 8)
@@ -150,29 +150,13 @@ def run(ctx: Context) -> list[Entry]:
 
 def run_link(ctx: Context) -> list[Entry]:
     """Round trips per operation (counted by a proxy), then the operations over a 20 ms link."""
-    proxy, url = _proxy_to_neon(ctx, delay=0.0)
-    with proxy, _subjects(ctx, url) as (subjects, peer_missing):
-        entries = _round_trips(ctx, proxy, subjects, peer_missing)
-    proxy, url = _proxy_to_neon(ctx, delay=LINK_DELAY)
-    rounds = 2 if ctx.quick else 4
-    per_worker = {1: 3, 8: 2} if ctx.quick else {1: 10, 8: 4}
-    with proxy:
-        entries += _compare(ctx, url, "checkpoint_link", rounds, per_worker)
-    return entries
+    return over_link(ctx, _subjects, _round_trips,
+                     lambda url, rounds, per_worker: _compare(ctx, url, "checkpoint_link", rounds, per_worker))
 
 
 def _compare(ctx: Context, url: str, prefix: str, rounds: int, per_worker: dict[int, int]) -> list[Entry]:
-    entries: list[Entry] = []
-    with _subjects(ctx, url) as (subjects, peer_missing), \
-            ThreadPoolExecutor(max_workers=max(CONCURRENCY), thread_name_prefix="bench-checkpoint") as executor:
-        for op in OPS:
-            for c in CONCURRENCY:
-                stats = _measure(executor, subjects, op, c, rounds, per_worker[c])
-                ctx.log(f"{prefix} {op} c={c}: " + ", ".join(
-                    f"{n} p50 {s.p50_ms:.2f} ms {s.ops_s:.0f} ops/s (cpu {s.busy_pct:.0f}%)"
-                    for n, s in stats.items()))
-                entries.append(_entry(prefix, op, c, stats, peer_missing))
-    return entries
+    return compare_ops(ctx, _subjects(ctx, url), prefix, OPS, rounds, per_worker,
+                       lambda op, c, stats, peer_missing: [_entry(prefix, op, c, stats, peer_missing)])
 
 
 def _entry(prefix: str, op: str, c: int, stats: dict[str, Stats], peer_missing: str | None) -> Entry:
@@ -190,14 +174,7 @@ def _entry(prefix: str, op: str, c: int, stats: dict[str, Stats], peer_missing: 
 def _round_trips(ctx: Context, proxy: CountingProxy, subjects: list[Subject], peer_missing: str | None) -> list[Entry]:
     entries = []
     for op in OPS:
-        counts: dict[str, int] = {}
-        for subject in subjects:
-            fn = subject.make(op, 0)
-            assert fn is not None
-            fn()  # warm: the pool has its connection
-            proxy.reset()
-            fn()
-            counts[subject.name] = proxy.round_trips
+        counts = count_round_trips(proxy, subjects, op)
         ctx.log(f"checkpoint round trips {op}: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
         name = f"roundtrips.checkpoint.{op}"
         if "peer" not in counts:

@@ -116,6 +116,16 @@ def wait_for_failovers(db: DatabaseManager, count: int, timeout: float = 5.0) ->
         time.sleep(0.05)
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll `predicate` every 20 ms until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the local providers as `real_server`."""
     for item in items:

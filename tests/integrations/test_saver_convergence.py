@@ -23,7 +23,7 @@ from agent_factory.memory.ids import new_stamp  # noqa: E402
 from agent_factory.ops.sync import sync  # noqa: E402
 from agent_factory.replication import sync_pair  # noqa: E402
 
-from ..replication.conftest import empty, sdb, snapshot  # noqa: E402,F401  (sdb: the fixture)
+from ..replication.conftest import empty, snapshot  # noqa: E402
 
 PROVIDERS = ("neon", "supabase", "railway")
 THREADS = ("t0", "t1")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import operator
-import time
 from collections.abc import Callable
 from typing import Annotated, TypedDict
 
@@ -16,6 +15,7 @@ from langgraph.graph import END, START, StateGraph  # noqa: E402
 
 from agent_factory.integrations.langgraph import AgentFactorySaver  # noqa: E402
 from agent_factory.replication import sync_pair  # noqa: E402
+from tests.conftest import wait_until  # noqa: E402
 
 
 class State(TypedDict):
@@ -39,15 +39,6 @@ def build_graph(saver: AgentFactorySaver, hook: Callable[[str, int], None] = lam
     graph.add_edge("b", "c")
     graph.add_edge("c", END)
     return graph.compile(checkpointer=saver)
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def expected_steps(thread: str, turns: int) -> list[str]:
@@ -90,7 +81,7 @@ def test_graph_threads_resume_on_the_backup_and_history_is_whole_after_fail_back
     assert manager.active_provider != "neon"
 
     local.start("neon")
-    assert _wait_for(lambda: manager.active_provider == "neon", 60), "no fail-back"
+    assert wait_until(lambda: manager.active_provider == "neon", 60), "no fail-back"
     # One more turn on every thread, on the primary again.
     for thread in turns:
         graph.invoke({"steps": [f"in:{thread}-{turns[thread]}"]}, {"configurable": {"thread_id": thread}})

@@ -4,12 +4,12 @@ Needs the `langgraph` extra: `pip install 'agent-factory[langgraph]'`.
 """
 
 try:
-    import langgraph.checkpoint.base  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    from .saver import AgentFactorySaver
+except ImportError as exc:  # only without the extra
+    if (exc.name or "").split(".")[0] not in ("langgraph", "langchain_core"):
+        raise
     raise ImportError(
         "agent_factory.integrations.langgraph needs LangGraph: pip install 'agent-factory[langgraph]'"
     ) from exc
-
-from .saver import AgentFactorySaver
 
 __all__ = ["AgentFactorySaver"]
