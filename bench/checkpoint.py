@@ -67,11 +67,11 @@ class Subject:
     def thread(self, worker: int) -> str:
         return f"bench-{self.name}-{worker}"
 
-    def seed(self, workers: int) -> None:
+    def seed(self, workers: int, count: int) -> None:
         for worker in range(workers):
             config = {"configurable": {"thread_id": self.thread(worker), "checkpoint_ns": ""}}
             previous = None
-            for step in range(SEEDED):
+            for step in range(count):
                 checkpoint, versions = _checkpoint(self.saver, previous, step)
                 config = self.saver.put(config, checkpoint, {"source": "loop", "step": step}, versions)
                 self.saver.put_writes(config, [("messages", {"role": "ai", "content": "ok"}), ("count", step)],
@@ -133,7 +133,7 @@ def _subjects(ctx: Context, url: str) -> Iterator[tuple[list[Subject], str | Non
             subjects.append(_peer(url))
         try:
             for subject in subjects:
-                subject.seed(max(CONCURRENCY))
+                subject.seed(max(CONCURRENCY), 4 if ctx.quick else SEEDED)
             yield subjects, peer_missing
         finally:
             for subject in subjects:
