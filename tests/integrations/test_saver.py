@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 
@@ -95,3 +97,23 @@ def test_the_default_manager_serves_a_saver_made_without_one(env, db, monkeypatc
     stored = saver.put({"configurable": {"thread_id": "d", "checkpoint_ns": ""}}, _checkpoint(), {}, {"items": "1"})
     assert AgentFactorySaver(db).get_tuple(stored).checkpoint["channel_values"] == {"items": [1, 2]}
     assert not any(p in repr(saver) for p in passwords)
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_the_core_package_imports_no_framework():
+    proc = _python(
+        "import sys\n"
+        "import agent_factory, agent_factory.core, agent_factory.memory, agent_factory.replication\n"
+        "import agent_factory.ops, agent_factory.cli, agent_factory.schema, agent_factory.state\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('langgraph', 'langchain_core', 'langchain')))")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_without_the_extra_the_import_error_names_it():
+    proc = _python("import sys\nsys.modules['langgraph'] = None\nimport agent_factory.integrations.langgraph")
+    assert proc.returncode == 1
+    assert "pip install 'agent-factory[langgraph]'" in proc.stderr.strip().splitlines()[-1]
