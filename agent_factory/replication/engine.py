@@ -48,6 +48,7 @@ from ..redact import scrub
 from . import sessions
 from .result import SyncResult, TableResult
 from .tables import (
+    FOLLOWERS,
     TABLES,
     TableSpec,
     batch_summary_sql,
@@ -323,7 +324,7 @@ class _Run:
                 params.append(since)
             parts.append(sql.SQL("EXISTS (SELECT FROM {t} WHERE {cond} AND changed_at < %s::timestamptz)").format(
                 t=sql.Identifier(spec.name), cond=cond))
-            params.append(horizon.now)
+            params.append(horizon.until(spec.name, FOLLOWERS))
         row = src.execute(sql.SQL("SELECT ARRAY[{}]").format(sql.SQL(", ").join(parts)), params).fetchone()
         src.rollback()
         flags = row[0] if row else []
@@ -348,7 +349,7 @@ class _Run:
             batch_size = self.batch_size * BULK_FACTOR if bulk else self.batch_size
             since, after = run.cursor
             copy_out = copy_out_sql(spec, resume=after is not None, batch_size=batch_size)
-            params = {"since": since, "after_id": after, "until": horizon.now}
+            params = {"since": since, "after_id": after, "until": horizon.until(spec.name, FOLLOWERS)}
             began = time.monotonic()
             try:
                 direct = self._copy_batch(src, dst, spec, params, batch_size) if bulk and not spec.parents else None

@@ -20,11 +20,19 @@ from psycopg import sql
 
 from ..errors import SchemaError
 
-# Parents before children: upload_jobs references video_scripts.
+# Parents before children: upload_jobs references video_scripts. A LangGraph checkpoint references
+# its channel blobs and has pending writes: both go before it, and every table of a run reads up to the
+# same horizon, so a checkpoint never reaches a provider before the blobs and writes it had on the source
+# (docs/INTEGRATIONS.md).
 TABLES: tuple[str, ...] = (
     "settings", "knowledge_atoms", "research_staging", "video_scripts", "upload_jobs",
     "agent_messages", "session_memories",
+    "langgraph_checkpoint_blobs", "langgraph_checkpoint_writes", "langgraph_checkpoints",
 )
+# Tables whose rows reference rows of the tables before them by more than one column (a checkpoint
+# names its blobs by channel versions): a run copies only their changes that were committed when it
+# began (`Horizon.settled`), so everything they reference was visible to the earlier tables' reads.
+FOLLOWERS: frozenset[str] = frozenset({"langgraph_checkpoints"})
 # {child table: {column: parent table}}: rows whose parent is not on the target yet are deferred.
 PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_scripts"}}
 LOCAL_COLUMN = "changed_at"
