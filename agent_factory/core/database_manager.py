@@ -170,9 +170,11 @@ class DatabaseManager:
         stale = [p for p in self._providers.values() if force or not p.cache_fresh()]
         if stale:
             list(self._pool_executor().map(lambda p: p.probe(), stale))
+        # Refused credentials (`auth_error`) are reported as unhealthy without marking the provider down.
         return {
-            name: HealthResult(name, bool(p.healthy), p.last_latency_ms if p.healthy else None,
-                               None if p.healthy else p.last_error, p.last_checked)  # type: ignore[arg-type]
+            name: HealthResult(name, bool(p.healthy) and not p.auth_error, p.last_latency_ms if p.healthy else None,
+                               p.auth_error or (None if p.healthy else p.last_error),
+                               p.last_checked)  # type: ignore[arg-type]
             for name, p in self._providers.items()
         }
 
