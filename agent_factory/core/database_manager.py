@@ -155,7 +155,7 @@ class DatabaseManager:
         provider = self._provider(name or self._active)
         if force or not provider.cache_fresh():
             provider.probe()
-        return bool(provider.healthy)
+        return bool(provider.healthy) and not provider.auth_error
 
     def health_check_all(self, *, force: bool = False) -> dict[str, bool]:
         """Return `{provider: healthy}` for every provider, probing stale ones concurrently.
