@@ -104,6 +104,7 @@ class Provider:
         self.last_latency_ms: float | None = None
         self.consecutive_ok = 0
         self.auth_error: str | None = None  # set while the server refuses the credentials (not "down")
+        self.pool_exhausted = 0  # PoolExhaustedError raised (for "review connection pool sizes")
         self._checked_monotonic = 0.0
 
     def __repr__(self) -> str:
@@ -243,8 +244,8 @@ class Provider:
         """Return psycopg_pool's stats, or zeros when the pool is not open."""
         pool = self._pool
         if pool is None:
-            return {"pool_size": 0, "pool_available": 0, "requests_waiting": 0}
-        return pool.get_stats()
+            return {"pool_size": 0, "pool_available": 0, "requests_waiting": 0, "pool_exhausted": self.pool_exhausted}
+        return {**pool.get_stats(), "pool_exhausted": self.pool_exhausted}
 
     # ---- work -----------------------------------------------------------------
 
@@ -367,6 +368,7 @@ class Provider:
         except PoolClosed:
             raise ProviderFailure(self.last_error or "pool closed: provider marked down", confirmed=True) from None
         except TooManyRequests:
+            self.pool_exhausted += 1
             raise PoolExhaustedError(
                 f"provider {self.name}: {self._config.pool_max_waiting} requests are already waiting for a "
                 "connection; raise DATABASE_POOL_MAX_WAITING or DATABASE_POOL_MAX_SIZE, or reduce concurrency"
@@ -378,6 +380,7 @@ class Provider:
                 result = self._probe()  # refused credentials raise AuthenticationFailedError: never a failover
                 if not result.healthy:
                     raise ProviderFailure(result.error or "unreachable", confirmed=True) from None
+            self.pool_exhausted += 1
             raise PoolExhaustedError(
                 f"couldn't get a connection after {self._config.pool_timeout:.2f} sec from provider "
                 f"{self.name}: all {busy} connections are busy; raise DATABASE_POOL_MAX_SIZE or "

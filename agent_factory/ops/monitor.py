@@ -10,11 +10,13 @@
    MONITOR_SYNC_BACKUPS=false turns it off) and records each run with the
    backup's lag (`sync_runs`);
 4. stores the samples (`health_samples`) and prunes those past the retention;
-5. evaluates the rules: CRITICAL all providers down, WARNING primary down
-   (failover active), WARNING backup provider down, WARNING last backup
-   failed or newest verified backup taken more than 24 h ago, WARNING a backup
-   more than SYNC_MAX_LAG_MINUTES (10) behind the primary; recovery sends an
-   INFO resolve;
+5. records each healthy provider's size and connection figures
+   (`ops.maintenance`), then evaluates the rules: CRITICAL all providers
+   down, WARNING primary down (failover active), WARNING backup provider
+   down, WARNING last backup failed or newest verified backup taken more than
+   24 h ago, WARNING a backup more than SYNC_MAX_LAG_MINUTES (10) behind the
+   primary, `capacity` WARNING at 80 % and CRITICAL at 95 % of
+   NAME_STORAGE_QUOTA_MB; recovery sends an INFO resolve;
 6. advances the persisted alert state, records fires and resolves in
    `alert_events` and queues notifications (see `alerts.rules`), then
    delivers everything queued, including what earlier runs could not
@@ -294,6 +296,7 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
         except Exception:  # a catalog problem must not stop health monitoring
             logger.exception("could not read the backup catalog; skipping the backup rule this run")
     checks = build_checks(samples, backup_states, now, settings)
+    checks += _maintenance_checks(db, store, samples, now)
     syncs = None
     if settings.sync_backups:
         syncs, lag_checks = _sync_backups(db, store, samples, now, settings)
@@ -318,6 +321,18 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
             logger.warning("alert %s: %s", action, action.detail)
     return MonitorResult(now, db.primary_provider, samples, up > 0, actions, firing, report, summary, run_id,
                          backup_states, syncs)
+
+
+def _maintenance_checks(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample],
+                        now: datetime) -> list[Check]:
+    """Record sizes and pool figures (see `ops.maintenance`); return the `capacity` checks."""
+    from .maintenance import record_monitor_run
+
+    try:
+        return record_monitor_run(db, store, samples, now)
+    except Exception:  # a maintenance record must not stop health monitoring
+        logger.exception("recording sizes and pool figures failed; the capacity rule is skipped this run")
+        return []
 
 
 def _sync_backups(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample], now: datetime,

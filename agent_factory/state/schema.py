@@ -156,11 +156,42 @@ _SYNC_RUNS = [
     "CREATE INDEX sync_runs_target_at ON sync_runs(target, at)",
 ]
 
+_MAINTENANCE_SAMPLES = [
+    """CREATE TABLE size_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        database_bytes INTEGER NOT NULL,
+        tables_bytes INTEGER,
+        quota_bytes INTEGER
+    )""",
+    "CREATE INDEX size_samples_provider_at ON size_samples(provider, at)",
+    """CREATE TABLE pool_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        source TEXT NOT NULL,
+        figures TEXT NOT NULL
+    )""",
+    "CREATE INDEX pool_samples_provider_at ON pool_samples(provider, at)",
+    """CREATE TABLE query_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        query TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        total_ms REAL NOT NULL,
+        rows INTEGER NOT NULL
+    )""",
+    "CREATE INDEX query_samples_provider_at ON query_samples(provider, at)",
+]
+
 # (what it does, its statements); the version after migration N is N (1-based).
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("initial tables", _INITIAL),
     ("monitor_runs.primary_provider/serving_provider, alert_events", _SERVING_AND_ALERT_EVENTS),
     ("sync_runs", _SYNC_RUNS),
+    ("size_samples, pool_samples, query_samples (maintenance history)", _MAINTENANCE_SAMPLES),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

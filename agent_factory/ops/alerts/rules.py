@@ -34,6 +34,7 @@ PRIMARY_DOWN = "primary-down"
 PROVIDER_DOWN = "provider-down"
 BACKUP_OVERDUE = "backup-overdue"
 SYNC_LAG = "sync-lag"
+CAPACITY = "capacity"
 
 _TITLES = {
     ALL_DOWN: "all database providers are down",
@@ -41,6 +42,7 @@ _TITLES = {
     PROVIDER_DOWN: "backup provider {subject} is down",
     BACKUP_OVERDUE: "backup of {subject} failed or is overdue",
     SYNC_LAG: "backup provider {subject} is behind the primary (warm-backup sync lagging)",
+    CAPACITY: "provider {subject} is near its storage quota",
 }
 _RECOVERED = {
     ALL_DOWN: "database providers are serving again",
@@ -48,6 +50,7 @@ _RECOVERED = {
     PROVIDER_DOWN: "backup provider {subject} recovered",
     BACKUP_OVERDUE: "backups of {subject} are current again",
     SYNC_LAG: "backup provider {subject} caught up with the primary",
+    CAPACITY: "provider {subject} is below 80 % of its storage quota again",
 }
 
 
