@@ -8,6 +8,8 @@ superuser (`LocalProviders.admin_url`) and dropped afterwards.
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +19,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from agent_factory.config import Config, load_config
+from agent_factory.core import DatabaseManager
 from agent_factory.local import LocalProviders
 from agent_factory.ops.credentials import scram_verifier, with_password
 
@@ -68,6 +72,7 @@ def login_role(local: LocalProviders, provider: str = "neon") -> Iterator[LoginR
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name])
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(WRITES_TABLE)))  # no drift left
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
@@ -77,3 +82,51 @@ def write_env(path: Path, values: dict[str, str]) -> Path:
     path.write_text("# provider URLs (kept by the rotation)\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
     path.chmod(0o600)
     return path
+
+
+class Writers:
+    """`count` threads inserting into `WRITES_TABLE` through `db` until stopped, counting acks and failures."""
+
+    def __init__(self, db: DatabaseManager, count: int = 8) -> None:
+        self.db = db
+        self.acknowledged = [0] * count
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._write, args=(i,)) for i in range(count)]
+
+    def _write(self, writer: int) -> None:
+        while not self._stop.is_set():
+            try:
+                self.db.execute_query(f"INSERT INTO {WRITES_TABLE} (writer) VALUES (%s)", [writer], fetch_mode="none")
+                self.acknowledged[writer] += 1
+            except Exception as exc:  # counted: the tests assert there are none
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.005)
+
+    @property
+    def total(self) -> int:
+        """Writes acknowledged so far."""
+        return sum(self.acknowledged)
+
+    def __enter__(self) -> Writers:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+def rotation_config(settings: dict[str, str], env_file: Path, writers: int = 8) -> Config:
+    """A configuration whose pooled connections are replaced every second, so new logins follow a rotation."""
+    return load_config({**settings, "DATABASE_POOL_MAX_SIZE": str(writers), "DATABASE_POOL_MAX_LIFETIME": "1",
+                        "DATABASE_POOL_MAX_IDLE": "1"}, env_file)
+
+
+def new_logins_since(role: LoginRole, at: float) -> int:
+    """Return the role's sessions opened after `at` (epoch seconds)."""
+    with psycopg.connect(role.admin_url) as admin:
+        return int(admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
+                                 "AND backend_start > to_timestamp(%s)", [role.name, at]).fetchone()[0])

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +15,13 @@ import psycopg
 import pytest
 from dotenv import dotenv_values
 
-from agent_factory.config import load_config
 from agent_factory.core import DatabaseManager
 from agent_factory.core.sqlstate import is_auth_failure
 from agent_factory.envfile import with_values
 from agent_factory.local import LocalProviders
 from agent_factory.ops.credentials import generate_password, rotate_password, scram_verifier, with_password
 from tests.conftest import wait_for_failovers
-from tests.roles import WRITES_TABLE, LoginRole, login_role, write_env
-
-WRITERS = 8
+from tests.roles import LoginRole, Writers, login_role, new_logins_since, rotation_config, write_env
 
 
 @pytest.fixture
@@ -67,42 +63,21 @@ def test_rotation_with_8_writers_loses_no_write_and_never_fails_over(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     settings, env_file = setup
-    config = load_config({**settings, "DATABASE_POOL_MAX_SIZE": str(WRITERS), "DATABASE_POOL_MAX_LIFETIME": "1",
-                          "DATABASE_POOL_MAX_IDLE": "1"}, env_file)
-    acknowledged, failures = [0] * WRITERS, []
-    stop = threading.Event()
-    with DatabaseManager(config) as db:
-        def write(writer: int) -> None:
-            while not stop.is_set():
-                try:
-                    db.execute_query(f"INSERT INTO {WRITES_TABLE} (writer) VALUES (%s)", [writer], fetch_mode="none")
-                    acknowledged[writer] += 1
-                except Exception as exc:  # counted: the test asserts there are none
-                    failures.append(f"{type(exc).__name__}: {exc}")
-                time.sleep(0.005)
-
-        threads = [threading.Thread(target=write, args=(i,)) for i in range(WRITERS)]
-        for thread in threads:
-            thread.start()
-        time.sleep(1.0)
-        before = sum(acknowledged)
-        done = _cli(["credentials", "rotate", "--provider", "neon", "--env-file", str(env_file), "-v", "--json"],
-                    settings, tmp_path)
-        rotated_at = time.time()
-        time.sleep(3.0)  # pooled connections pass DATABASE_POOL_MAX_LIFETIME: new logins with the new password
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    with DatabaseManager(rotation_config(settings, env_file)) as db:
+        with Writers(db) as writers:
+            time.sleep(1.0)
+            before = writers.total
+            done = _cli(["credentials", "rotate", "--provider", "neon", "--env-file", str(env_file), "-v", "--json"],
+                        settings, tmp_path)
+            rotated_at = time.time()
+            time.sleep(3.0)  # pooled connections pass DATABASE_POOL_MAX_LIFETIME: new logins, new password
         assert done.returncode == 0, done.stderr + done.stdout
-        assert failures == []
-        assert sum(acknowledged) > before  # writes went on after the rotation
-        assert role.rows() == sum(acknowledged)
+        assert writers.failures == []
+        assert writers.total > before  # writes went on after the rotation
+        assert role.rows() == writers.total
         assert db.active_provider == "neon"
         assert wait_for_failovers(db, 1, timeout=1.0) == []
-        with psycopg.connect(role.admin_url) as admin:  # the pool logged in anew after the rotation
-            fresh = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
-                                  "AND backend_start > to_timestamp(%s)", [role.name, rotated_at]).fetchone()[0]
-        assert fresh > 0
+        assert new_logins_since(role, rotated_at) > 0  # the pool logged in anew, with the new password
     result = json.loads(done.stdout)["result"]
     assert result["old_password_refused"] is True and result["logged_in"] is True
     new_url = dotenv_values(env_file)["NEON_DB_URL"]
