@@ -278,7 +278,12 @@ def _target(env_file: str | Path, provider: str, env: Mapping[str, str] | None) 
     if not values:
         raise ConfigError(f"{prefix}_DB_URL is not in {path}; nothing to rotate")
     admin = (environment.get(f"{prefix}_ADMIN_URL") or in_file.get(f"{prefix}_ADMIN_URL") or "").strip() or None
-    return path, _Target(p, role, values, secure_conninfo(admin) if admin else None)
+    if admin:
+        try:
+            admin = secure_conninfo(admin)
+        except ValueError as exc:
+            raise ConfigError(f"{prefix}_ADMIN_URL: {exc}") from None
+    return path, _Target(p, role, values, admin)
 
 
 def _vault(prefix: str | None, values: Mapping[str, str]) -> list[str]:

@@ -154,3 +154,19 @@ def test_with_values_keeps_every_other_byte() -> None:
 def test_scram_verifier_has_postgres_format() -> None:
     verifier = scram_verifier("secret", salt=b"0123456789abcdef")
     assert verifier.startswith("SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$") and "secret" not in verifier
+
+
+def test_rotation_through_the_admin_url(setup: tuple[dict[str, str], Path], role: LoginRole,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings, env_file = setup
+    with open(env_file, "a") as fh:
+        fh.write(f"NEON_ADMIN_URL={role.admin_url}\n")
+    result = rotate_password(env_file, "neon", check=False, env=settings)
+    assert "NEON_ADMIN_URL" in result.actions[0] and result.old_password_refused
+    new_url = dotenv_values(env_file)["NEON_DB_URL"]
+    assert _refused(role.url) and not _refused(new_url)
+    assert dotenv_values(env_file)["NEON_ADMIN_URL"] == role.admin_url  # untouched
+    admin_password = psycopg.conninfo.conninfo_to_dict(role.admin_url)["password"]
+    for secret in (admin_password, psycopg.conninfo.conninfo_to_dict(new_url)["password"], role.password):
+        assert secret not in caplog.text + result.summary + " ".join(result.actions)
