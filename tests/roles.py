@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from agent_factory.config import Config, load_config
 from agent_factory.core import DatabaseManager
+from agent_factory.core.sqlstate import is_auth_failure
 from agent_factory.local import LocalProviders
 from agent_factory.ops.credentials import scram_verifier, with_password
 
@@ -75,6 +76,15 @@ def login_role(local: LocalProviders, provider: str = "neon") -> Iterator[LoginR
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(WRITES_TABLE)))  # no drift left
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def password_refused(url: str) -> bool:
+    """Return whether the server refuses a login with `url` as an authentication failure."""
+    try:
+        with psycopg.connect(url, connect_timeout=5):
+            return False
+    except psycopg.OperationalError as exc:
+        return is_auth_failure(exc)
 
 
 def write_env(path: Path, values: dict[str, str]) -> Path:

@@ -129,15 +129,22 @@ def measure(conn: psycopg.Connection) -> tuple[int, int | None]:
     return int(row[0]), None if row[1] is None else int(row[1])
 
 
+def _survey(db: DatabaseManager, name: str, limit: int) -> tuple[int, int | None, list[RelationSize]]:
+    """Measure provider `name` (and list its `limit` largest relations when `limit` > 0), bounded by a timeout."""
+    with db.provider_connection(name) as conn:
+        conn.execute(f"SET LOCAL statement_timeout = {_STATEMENT_TIMEOUT_MS}")
+        database, tables = measure(conn)
+        relations = _relations(conn, limit) if limit > 0 else []
+        conn.rollback()
+    return database, tables, relations
+
+
 def record_sizes(db: DatabaseManager, store: StateStore, names: Sequence[str], now: datetime) -> list[SizeSample]:
     """Measure each of `names` (the healthy providers) and store the samples; a provider that fails is skipped."""
     samples = []
     for name in names:
         try:
-            with db.provider_connection(name) as conn:
-                conn.execute(f"SET LOCAL statement_timeout = {_STATEMENT_TIMEOUT_MS}")
-                database, tables = measure(conn)
-                conn.rollback()
+            database, tables, _ = _survey(db, name, 0)
         except (AgentFactoryError, psycopg.Error) as exc:
             logger.warning("provider %s: could not measure the database size: %s", name, type(exc).__name__)
             continue
@@ -195,11 +202,7 @@ def capacity_report(db: DatabaseManager, store: StateStore, *, provider: str | N
     report = []
     for name in names:
         try:
-            with db.provider_connection(name) as conn:
-                conn.execute(f"SET LOCAL statement_timeout = {_STATEMENT_TIMEOUT_MS}")
-                database, tables = measure(conn)
-                relations = _relations(conn, limit)
-                conn.rollback()
+            database, tables, relations = _survey(db, name, limit)
         except AgentFactoryError as exc:
             report.append(ProviderCapacity(name, None, _quota_bytes(db, name), None, 0,
                                            error=getattr(exc, "reason", str(exc))))

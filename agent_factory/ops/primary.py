@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..config import load_config
 from ..core import DatabaseManager
+from ..envfile import write_private
 from ..errors import ConfigError, ProviderUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -105,15 +106,4 @@ def _set_variable(path: Path, value: str) -> None:
         out.append(line)
     if not done:
         out.append(f"{VARIABLE}={value}")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(out) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private(path, "\n".join(out) + "\n")

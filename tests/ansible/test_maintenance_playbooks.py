@@ -11,22 +11,13 @@ import pytest
 from dotenv import dotenv_values
 
 from agent_factory.core import DatabaseManager
-from agent_factory.core.sqlstate import is_auth_failure
 from agent_factory.local import LocalProviders
 from agent_factory.local.cluster import write_env_file
 from tests.conftest import wait_for_failovers
-from tests.roles import Writers, login_role, new_logins_since, rotation_config
+from tests.roles import Writers, login_role, new_logins_since, password_refused, rotation_config
 
 from .conftest import Project
 from .test_playbooks import _no_secret, _ok, _recap
-
-
-def _refused(url: str) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=5):
-            return False
-    except psycopg.OperationalError as exc:
-        return is_auth_failure(exc)
 
 
 def test_rotate_credentials_with_writers_running_loses_no_write_and_never_fails_over(
@@ -48,7 +39,7 @@ def test_rotate_credentials_with_writers_running_loses_no_write_and_never_fails_
             assert new_logins_since(role, rotated_at) > 0
         new_url = dotenv_values(project.env_file)["NEON_DB_URL"]
         new_password = psycopg.conninfo.conninfo_to_dict(new_url)["password"]
-        assert _refused(role.url) and not _refused(new_url)
+        assert password_refused(role.url) and not password_refused(new_url)
         assert "Step 2: Rotate the password of neon" in out and "new logins work" in out
         _no_secret(proc, [*passwords, role.password, new_password])
 

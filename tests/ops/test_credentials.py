@@ -16,12 +16,12 @@ import pytest
 from dotenv import dotenv_values
 
 from agent_factory.core import DatabaseManager
-from agent_factory.core.sqlstate import is_auth_failure
 from agent_factory.envfile import with_values
 from agent_factory.local import LocalProviders
 from agent_factory.ops.credentials import generate_password, rotate_password, scram_verifier, with_password
 from tests.conftest import wait_for_failovers
-from tests.roles import LoginRole, Writers, login_role, new_logins_since, rotation_config, write_env
+from tests.roles import (LoginRole, Writers, login_role, new_logins_since, password_refused, rotation_config,
+                         write_env)
 
 
 @pytest.fixture
@@ -50,14 +50,6 @@ def _cli(args: list[str], settings: dict[str, str], cwd: Path, stdin: str | None
                           input=stdin, capture_output=True, text=True, timeout=120)
 
 
-def _refused(url: str) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=5):
-            return False
-    except psycopg.OperationalError as exc:
-        return is_auth_failure(exc)
-
-
 def test_rotation_with_8_writers_loses_no_write_and_never_fails_over(
         setup: tuple[dict[str, str], Path], role: LoginRole, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -83,7 +75,7 @@ def test_rotation_with_8_writers_loses_no_write_and_never_fails_over(
     new_url = dotenv_values(env_file)["NEON_DB_URL"]
     new_password = psycopg.conninfo.conninfo_to_dict(new_url)["password"]
     assert new_password != role.password and len(new_password) >= 40
-    assert _refused(role.url) and not _refused(new_url)
+    assert password_refused(role.url) and not password_refused(new_url)
     text = env_file.read_bytes()
     assert b"# provider URLs (kept by the rotation)\n" in text and b"export OTHER_SETTING='a b'\r\n" in text
     assert env_file.stat().st_mode & 0o777 == 0o600
@@ -100,7 +92,7 @@ def test_dry_run_logs_in_and_changes_nothing(setup: tuple[dict[str, str], Path],
                 settings, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("[PLAN]") and "SCRAM" in done.stdout
-    assert env_file.read_bytes() == before and not _refused(role.url)
+    assert env_file.read_bytes() == before and not password_refused(role.url)
     assert role.password not in done.stdout + done.stderr
 
 
@@ -111,7 +103,7 @@ def test_a_url_set_in_the_environment_is_refused(setup: tuple[dict[str, str], Pa
                 {**settings, "NEON_DB_URL": role.url}, tmp_path)
     assert done.returncode == 2
     assert "NEON_DB_URL is set in the environment" in done.stderr and "Traceback" not in done.stderr
-    assert not _refused(role.url) and role.password not in done.stderr
+    assert not password_refused(role.url) and role.password not in done.stderr
 
 
 def test_console_rotation_is_taken_in_by_reload(setup: tuple[dict[str, str], Path], role: LoginRole,
@@ -142,7 +134,7 @@ def test_an_interrupted_rotation_blocks_the_next_one(setup: tuple[dict[str, str]
     from agent_factory.errors import CredentialRotationError
     with pytest.raises(CredentialRotationError, match="interrupted"):
         rotate_password(env_file, "neon", check=False, env=settings)
-    assert pending.exists() and not _refused(role.url)
+    assert pending.exists() and not password_refused(role.url)
 
 
 def test_with_values_keeps_every_other_byte() -> None:
@@ -165,7 +157,7 @@ def test_rotation_through_the_admin_url(setup: tuple[dict[str, str], Path], role
     result = rotate_password(env_file, "neon", check=False, env=settings)
     assert "NEON_ADMIN_URL" in result.actions[0] and result.old_password_refused
     new_url = dotenv_values(env_file)["NEON_DB_URL"]
-    assert _refused(role.url) and not _refused(new_url)
+    assert password_refused(role.url) and not password_refused(new_url)
     assert dotenv_values(env_file)["NEON_ADMIN_URL"] == role.admin_url  # untouched
     admin_password = psycopg.conninfo.conninfo_to_dict(role.admin_url)["password"]
     for secret in (admin_password, psycopg.conninfo.conninfo_to_dict(new_url)["password"], role.password):
