@@ -162,3 +162,14 @@ def test_rotation_through_the_admin_url(setup: tuple[dict[str, str], Path], role
     admin_password = psycopg.conninfo.conninfo_to_dict(role.admin_url)["password"]
     for secret in (admin_password, psycopg.conninfo.conninfo_to_dict(new_url)["password"], role.password):
         assert secret not in caplog.text + result.summary + " ".join(result.actions)
+
+
+def test_local_up_keeps_a_rotated_password_that_works(local: LocalProviders, role: LoginRole, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    wrong = with_password(local.url("supabase"), "stale")
+    write_env(env_file, {"NEON_DB_URL": role.url, "SUPABASE_DB_URL": wrong})
+    done = _cli(["local", "--dir", str(local.base_dir), "--env-file", str(env_file), "up"], {}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    values = dotenv_values(env_file)
+    assert values["NEON_DB_URL"] == role.url  # rotated since `local up`, and it logs in: kept
+    assert values["SUPABASE_DB_URL"] == local.url("supabase")  # does not log in: the provider's own URL
