@@ -66,6 +66,9 @@ class CommitOutcomeUnknownError(DatabaseError):
     """The connection broke during COMMIT of a non-idempotent write; it may or may not have applied."""
 
 
+AUTH_REFUSED = "refused the configured credentials"  # in every AuthenticationFailedError message
+
+
 class AuthenticationFailedError(DatabaseError):
     """A provider refused the configured credentials (28P01/28000) even after the configuration was re-read.
 
@@ -74,7 +77,7 @@ class AuthenticationFailedError(DatabaseError):
 
     def __init__(self, provider: str, variable: str, reason: str) -> None:
         super().__init__(
-            f"provider {provider} refused the configured credentials ({reason}); the password in {variable} is "
+            f"provider {provider} {AUTH_REFUSED} ({reason}); the password in {variable} is "
             f"wrong or was rotated: put the current one in {variable} (.env or the vault), or run "
             f"`agent-factory credentials reload --provider {provider}`. This is not a failover."
         )

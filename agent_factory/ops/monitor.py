@@ -16,7 +16,9 @@
    down, WARNING last backup failed or newest verified backup taken more than
    24 h ago, WARNING a backup more than SYNC_MAX_LAG_MINUTES (10) behind the
    primary, `capacity` WARNING at 80 % and CRITICAL at 95 % of
-   NAME_STORAGE_QUOTA_MB; recovery sends an INFO resolve;
+   NAME_STORAGE_QUOTA_MB, WARNING `credentials` when a provider refuses the
+   configured password (instead of "down": it is no outage); recovery sends an
+   INFO resolve;
 6. advances the persisted alert state, records fires and resolves in
    `alert_events` and queues notifications (see `alerts.rules`), then
    delivers everything queued, including what earlier runs could not
@@ -45,7 +47,7 @@ from psycopg import sql
 
 from ..core import DatabaseManager, default_manager
 from ..core.sqlstate import describe
-from ..errors import AgentFactoryError
+from ..errors import AUTH_REFUSED, AgentFactoryError
 from ..redact import scrub
 from ..replication import SyncResult
 from ..state import monitoring
@@ -63,7 +65,7 @@ from .alerts import (
     deliver_pending,
     settings_from_env,
 )
-from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, PRIMARY_DOWN, PROVIDER_DOWN, SYNC_LAG
+from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, CREDENTIALS, PRIMARY_DOWN, PROVIDER_DOWN, SYNC_LAG
 from .sync import BackupLag, backup_lags, warm_backups
 
 logger = logging.getLogger(__name__)
@@ -187,7 +189,10 @@ def build_checks(samples: Sequence[HealthSample], backups: Sequence[BackupStatus
                     if not up else f"{len(up)} of {len(samples)} providers serve")]
     serving = serving_provider(samples)
     for s in samples:
-        if s.is_primary:
+        if not s.healthy and AUTH_REFUSED in (s.error or ""):  # a password problem, not an outage: no failover
+            checks.append(Check(CREDENTIALS, Severity.WARNING, True,
+                                f"{s.error} (provider {s.provider} answers; traffic stays where it is)", s.provider))
+        elif s.is_primary:
             detail = (f"primary provider {s.provider} is down ({s.error}); traffic fails over to {serving}"
                       if not s.healthy else f"primary provider {s.provider} answers ({_ms(s.latency_ms)})")
             checks.append(Check(PRIMARY_DOWN, Severity.WARNING, not s.healthy, detail, s.provider, suppressible=True))

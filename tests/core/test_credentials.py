@@ -76,3 +76,24 @@ def test_open_connections_keep_working_and_the_next_new_one_rereads_env(
     assert role.rows() == 3
     for secret in (role.password, new):
         assert secret not in caplog.text
+
+
+def test_the_monitor_reports_refused_credentials_as_such_not_as_an_outage(
+        env: dict[str, str], role: LoginRole, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from agent_factory.ops.alerts import MonitorSettings
+    from agent_factory.ops.monitor import run_monitor_once
+    from agent_factory.state import StateStore
+
+    role.set_password(generate_password())
+    settings = MonitorSettings(backup_max_age=None, sync_backups=False)
+    at = datetime(2025, 5, 5, tzinfo=timezone.utc)
+    with _manager(env, role, tmp_path / ".env") as db:
+        store = StateStore(db.config.state_dir)
+        result = [run_monitor_once(db, store, [], at + timedelta(minutes=5 * i), settings=settings)
+                  for i in range(2)][-1]
+        assert "agent-factory/credentials/neon" in result.firing
+        assert not any("down" in key for key in result.firing)
+        assert db.active_provider == "neon" and wait_for_failovers(db, 1, timeout=1.0) == []
+    assert role.password not in result.summary
