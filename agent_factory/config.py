@@ -79,7 +79,7 @@ class ProviderConfig:
 
 @dataclass(frozen=True)
 class ConfigSource:
-    """Where a `Config` was read from, so that it can be read again: the mapping given (None: `os.environ`) and the file."""
+    """Where a `Config` was read from, to read it again: the mapping given (None: `os.environ`) and the file."""
 
     env: Mapping[str, str] | None = field(default=None, repr=False)
     env_file: Path | None = None

@@ -119,7 +119,8 @@ def main():
         module_config(module)
         if params["action"] == "rotate":
             if params["provider_urls"]:
-                module.fail_json(msg="rotation writes the new password to env_file; do not give provider_urls", **result)
+                module.fail_json(msg="rotation writes the new password to env_file; do not give provider_urls",
+                                 **result)
             done = [rotate_password(params["env_file"], params["provider"], check=module.check_mode,
                                     vault_prefix=params["vault_prefix"], env=os.environ)]
         else:

@@ -72,7 +72,8 @@ def size_chart(sizes: pd.DataFrame) -> alt.LayerChart:
     colour = alt.Color("provider:N", title="Provider")
     size = alt.Chart(data).mark_line(point=len(data) < 50).encode(
         x=x, y=alt.Y("size_mb:Q", title="Size (MB)"), color=colour,
-        tooltip=[alt.Tooltip("provider:N", title="Provider"), alt.Tooltip("at:T", title="Hour", format="%Y-%m-%d %H:%M"),
+        tooltip=[alt.Tooltip("provider:N", title="Provider"),
+                 alt.Tooltip("at:T", title="Hour", format="%Y-%m-%d %H:%M"),
                  alt.Tooltip("size_mb:Q", title="MB", format=".1f"), alt.Tooltip("quota_mb:Q", title="Quota MB")])
     quota = alt.Chart(data.dropna(subset=["quota_mb"])).mark_line(strokeDash=[6, 4]).encode(
         x=x, y="quota_mb:Q", color=colour)

@@ -59,7 +59,7 @@ def test_rotation_with_8_writers_loses_no_write_and_never_fails_over(
         with Writers(db) as writers:
             time.sleep(1.0)
             before = writers.total
-            done = _cli(["credentials", "rotate", "--provider", "neon", "--env-file", str(env_file), "-v", "--json"],
+            done = _cli(["credentials", "rotate", "--provider", "neon", "--env-file", str(env_file), "-vvv", "--json"],
                         settings, tmp_path)
             rotated_at = time.time()
             time.sleep(3.0)  # pooled connections pass DATABASE_POOL_MAX_LIFETIME: new logins, new password
