@@ -204,6 +204,18 @@ def show_timeline(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzi
         st.dataframe(times(events, tz, "at"), hide_index=True)
 
 
+def show_capacity(snap: Snapshot, tz: tzinfo) -> None:
+    st.header("Storage against quota")
+    if snap.sizes.empty:
+        st.caption("No size recorded yet: the monitor records each provider's size every run.")
+        return
+    from status_app import charts
+
+    st.altair_chart(charts.size_chart(snap.sizes), alt=charts.size_alt(snap.sizes), width="stretch")
+    with st.expander("Sizes as a table"):
+        st.dataframe(times(snap.sizes, tz, "at"), hide_index=True)
+
+
 @st.fragment(run_every="30s")
 def body() -> None:
     """Render everything below the title; reruns every 30 s on its own."""
@@ -228,6 +240,7 @@ def body() -> None:
     show_latency(snap, now, tz)
     show_backups(snap, settings, now, tz)
     show_sync(snap, settings, now, tz)
+    show_capacity(snap, tz)
     show_restores(snap, tz)
     show_timeline(snap, settings, now, tz)
 

@@ -96,6 +96,7 @@ class Snapshot:
     restore: RestoreRecord | None = None
     syncs: list[SyncRun] = field(default_factory=list)
     divergence: list[Divergence] = field(default_factory=list)  # the newest finding per backup
+    sizes: pd.DataFrame = field(default_factory=pd.DataFrame)  # at, provider, database_bytes, quota_bytes; oldest first
 
     @property
     def empty(self) -> bool:
@@ -153,12 +154,22 @@ def load_snapshot(state_dir: str | Path, now: datetime, retention: timedelta = t
         restore = latest_restore(conn)
         syncs = [replace(s, error=clean(s.error)) for s in latest_syncs(conn)] if version >= 3 else []
         diverged = [replace(d, error=clean(d.error)) for d in latest_divergence(conn)] if version >= 5 else []
+        sizes = _sizes(conn, cutoff)
     if restore is not None:
         restore = replace(restore, backup_path=Path(restore.backup_path).name, error=clean(restore.error),
                           pre_restore_backup=Path(restore.pre_restore_backup).name
                           if restore.pre_restore_backup else None)
     return Snapshot(store.path, now, since, version, runs, samples, firing, events, deliveries, failovers,
-                    backups, restore, syncs, diverged)
+                    backups, restore, syncs, diverged, sizes)
+
+
+def _sizes(conn: sqlite3.Connection, cutoff: tuple[object, ...]) -> pd.DataFrame:
+    """Return the monitor's size samples (hourly peaks), or an empty frame on a store without them."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'size_samples'").fetchone() is None:
+        return pd.DataFrame(columns=["at", "provider", "database_bytes", "quota_bytes"])
+    return _frame(conn, "SELECT strftime('%Y-%m-%dT%H:00:00+00:00', at) AS at, provider, "
+                        "max(database_bytes) AS database_bytes, max(quota_bytes) AS quota_bytes FROM size_samples "
+                        "WHERE at >= ? GROUP BY provider, strftime('%Y-%m-%dT%H', at) ORDER BY at, provider", cutoff)
 
 
 def _named(record: BackupRecord) -> BackupRecord:

@@ -152,7 +152,7 @@ class DatabaseManager:
         provider = self._provider(name or self._active)
         if force or not provider.cache_fresh():
             provider.probe()
-        return bool(provider.healthy)
+        return bool(provider.healthy) and not provider.auth_error
 
     def health_check_all(self, *, force: bool = False) -> dict[str, bool]:
         """Return `{provider: healthy}` for every provider, probing stale ones concurrently.
@@ -167,9 +167,11 @@ class DatabaseManager:
         stale = [p for p in self._providers.values() if force or not p.cache_fresh()]
         if stale:
             list(self._pool_executor().map(lambda p: p.probe(), stale))
+        # Refused credentials (`auth_error`) are reported as unhealthy without marking the provider down.
         return {
-            name: HealthResult(name, bool(p.healthy), p.last_latency_ms if p.healthy else None,
-                               None if p.healthy else p.last_error, p.last_checked)  # type: ignore[arg-type]
+            name: HealthResult(name, bool(p.healthy) and not p.auth_error, p.last_latency_ms if p.healthy else None,
+                               p.auth_error or (None if p.healthy else p.last_error),
+                               p.last_checked)  # type: ignore[arg-type]
             for name, p in self._providers.items()
         }
 
@@ -187,6 +189,12 @@ class DatabaseManager:
                 "pool_size": size,
                 "pool_available": available,
                 "requests_waiting": pool.get("requests_waiting", 0),
+                "requests_num": pool.get("requests_num", 0),
+                "requests_errors": pool.get("requests_errors", 0),
+                "requests_wait_ms": pool.get("requests_wait_ms", 0),
+                "connections_errors": pool.get("connections_errors", 0),
+                "connections_lost": pool.get("connections_lost", 0),
+                "pool_exhausted": pool.get("pool_exhausted", 0),
                 "host": provider.host,
                 "last_error": provider.last_error,
                 "last_checked": provider.last_checked.isoformat() if provider.last_checked else None,

@@ -13,12 +13,16 @@
    records each run (`sync_runs`) and what each backup held that the primary
    lacked, with the oldest such row's age (`divergence`);
 4. stores the samples (`health_samples`) and prunes those past the retention;
-5. evaluates the rules: CRITICAL all providers down, WARNING primary down
-   (failover active), WARNING backup provider down, WARNING last backup
-   failed or newest verified backup taken more than 24 h ago, WARNING a backup
-   more than SYNC_MAX_LAG_MINUTES (10) behind the primary, WARNING a backup
-   that held rows the primary lacked (or could not be merged) in consecutive
-   runs (`divergence`: some process keeps serving from it); recovery sends an
+5. records each healthy provider's size and connection figures
+   (`ops.maintenance`), then evaluates the rules: CRITICAL all providers
+   down, WARNING primary down (failover active), WARNING backup provider
+   down, WARNING last backup failed or newest verified backup taken more
+   than 24 h ago, WARNING a backup more than SYNC_MAX_LAG_MINUTES (10)
+   behind the primary, WARNING a backup that held rows the primary lacked
+   (or could not be merged) in consecutive runs (`divergence`: some process
+   keeps serving from it), `capacity` WARNING at 80 % and CRITICAL at 95 %
+   of NAME_STORAGE_QUOTA_MB, WARNING `credentials` when a provider refuses
+   the configured password (instead of "down": it is no outage); recovery sends an
    INFO resolve;
 6. advances the persisted alert state, records fires and resolves in
    `alert_events` and queues notifications (see `alerts.rules`), then
@@ -48,7 +52,7 @@ from psycopg import sql
 
 from ..core import DatabaseManager, default_manager
 from ..core.sqlstate import describe
-from ..errors import AgentFactoryError
+from ..errors import AUTH_REFUSED, AgentFactoryError
 from ..redact import scrub
 from ..replication import SyncResult
 from ..state import monitoring
@@ -67,7 +71,7 @@ from .alerts import (
     deliver_pending,
     settings_from_env,
 )
-from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, PRIMARY_DOWN, PROVIDER_DOWN
+from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, CREDENTIALS, PRIMARY_DOWN, PROVIDER_DOWN
 from .monitor_sync import sync_step
 
 logger = logging.getLogger(__name__)
@@ -192,7 +196,10 @@ def build_checks(samples: Sequence[HealthSample], backups: Sequence[BackupStatus
                     if not up else f"{len(up)} of {len(samples)} providers serve")]
     serving = serving_provider(samples)
     for s in samples:
-        if s.is_primary:
+        if not s.healthy and AUTH_REFUSED in (s.error or ""):  # a password problem, not an outage: no failover
+            checks.append(Check(CREDENTIALS, Severity.WARNING, True,
+                                f"{s.error} (provider {s.provider} answers; traffic stays where it is)", s.provider))
+        elif s.is_primary:
             detail = (f"primary provider {s.provider} is down ({s.error}); traffic fails over to {serving}"
                       if not s.healthy else f"primary provider {s.provider} answers ({_ms(s.latency_ms)})")
             checks.append(Check(PRIMARY_DOWN, Severity.WARNING, not s.healthy, detail, s.provider, suppressible=True))
@@ -301,6 +308,7 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
         except Exception:  # a catalog problem must not stop health monitoring
             logger.exception("could not read the backup catalog; skipping the backup rule this run")
     checks = build_checks(samples, backup_states, now, settings)
+    checks += _maintenance_checks(db, store, samples, now)
     syncs = diverged = None
     if settings.sync_backups:
         step = sync_step(db, store, samples, now, settings, run_id)
@@ -328,6 +336,19 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
             logger.warning("alert %s: %s", action, action.detail)
     return MonitorResult(now, db.primary_provider, samples, up > 0, actions, firing, report, summary, run_id,
                          backup_states, syncs, diverged)
+
+
+
+def _maintenance_checks(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample],
+                        now: datetime) -> list[Check]:
+    """Record sizes and pool figures (see `ops.maintenance`); return the `capacity` checks."""
+    from .maintenance import record_monitor_run
+
+    try:
+        return record_monitor_run(db, store, samples, now)
+    except Exception:  # a maintenance record must not stop health monitoring
+        logger.exception("recording sizes and pool figures failed; the capacity rule is skipped this run")
+        return []
 
 
 def _passwords(db: DatabaseManager) -> list[str]:

@@ -179,6 +179,36 @@ _EVENT_KINDS_AND_DIVERGENCE = [
     "CREATE INDEX divergence_at ON divergence(at)",
 ]
 
+_MAINTENANCE_SAMPLES = [
+    """CREATE TABLE size_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        database_bytes INTEGER NOT NULL,
+        tables_bytes INTEGER,
+        quota_bytes INTEGER
+    )""",
+    "CREATE INDEX size_samples_provider_at ON size_samples(provider, at)",
+    """CREATE TABLE pool_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        source TEXT NOT NULL,
+        figures TEXT NOT NULL
+    )""",
+    "CREATE INDEX pool_samples_provider_at ON pool_samples(provider, at)",
+    """CREATE TABLE query_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        query TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        total_ms REAL NOT NULL,
+        rows INTEGER NOT NULL
+    )""",
+    "CREATE INDEX query_samples_provider_at ON query_samples(provider, at)",
+]
+
 # (what it does, its statements); the version after migration N is N (1-based).
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("initial tables", _INITIAL),
@@ -186,6 +216,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
     ("sync_runs", _SYNC_RUNS),
     ("backups.signed", ["ALTER TABLE backups ADD COLUMN signed INTEGER NOT NULL DEFAULT 0"]),
     ("failover_events.kind (fail-back postponed), divergence", _EVENT_KINDS_AND_DIVERGENCE),
+    ("size_samples, pool_samples, query_samples (maintenance history)", _MAINTENANCE_SAMPLES),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -210,7 +210,7 @@ def test_sync_bad_input(module, project: Project, db: DatabaseManager, args: dic
 
 REQUIRED = {"memory_backup_prune": {"keep": 1}, "memory_backup_verify": {"path": "x"},
             "memory_restore": {"backup": "x"}, "memory_primary": {"provider": "neon"},
-            "memory_sync": {"mode": "all"}}
+            "memory_sync": {"mode": "all"}, "memory_maintenance": {"action": "pools"}}
 
 
 @pytest.mark.parametrize("name", MODULES)
