@@ -217,7 +217,7 @@ def test_divergence_and_a_postponed_fail_back_are_shown(seeded, page, now):
     at = page(state)
     m = metrics(at)
     assert m["Not on the primary: supabase"] == "1014 rows" and m["Not on the primary: railway"] == "0 rows"
-    captions = [c.value for c in at.caption]
+    captions = [shown(c.value) for c in at.caption]
     assert any(c.startswith(":material/warning: backup supabase held 1014 rows the primary neon lacked, the oldest 9.0 "
                             "min old; merged into neon") for c in captions), captions
     assert not at.exception
