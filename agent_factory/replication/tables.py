@@ -7,7 +7,8 @@ so every provider picks the same version whatever the order of the syncs. A
 deletion is a version like any other (a tombstone). `changed_at` (local to each
 database, migration 0003), generated columns and derived columns (a session's
 `message_count` and `last_active`, rebuilt by `recompute_session` after a
-merge) are never copied.
+merge) are never copied. Vector columns (`OPTIONAL_COLUMNS`) are copied only
+between providers that both have them: a provider without pgvector has none.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_
 LOCAL_COLUMN = "changed_at"
 DERIVED = ("message_count", "last_active")  # recomputed on each provider, never copied
 REQUIRED = ("id", "updated_at", "write_id", "deleted_at", LOCAL_COLUMN)
+# {table: columns that exist only where the server has pgvector}: copied when both sides have them, else left out.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"knowledge_atoms": ("embedding",)}
 
 _COLUMNS_SQL = """
 SELECT c.relname, a.attname, a.attgenerated <> ''
@@ -49,6 +52,9 @@ class TableSpec:
     name: str
     columns: tuple[str, ...]  # data columns in catalog order: not changed_at, generated or derived ones
     parents: tuple[tuple[str, str], ...] = ()  # (column, parent table)
+    # optional columns only the target has: a version merged from the source clears them (NULL), as it
+    # was written where they could not be (an atom edited on a provider without pgvector loses its stale embedding)
+    target_only: tuple[str, ...] = ()
 
     @property
     def touches_sessions(self) -> bool:
@@ -81,7 +87,9 @@ def table_specs(source: str, source_cols: dict[str, tuple[list[str], set[str]]],
             if missing:
                 raise SchemaError(f"provider {name}: table {table} lacks {', '.join(missing)} (migrations "
                                   "0002/0003 not applied?); run `agent-factory schema deploy`")
-        skip = {LOCAL_COLUMN, *DERIVED}
+        optional = OPTIONAL_COLUMNS.get(table, ())
+        one_side = {c for c in optional if (c in source_cols[table][0]) != (c in target_cols[table][0])}
+        skip = {LOCAL_COLUMN, *DERIVED, *one_side}
         src = [c for c in source_cols[table][0] if c not in source_cols[table][1] and c not in skip]
         dst = [c for c in target_cols[table][0] if c not in target_cols[table][1] and c not in skip]
         if set(src) != set(dst):
@@ -91,7 +99,8 @@ def table_specs(source: str, source_cols: dict[str, tuple[list[str], set[str]]],
                 f"table {table} differs between providers {source} and {target} (only on {source}: "
                 f"{only_src or 'none'}; only on {target}: {only_dst or 'none'}); deploy the same schema on both "
                 "with `agent-factory schema deploy`")
-        specs.append(TableSpec(table, tuple(dst), tuple(PARENTS.get(table, {}).items())))
+        target_only = tuple(c for c in sorted(one_side) if c in target_cols[table][0])
+        specs.append(TableSpec(table, tuple(dst), tuple(PARENTS.get(table, {}).items()), target_only))
     return specs
 
 
@@ -241,7 +250,8 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
         written = sql.SQL("SELECT id, tomb, session_id FROM cmp WHERE ready AND wins")
     else:
         updates = sql.SQL(", ").join(
-            sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in spec.columns if c != "id")
+            [sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in spec.columns if c != "id"]
+            + [sql.SQL("{c} = NULL").format(c=sql.Identifier(c)) for c in spec.target_only])
         returning_session = sql.SQL("t.session_id") if spec.touches_sessions else sql.SQL("NULL::text")
         written = sql.SQL("""
             INSERT INTO {table} AS t ({cols})
