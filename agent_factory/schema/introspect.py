@@ -25,6 +25,7 @@ from psycopg import sql
 from .migrations import _CREATE_TRACKING, load_migrations
 
 _SPACES = re.compile(r"\s+")
+_VECTOR_INDEX = re.compile(r"USING (hnsw|ivfflat) ")  # pgvector's access methods
 
 
 @dataclass(frozen=True)
@@ -201,12 +202,20 @@ def compare(expected: SchemaSnapshot, actual: SchemaSnapshot) -> list[str]:
     return lines
 
 
+def _pgvector_only(column: ColumnInfo) -> bool:
+    """Return whether a column is one that exists only where the server has pgvector (its migration guards it)."""
+    return column.type == "vector" or column.type.startswith("vector(")
+
+
 def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> list[str]:
+    # Columns and indexes of pgvector exist only on providers with the extension: not drift.
     lines = []
     for column in sorted(want.columns.keys() - have.columns.keys()):
-        lines.append(f"{who}: column {table}.{column} is missing")
+        if not _pgvector_only(want.columns[column]):
+            lines.append(f"{who}: column {table}.{column} is missing")
     for column in sorted(have.columns.keys() - want.columns.keys()):
-        lines.append(f"{who}: column {table}.{column} exists only here")
+        if not _pgvector_only(have.columns[column]):
+            lines.append(f"{who}: column {table}.{column} exists only here")
     for column in sorted(want.columns.keys() & have.columns.keys()):
         w, h = want.columns[column], have.columns[column]
         if w.type != h.type:
@@ -223,9 +232,11 @@ def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> li
                                ("index", want.indexes, have.indexes),
                                ("trigger", want.triggers, have.triggers)):
         for name in sorted(w_map.keys() - h_map.keys()):
-            lines.append(f"{who}: {kind} {name} on {table} is missing")
+            if not (kind == "index" and _VECTOR_INDEX.search(w_map[name])):
+                lines.append(f"{who}: {kind} {name} on {table} is missing")
         for name in sorted(h_map.keys() - w_map.keys()):
-            lines.append(f"{who}: {kind} {name} on {table} exists only here: {h_map[name]}")
+            if not (kind == "index" and _VECTOR_INDEX.search(h_map[name])):
+                lines.append(f"{who}: {kind} {name} on {table} exists only here: {h_map[name]}")
         for name in sorted(w_map.keys() & h_map.keys()):
             if w_map[name] != h_map[name]:
                 lines.append(f"{who}: {kind} {name} on {table} is {h_map[name]}, expected {w_map[name]}")
