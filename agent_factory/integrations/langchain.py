@@ -48,6 +48,7 @@ KEY = "langchain"  # the metadata key holding what the role and the text do not 
 _ROLE_OF = ((HumanMessage, "user"), (AIMessage, "assistant"), (SystemMessage, "system"),
             (ToolMessage, "user"), (FunctionMessage, "user"))
 _TYPE_OF_ROLE = {"user": "human", "assistant": "ai", "system": "system"}
+_CLASS_OF_ROLE: dict[str, type[BaseMessage]] = {"user": HumanMessage, "assistant": AIMessage, "system": SystemMessage}
 
 
 def to_memory_message(message: object, field: str = "message") -> Message:
@@ -81,7 +82,7 @@ def from_memory_message(message: Message) -> BaseMessage:
     """
     kept = message.metadata.get(KEY)
     if not isinstance(kept, dict):
-        return messages_from_dict([{"type": _TYPE_OF_ROLE[message.role], "data": {"content": message.content}}])[0]
+        return _CLASS_OF_ROLE[message.role](content=message.content)
     data = {k: v for k, v in kept.items() if k != "type"}
     data.setdefault("content", message.content)
     if kept.get("type") == "chat":
@@ -93,12 +94,19 @@ def from_memory_message(message: Message) -> BaseMessage:
                                 f"{str(exc).splitlines()[0]}") from exc
 
 
+_DEFAULTS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
 def _non_defaults(message: BaseMessage) -> dict[str, Any]:
-    fields = type(message).model_fields
-    dumped = message.model_dump()
-    return {name: value for name, value in dumped.items()
-            if name not in ("content", "type") and name in fields
-            and value != fields[name].get_default(call_default_factory=True)}
+    """Return the message's fields other than content and type that differ from their defaults, as JSON values."""
+    kind = type(message)
+    defaults = _DEFAULTS.get(kind)
+    if defaults is None:
+        defaults = tuple((name, info.get_default(call_default_factory=True))
+                         for name, info in kind.model_fields.items() if name not in ("content", "type"))
+        _DEFAULTS[kind] = defaults
+    changed = {name for name, default in defaults if getattr(message, name) != default}
+    return message.model_dump(include=changed) if changed else {}
 
 
 class AgentFactoryChatMessageHistory(BaseChatMessageHistory):
