@@ -7,7 +7,8 @@ Subjects (on the primary provider, neon):
 
 Operations: `add_messages` of 10 messages (a human and an AI message in turn) to
 a session of the worker's own; `messages` of a 200-message session. Each at
-concurrency 1 and 8, the subjects taking turns batch by batch (rotating order).
+concurrency 1 and 8, the subjects taking turns batch by batch (rotating order),
+on loopback and over a link adding 20 ms per round trip (`chat_history_link`).
 Round trips per operation are counted by a proxy in front of neon (mean of 10 calls).
 """
 
@@ -25,7 +26,7 @@ from agent_factory.core import DatabaseManager
 
 from . import data
 from .harness import Context, Entry, skipped
-from .memory_ops import CONCURRENCY, Op, Stats, _measure, _peer_missing, _proxy_to_neon
+from .memory_ops import CONCURRENCY, LINK_DELAY, Op, Stats, _measure, _peer_missing, _proxy_to_neon
 
 OPS = ("add_messages_10", "messages_200")
 PEER_TABLE = "langchain_chat_history_bench"
@@ -132,20 +133,30 @@ def run(ctx: Context) -> list[Entry]:
                                      "ours <= peer", counts["ours"] <= counts["peer"], details=counts))
             else:
                 entries.append(skipped(name, "round trips", PEER_NAME, "ours <= peer", missing or "peer missing"))
-        rounds = 3 if ctx.quick else 12
-        per_worker = {1: 5, 8: 2} if ctx.quick else {1: 20, 8: 5}
-        with ThreadPoolExecutor(max_workers=max(CONCURRENCY), thread_name_prefix="bench-chat") as executor:
-            for op in OPS:
-                for c in CONCURRENCY:
-                    stats = _measure(executor, subjects, op, c, rounds, per_worker[c])
-                    ctx.log(f"chat_history {op} c={c}: " + ", ".join(
-                        f"{n} p50 {s.p50_ms:.2f} ms {s.ops_s:.0f} ops/s" for n, s in stats.items()))
-                    entries.append(_entry(op, c, stats, missing))
+        entries += _timed(ctx, subjects, "chat_history", 3 if ctx.quick else 12,
+                          {1: 5, 8: 2} if ctx.quick else {1: 20, 8: 5}, missing)
+    proxy, url = _proxy_to_neon(ctx, delay=LINK_DELAY)
+    with proxy, _subjects(ctx, url) as subjects:
+        entries += _timed(ctx, subjects, "chat_history_link", 2 if ctx.quick else 4,
+                          {1: 3, 8: 2} if ctx.quick else {1: 8, 8: 3}, missing)
     return entries
 
 
-def _entry(op: str, c: int, stats: dict[str, Stats], missing: str | None) -> Entry:
-    name = f"chat_history.{op}.c{c}.time_per_op_vs_peer"
+def _timed(ctx: Context, subjects: list[Any], prefix: str, rounds: int, per_worker: dict[int, int],
+           missing: str | None) -> list[Entry]:
+    entries = []
+    with ThreadPoolExecutor(max_workers=max(CONCURRENCY), thread_name_prefix="bench-chat") as executor:
+        for op in OPS:
+            for c in CONCURRENCY:
+                stats = _measure(executor, subjects, op, c, rounds, per_worker[c])
+                ctx.log(f"{prefix} {op} c={c}: " + ", ".join(
+                    f"{n} p50 {s.p50_ms:.2f} ms {s.ops_s:.0f} ops/s" for n, s in stats.items()))
+                entries.append(_entry(prefix, op, c, stats, missing))
+    return entries
+
+
+def _entry(prefix: str, op: str, c: int, stats: dict[str, Stats], missing: str | None) -> Entry:
+    name = f"{prefix}.{op}.c{c}.time_per_op_vs_peer"
     unit, target = "ms per op (1000 / ops/s)", "ours <= peer (ratio <= 1)"
     if "peer" not in stats:
         return skipped(name, unit, PEER_NAME, target, missing or "the peer could not run")

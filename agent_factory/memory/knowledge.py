@@ -34,6 +34,7 @@ from ..errors import InvalidInputError
 from ..vector import has_vector_column, to_vector
 from ._database import LazyDatabase
 from .embedding import Embedder, EmbeddingsLike, EmbedFunction
+from .knowledge_search import COLUMNS, HYBRID_SQL, SEARCH_SQL, SEMANTIC_SQL
 from .ids import atom_row_id, new_stamp
 from .validation import (
     ATOM_TYPES,
@@ -50,8 +51,6 @@ logger = logging.getLogger(__name__)
 
 MAX_QUERY_LENGTH = 1000
 MAX_URL_LENGTH = 2048
-_COLUMNS = "atom_id, atom_type, title, content, summary, manufacturer, keywords, source_url, quality_score, " \
-           "created_at, updated_at"
 _DATA = ("atom_type", "title", "summary", "content", "manufacturer", "keywords", "source_url", "quality_score")
 
 
@@ -182,56 +181,6 @@ WHERE t.deleted_at IS NULL AND {_NEWER}
 RETURNING xmax::text <> '0'
 """
 
-SEARCH_SQL = f"""
-SELECT {_COLUMNS}, ts_rank(search_vector, q) AS rank, 'text'
-FROM knowledge_atoms, websearch_to_tsquery('english', %(query)s) AS q
-WHERE deleted_at IS NULL AND search_vector @@ q{{type_filter}}
-ORDER BY rank DESC, atom_id
-LIMIT %(limit)s
-"""
-
-# The nearest atoms by cosine distance. `{{dims}}` is an int literal: the expression and the
-# predicate must be those of the HNSW index of that size (migration 0006) for it to serve.
-_NEAREST = """SELECT id, atom_id, embedding::vector({dims}) <=> %(embedding)s::vector({dims}) AS distance
-    FROM knowledge_atoms
-    WHERE deleted_at IS NULL AND vector_dims(embedding) = {dims}{type_filter}
-    ORDER BY embedding::vector({dims}) <=> %(embedding)s::vector({dims})
-    LIMIT %(candidates)s"""
-
-SEMANTIC_SQL = f"""
-SELECT {", ".join("k." + c.strip() for c in _COLUMNS.split(","))}, 1 - n.distance AS rank, 'semantic'
-FROM ({_NEAREST}) AS n JOIN knowledge_atoms AS k ON k.id = n.id
-ORDER BY n.distance, n.atom_id
-LIMIT %(limit)s
-"""
-
-RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al., 2009): score = sum of 1 / (60 + rank)
-
-# Reciprocal rank fusion of the full-text ranking (ts_rank, weighted A/B/C) and the
-# semantic one (cosine distance), each over its best `candidates` atoms: one statement.
-HYBRID_SQL = f"""
-WITH text_hits AS (
-    SELECT id, row_number() OVER (ORDER BY rank DESC, atom_id) AS position
-    FROM (SELECT id, atom_id, ts_rank(search_vector, q) AS rank
-          FROM knowledge_atoms, websearch_to_tsquery('english', %(query)s) AS q
-          WHERE deleted_at IS NULL AND search_vector @@ q{{type_filter}}
-          ORDER BY rank DESC, atom_id
-          LIMIT %(candidates)s) AS ranked
-), vector_hits AS (
-    SELECT id, row_number() OVER (ORDER BY distance, atom_id) AS position
-    FROM ({_NEAREST}) AS nearest
-), fused AS (
-    SELECT coalesce(t.id, v.id) AS id,
-           coalesce(1.0 / ({RRF_K} + t.position), 0) + coalesce(1.0 / ({RRF_K} + v.position), 0) AS score,
-           CASE WHEN t.id IS NULL THEN 'semantic' WHEN v.id IS NULL THEN 'text' ELSE 'both' END AS matched_by
-    FROM text_hits AS t FULL JOIN vector_hits AS v ON v.id = t.id
-)
-SELECT {", ".join("k." + c.strip() for c in _COLUMNS.split(","))}, f.score::real, f.matched_by
-FROM fused AS f JOIN knowledge_atoms AS k ON k.id = f.id
-ORDER BY f.score DESC, k.atom_id
-LIMIT %(limit)s
-"""
-
 SEARCH_MODES = ("text", "semantic", "hybrid", "auto")
 _MISSING_SQL = """
 SELECT id, title, summary, content, updated_at, write_id FROM knowledge_atoms
@@ -318,7 +267,7 @@ class KnowledgeBase(LazyDatabase):
     def get(self, atom_id: str) -> KnowledgeAtom | None:
         """Return the live atom with this `atom_id`, or None."""
         atom_id = check_id(atom_id, "atom_id")
-        sql = f"SELECT {_COLUMNS} FROM knowledge_atoms WHERE atom_id = %s AND deleted_at IS NULL"
+        sql = f"SELECT {COLUMNS} FROM knowledge_atoms WHERE atom_id = %s AND deleted_at IS NULL"
 
         def work(conn: psycopg.Connection) -> tuple[Any, ...] | None:
             return conn.execute(sql, (atom_id,)).fetchone()
