@@ -32,7 +32,7 @@ from ..errors import InvalidInputError, SessionNotFoundError
 from ._database import LazyDatabase
 from .base import prepare_messages
 from .ids import new_stamp, session_row_id
-from .postgres import _LOCK_SESSION, _MESSAGE_ROWS, _NEWER, PostgresMemoryStorage, _run_locked, message_params, \
+from .postgres import _LOCK_SESSION, _NEWER, APPEND_AFTER_HEAD, PostgresMemoryStorage, _run_locked, message_params, \
     stamp_params
 from .session import Message
 from .validation import check_id
@@ -68,13 +68,7 @@ WITH fresh AS (
     WHERE CASE WHEN t.deleted_at IS NULL THEN t.user_id = excluded.user_id ELSE {_NEWER} END
     RETURNING t.user_id, t.message_count - (SELECT n FROM fresh) AS base, t.message_count
 ), added AS (
-    INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index, content, metadata,
-                                       created_at, updated_at, write_id)
-    SELECT e.id, %(session_id)s, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
-           jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
-           %(updated_at)s, %(write_id)s
-    FROM head CROSS JOIN {_MESSAGE_ROWS}
-    ON CONFLICT (id) DO NOTHING
+    {APPEND_AFTER_HEAD}
 )
 SELECT (SELECT message_count FROM head),
        (SELECT user_id FROM session_memories WHERE id = %(row_id)s AND deleted_at IS NULL)
