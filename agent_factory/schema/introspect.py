@@ -11,6 +11,13 @@ different major versions carrying the same schema compare equal.
 `canonical_snapshot` builds the expected schema by applying the shipped
 migrations to a throw-away schema inside a transaction that is always rolled
 back: nothing is written to the provider.
+
+pgvector (agent_factory/vector.py): a table or column that exists only where the
+`vector` extension is installed is not a difference when one side lacks it, and
+indexes made at run time (`RUNTIME_INDEX_PREFIX`) are not compared; the caller
+reports a provider without pgvector in its own words (`vector.missing_message`).
+The extension's schema is on the search path while reading, so its types render
+the same whether the snapshot comes from `public` or from the scratch schema.
 """
 
 from __future__ import annotations
@@ -22,10 +29,10 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from ..vector import EXTENSION, RUNTIME_INDEX_PREFIX, is_optional
 from .migrations import _CREATE_TRACKING, load_migrations
 
 _SPACES = re.compile(r"\s+")
-_VECTOR_INDEX = re.compile(r"USING (hnsw|ivfflat) ")  # pgvector's access methods
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,12 @@ class SchemaSnapshot:
     tables: dict[str, TableInfo]
     migrations: dict[int, str]  # version -> checksum
     functions: dict[str, str] = field(default_factory=dict)  # name(arguments) -> source text
+    extensions: frozenset[str] = frozenset()
+
+    @property
+    def has_pgvector(self) -> bool:
+        """Whether the database has the `vector` extension installed."""
+        return EXTENSION in self.extensions
 
     @property
     def version(self) -> int:
@@ -117,9 +130,19 @@ def snapshot(conn: psycopg.Connection, source: str, schema: str = "public") -> S
         return _read(conn, source, schema)
 
 
+_EXTENSIONS = """
+SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+"""
+
+
 def _read(conn: psycopg.Connection, source: str, schema: str) -> SchemaSnapshot:
-    # Resolve names relative to the schema itself so that definitions render unqualified.
-    conn.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(sql.Identifier(schema)))
+    extensions = dict(conn.execute(_EXTENSIONS).fetchall())
+    # Resolve names relative to the schema itself so that definitions render unqualified
+    # (and the vector extension's types too, wherever it lives).
+    path = [schema, "pg_catalog"]
+    if extensions.get(EXTENSION) not in (None, schema):
+        path.append(extensions[EXTENSION])
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.SQL(", ").join(map(sql.Identifier, path))))
     rows = conn.execute(_TABLES, {"schema": schema}).fetchall()
     names = {oid: name for oid, name in rows}
     tables = {name: TableInfo() for name in names.values()}
@@ -148,7 +171,7 @@ def _read(conn: psycopg.Connection, source: str, schema: str) -> SchemaSnapshot:
     migrations: dict[int, str] = {}
     if "schema_migrations" in tables:
         migrations = {v: c for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")}
-    return SchemaSnapshot(source, tables, migrations, functions)
+    return SchemaSnapshot(source, tables, migrations, functions, frozenset(extensions))
 
 
 def normalise(text: str, schema: str) -> str:
@@ -171,7 +194,10 @@ def canonical_snapshot(conn: psycopg.Connection) -> SchemaSnapshot:
     with conn.transaction(force_rollback=True):
         conn.execute("SET LOCAL lock_timeout = '5s'")
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
-        conn.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(sql.Identifier(scratch)))
+        path = [scratch, "pg_catalog", *[r[0] for r in conn.execute(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = %s", (EXTENSION,))]]
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.SQL(", ").join(map(sql.Identifier, path))))
         conn.execute(_CREATE_TRACKING)
         for migration in migrations:
             conn.execute(migration.sql)  # type: ignore[call-overload]
@@ -188,11 +214,18 @@ def compare(expected: SchemaSnapshot, actual: SchemaSnapshot) -> list[str]:
     who = actual.source
     lines: list[str] = []
     for table in sorted(expected.tables.keys() - actual.tables.keys()):
-        lines.append(f"{who}: table {table} is missing")
+        if not (is_optional(table) and not actual.has_pgvector):
+            lines.append(f"{who}: table {table} is missing")
     for table in sorted(actual.tables.keys() - expected.tables.keys()):
-        lines.append(f"{who}: table {table} exists only here")
+        if not (is_optional(table) and not expected.has_pgvector):
+            lines.append(f"{who}: table {table} exists only here")
     for table in sorted(expected.tables.keys() & actual.tables.keys()):
-        lines.extend(_compare_table(who, table, expected.tables[table], actual.tables[table]))
+        want, have = expected.tables[table], actual.tables[table]
+        if expected.has_pgvector != actual.has_pgvector:  # one side cannot have the vector columns
+            keep = set(want.columns) & set(have.columns)
+            want = _without(want, table, keep)
+            have = _without(have, table, keep)
+        lines.extend(_compare_table(who, table, want, have))
     for name in sorted(expected.functions.keys() - actual.functions.keys()):
         lines.append(f"{who}: function {name} is missing")
     for name in sorted(expected.functions.keys() & actual.functions.keys()):
@@ -202,20 +235,25 @@ def compare(expected: SchemaSnapshot, actual: SchemaSnapshot) -> list[str]:
     return lines
 
 
-def _pgvector_only(column: ColumnInfo) -> bool:
-    """Return whether a column is one that exists only where the server has pgvector (its migration guards it)."""
-    return column.type == "vector" or column.type.startswith("vector(")
+def _without(info: TableInfo, table: str, keep: set[str]) -> TableInfo:
+    """Return `info` without the optional (pgvector) columns that are not in `keep`, nor the indexes on them."""
+    columns = {c: v for c, v in info.columns.items() if c in keep or not is_optional(table, c)}
+    dropped = [re.compile(rf"\b{re.escape(c)}\b") for c in info.columns.keys() - columns.keys()]
+    indexes = {n: d for n, d in info.indexes.items() if not any(p.search(d) for p in dropped)}
+    return TableInfo(columns, info.constraints, indexes, info.triggers)
+
+
+def _declared(indexes: dict[str, str]) -> dict[str, str]:
+    """Return the indexes a migration declares (not the ones the application makes at run time)."""
+    return {n: d for n, d in indexes.items() if not n.startswith(RUNTIME_INDEX_PREFIX)}
 
 
 def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> list[str]:
-    # Columns and indexes of pgvector exist only on providers with the extension: not drift.
     lines = []
     for column in sorted(want.columns.keys() - have.columns.keys()):
-        if not _pgvector_only(want.columns[column]):
-            lines.append(f"{who}: column {table}.{column} is missing")
+        lines.append(f"{who}: column {table}.{column} is missing")
     for column in sorted(have.columns.keys() - want.columns.keys()):
-        if not _pgvector_only(have.columns[column]):
-            lines.append(f"{who}: column {table}.{column} exists only here")
+        lines.append(f"{who}: column {table}.{column} exists only here")
     for column in sorted(want.columns.keys() & have.columns.keys()):
         w, h = want.columns[column], have.columns[column]
         if w.type != h.type:
@@ -229,14 +267,12 @@ def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> li
             lines.append(f"{who}: column {table}.{column} is generated as {h.generated or 'nothing'}, "
                          f"expected {w.generated or 'a plain column'}")
     for kind, w_map, h_map in (("constraint", want.constraints, have.constraints),
-                               ("index", want.indexes, have.indexes),
+                               ("index", _declared(want.indexes), _declared(have.indexes)),
                                ("trigger", want.triggers, have.triggers)):
         for name in sorted(w_map.keys() - h_map.keys()):
-            if not (kind == "index" and _VECTOR_INDEX.search(w_map[name])):
-                lines.append(f"{who}: {kind} {name} on {table} is missing")
+            lines.append(f"{who}: {kind} {name} on {table} is missing")
         for name in sorted(h_map.keys() - w_map.keys()):
-            if not (kind == "index" and _VECTOR_INDEX.search(h_map[name])):
-                lines.append(f"{who}: {kind} {name} on {table} exists only here: {h_map[name]}")
+            lines.append(f"{who}: {kind} {name} on {table} exists only here: {h_map[name]}")
         for name in sorted(w_map.keys() & h_map.keys()):
             if w_map[name] != h_map[name]:
                 lines.append(f"{who}: {kind} {name} on {table} is {h_map[name]}, expected {w_map[name]}")
