@@ -197,10 +197,6 @@ class LocalProviders:
                 conn.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(APP_USER)))
             except psycopg.Error:
                 pass  # not preloaded on this build: slow-queries reports that clearly
-            try:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            except psycopg.Error:
-                pass  # no pgvector on this server (Debian's PostgreSQL 15 here): search there is text only
 
     def start(self, name: str) -> LocalProvider:
         """Start one provider if it is not running (after `down` or `kill`)."""

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from agent_factory.core import DatabaseManager
 from agent_factory.replication import TABLES
-from agent_factory.replication.tables import OPTIONAL_COLUMNS
+from agent_factory.vector import OPTIONAL_COLUMNS
 
 # Columns that differ between providers by design: changed_at is local to each database.
 LOCAL_COLUMNS = {"changed_at"}
