@@ -17,8 +17,9 @@
   pgvector-only tables (`agent_factory.vector.OPTIONAL_TABLES`: definition, data,
   indexes, triggers) and run-time vector indexes, so a backup of a provider
   with vectors restores there without them instead of failing. Optional
-  vector *columns* of other tables are not cut out of a table's definition:
-  such a restore fails as a whole (rolled back) and names the vector type.
+  vector *columns* of other tables (`OPTIONAL_COLUMNS`) are cut out of plain
+  dumps (`vector_columns.cut_vector_columns`); a custom archive holding one
+  does not restore there: it fails as a whole (rolled back) and names the vector type.
 
 There is no overall time limit: a dump or restore takes as long as the data
 needs; connecting is bounded by DATABASE_CONNECT_TIMEOUT and pg_dump waits at
@@ -45,6 +46,7 @@ from ..redact import describe_url
 from ..tls import is_loopback
 from ..vector import EXTENSION, OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX
 from .tools import Progress, Tool, major_of, pick_tool, run_tool
+from .vector_columns import cut_vector_columns
 
 __all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
            "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for", "target_objects"]
@@ -261,7 +263,10 @@ def apply_archive(
             run_tool(tool, [*args, str(path)], target, progress=progress, label=label)
     else:
         args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
-        run_tool(tool, args, target, stdin=filter_plain(_read_lines(path), objects, skipped),
+        lines = _read_lines(path)
+        if objects.lacks_pgvector:
+            lines = cut_vector_columns(lines, skipped)
+        run_tool(tool, args, target, stdin=filter_plain(lines, objects, skipped),
                  progress=progress, label=label)
     skipped = [s for s in skipped if s != "schema public"]  # always there; pg_dump never recreates it
     if skipped:

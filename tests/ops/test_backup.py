@@ -22,6 +22,7 @@ from agent_factory.local import binaries
 from agent_factory.ops.backup import backup, manifest_path, read_manifest, sha256_of
 from agent_factory.state.backups import BackupCatalog
 from agent_factory.state.store import StateStore
+from agent_factory.vector import OPTIONAL_COLUMNS
 
 ATOMS = 1965
 SESSION_ROWS = 40
@@ -48,13 +49,17 @@ def seed(db: DatabaseManager, provider: str = "neon", atoms: int = ATOMS, sessio
 
 
 def checksums(db: DatabaseManager, provider: str = "neon") -> dict[str, tuple[int, str]]:
-    """Row count and md5 of every row (ordered) of each table."""
+    """Row count and md5 of every row (ordered) of each table, pgvector-only columns left out."""
     out = {}
     with db.provider_connection(provider) as conn:
         for table in TABLES:
+            cols = [r[0] for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped ORDER BY attnum", (table,)) if r[0] not in OPTIONAL_COLUMNS.get(table, ())]
+            value = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier("t", c) for c in cols))
             row = conn.execute(sql.SQL(
-                "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t"
-            ).format(sql.Identifier(table))).fetchone()
+                "SELECT count(*), md5(coalesce(string_agg({v}, '|' ORDER BY {v}), '')) FROM {} t"
+            ).format(sql.Identifier(table), v=value)).fetchone()
             out[table] = (row[0], row[1])
         conn.rollback()
     return out
