@@ -17,9 +17,9 @@
   pgvector-only tables (`agent_factory.vector.OPTIONAL_TABLES`: definition, data,
   indexes, triggers) and run-time vector indexes, so a backup of a provider
   with vectors restores there without them instead of failing. Optional
-  vector *columns* of other tables (`OPTIONAL_COLUMNS`) are cut out of plain
-  dumps (`vector_columns.cut_vector_columns`); a custom archive holding one
-  does not restore there: it fails as a whole (rolled back) and names the vector type.
+  vector *columns* of other tables (`OPTIONAL_COLUMNS`) are cut out too
+  (`vector_columns.cut_vector_columns`): a custom archive is then written out
+  as a script by pg_restore and loaded by psql, filtered like a plain dump.
 
 There is no overall time limit: a dump or restore takes as long as the data
 needs; connecting is bounded by DATABASE_CONNECT_TIMEOUT and pg_dump waits at
@@ -256,22 +256,35 @@ def apply_archive(
         with tempfile.NamedTemporaryFile("w", prefix="agent-factory-toc-", suffix=".list") as list_file:
             list_file.write(toc)
             list_file.flush()
-            args = [f"--dbname={target.conninfo}", "--no-owner", "--no-privileges", "--single-transaction",
-                    "--exit-on-error", f"--use-list={list_file.name}"]
+            args = ["--no-owner", "--no-privileges", f"--use-list={list_file.name}"]
             if clean:
                 args += ["--clean", "--if-exists"]
-            run_tool(tool, [*args, str(path)], target, progress=progress, label=label)
+            if objects.lacks_pgvector:
+                # Vector columns cannot be cut out of an archive: write it out as a script, load that.
+                with tempfile.TemporaryDirectory(prefix="agent-factory-restore-") as scratch:
+                    script = Path(scratch) / "restore.sql"
+                    run_tool(tool, [*args, f"--file={script}", str(path)], label=label)
+                    psql = pick_tool("psql", tool.major, ssl=target.needs_ssl)
+                    _load_script(psql, script, target, objects, skipped, progress, label)
+            else:
+                args += [f"--dbname={target.conninfo}", "--single-transaction", "--exit-on-error"]
+                run_tool(tool, [*args, str(path)], target, progress=progress, label=label)
     else:
-        args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
-        lines = _read_lines(path)
-        if objects.lacks_pgvector:
-            lines = cut_vector_columns(lines, skipped)
-        run_tool(tool, args, target, stdin=filter_plain(lines, objects, skipped),
-                 progress=progress, label=label)
+        _load_script(tool, path, target, objects, skipped, progress, label)
     skipped = [s for s in skipped if s != "schema public"]  # always there; pg_dump never recreates it
     if skipped:
         logger.info("provider %s: kept the target's own %s", target.provider, ", ".join(skipped))
     return skipped
+
+
+def _load_script(psql: Tool, path: Path, target: PgTarget, objects: TargetObjects, skipped: list[str],
+                 progress: Progress | None, label: str) -> None:
+    """Run a plain script through psql in one transaction, filtered for the target."""
+    args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
+    lines = _read_lines(path)
+    if objects.lacks_pgvector:
+        lines = cut_vector_columns(lines, skipped)
+    run_tool(psql, args, target, stdin=filter_plain(lines, objects, skipped), progress=progress, label=label)
 
 
 # ---- row counts ---------------------------------------------------------------
