@@ -322,3 +322,13 @@ def table_row_counts(conn: psycopg.Connection[Any], tables: Iterable[str] | None
                            ).fetchone()
         counts[key] = int(row[0]) if row else 0
     return counts
+
+
+def count_mismatches(expected: dict[str, int], counts: dict[str, int | None]) -> dict[str, list[int | None]]:
+    """Return {table: [expected, found]} for each table whose row count differs after a load.
+
+    A pgvector-only table that a target without pgvector skipped (`apply_archive`) is absent, not a mismatch.
+    """
+    return {t: [n, counts.get(t)] for t, n in expected.items()
+            if counts.get(t) != n and not (counts.get(t) is None and t.split(".")[-1] in OPTIONAL_TABLES)}
+

@@ -41,7 +41,6 @@ from typing import Any
 from ..errors import BackupError, BackupVerificationError, ConfirmationRequiredError
 from ..state.backups import BackupCatalog, RestoreRecord
 from ..state.store import StateStore, utcnow
-from ..vector import OPTIONAL_TABLES
 from . import pgtools
 from .backup import backup_locked
 from .catalog import check_file
@@ -177,10 +176,7 @@ def restore(
         result.changed = True
         with target.connect(purpose="restore") as conn:
             result.row_counts_after = pgtools.table_row_counts(conn, manifest.row_counts)
-    # A pgvector-only table a target without pgvector skipped (apply_archive) is absent, not a mismatch.
-    result.mismatches = {t: [n, result.row_counts_after.get(t)] for t, n in manifest.row_counts.items()
-                         if result.row_counts_after.get(t) != n
-                         and not (result.row_counts_after.get(t) is None and t.split(".")[-1] in OPTIONAL_TABLES)}
+    result.mismatches = pgtools.count_mismatches(manifest.row_counts, result.row_counts_after)
     result.status = "mismatch" if result.mismatches else "ok"
     say(f"{name}: running the deployment check")
     report = verify(db)
