@@ -1,38 +1,41 @@
-"""A deterministic embedder for tests: hashed tokens, no model, no network."""
+"""A deterministic embedder for tests: no model, no network (kb-chat reuses it)."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import re
-from collections.abc import Mapping
 
 from langchain_core.embeddings import Embeddings
 
+_TOKEN = re.compile(r"[a-z0-9]+")
+
 
 class HashingEmbeddings(Embeddings):
-    """Embed text as a bag of lowercased tokens hashed (sha256) into `dims` buckets, L2-normalised.
+    """Hash each lowercase token to one of `dims` buckets (signed), then L2-normalise.
 
-    `synonyms` maps a token to the token it counts as (e.g. {"car": "automobile"}):
-    two texts that share no word can still be near, which is what a real model does
-    and what full-text search cannot see.
+    Texts that share words get a high cosine similarity; the same text always gets
+    the same vector. An empty text embeds as the zero vector's stand-in, bucket 0.
     """
 
-    def __init__(self, dims: int = 64, synonyms: Mapping[str, str] | None = None) -> None:
+    def __init__(self, dims: int = 64) -> None:
         self.dims = dims
-        self.synonyms = dict(synonyms or {})
 
     def _embed(self, text: str) -> list[float]:
-        vector = [0.0] * self.dims
-        for token in re.findall(r"\w+", text.lower()):
-            token = self.synonyms.get(token, token)
-            bucket = int.from_bytes(hashlib.sha256(token.encode()).digest()[:8], "big") % self.dims
-            vector[bucket] += 1.0
-        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-        return [x / norm for x in vector]
+        vec = [0.0] * self.dims
+        for token in _TOKEN.findall(text.lower()):
+            digest = hashlib.sha256(token.encode()).digest()
+            bucket = int.from_bytes(digest[:4], "big") % self.dims
+            vec[bucket] += 1.0 if digest[4] % 2 == 0 else -1.0
+        norm = math.sqrt(sum(x * x for x in vec))
+        if norm == 0:
+            vec[0], norm = 1.0, 1.0
+        return [x / norm for x in vec]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed each text."""
         return [self._embed(t) for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
+        """Embed one query."""
         return self._embed(text)
