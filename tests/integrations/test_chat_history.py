@@ -152,3 +152,25 @@ def test_a_session_of_another_user_is_refused(history, db):
         with pytest.raises(InvalidInputError, match="belongs to another user"):
             action()
     assert history.messages == [HumanMessage("mine")]
+
+
+def test_a_replayed_add_messages_writes_and_counts_nothing_twice(history, db, monkeypatch):
+    """The manager replays a statement whose outcome it could not see: the replay must change nothing."""
+    from agent_factory.core.provider import Provider
+
+    real_run = Provider.run
+    replayed: list[int] = []
+
+    def run_twice(self, work, **options):
+        real_run(self, work, **options)  # as if the connection broke after the commit
+        replayed.append(1)
+        return real_run(self, work, **options)
+
+    history.add_messages([HumanMessage("before")])
+    monkeypatch.setattr(Provider, "run", run_twice)
+    history.add_messages([HumanMessage("once"), AIMessage("only once")])
+    monkeypatch.undo()
+    assert replayed == [1]
+    assert history.messages == [HumanMessage("before"), HumanMessage("once"), AIMessage("only once")]
+    [summary] = PostgresMemoryStorage(db).list_sessions("alice")
+    assert summary.message_count == 3
