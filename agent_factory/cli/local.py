@@ -16,6 +16,7 @@ from ..local import LocalProviders
 from ..local.cluster import write_env_file
 from ..redact import describe_url
 from ..schema import apply_schema
+from ..vector import has_pgvector
 from .output import EXIT_OK, Outcome
 
 
@@ -49,8 +50,11 @@ def _up(args: argparse.Namespace) -> Outcome:
         for name in started:
             with db.provider_connection(name) as conn:
                 result = apply_schema(conn, name)
+                vector = "pgvector" if has_pgvector(conn) else "no pgvector (text search only)"
+                conn.rollback()
             state = f"applied {', '.join(result.applied)}" if result.applied else f"schema v{result.current_version}"
-            lines.append(f"[OK] {name}: 127.0.0.1:{started[name].port} PostgreSQL {started[name].major}, {state}")
+            lines.append(f"[OK] {name}: 127.0.0.1:{started[name].port} PostgreSQL {started[name].major}, {state}, "
+                         f"{vector}")
     generated = " with a new BACKUP_SIGNING_KEY" if "BACKUP_SIGNING_KEY" in values else ""
     lines.append(f"wrote {Path(args.env_file).absolute()} (mode 0600){generated}")
     return Outcome(EXIT_OK, "\n".join(lines), providers.status())

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
+from .. import vector
 from ..config import Config, ProviderConfig
 from ..errors import AuthenticationFailedError, PoolExhaustedError
 from ..state.store import utcnow
@@ -205,6 +206,7 @@ class Provider:
                     max_lifetime=self._config.pool_max_lifetime,
                     max_idle=self._config.pool_max_idle,
                     name=f"agent_factory.{self.name}",
+                    configure=vector.configure,  # pgvector's adapter and columns, once per connection
                     open=False,
                 )
                 self._pool.open(wait=False)

@@ -7,6 +7,7 @@
 
 from ..errors import InvalidInputError, SessionNotFoundError, SessionNotOnProviderError, SessionOwnerError
 from .base import MemoryStorage, PageCursor
+from .conversation import ConversationLog
 from .in_memory import InMemoryStorage
 from .knowledge import KnowledgeAtom, KnowledgeBase
 from .postgres import PostgresMemoryStorage
@@ -18,6 +19,7 @@ __all__ = [
     "ATOM_TYPES",
     "MEMORY_TYPES",
     "MESSAGE_ROLES",
+    "ConversationLog",
     "InMemoryStorage",
     "InvalidInputError",
     "KnowledgeAtom",

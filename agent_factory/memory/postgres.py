@@ -125,6 +125,15 @@ SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserte
        (SELECT user_id FROM locked)
 """
 
+# The messages, after the `base` messages of the session row `head` (user_id, base), under its user.
+APPEND_AFTER_HEAD = f"""INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index, content, metadata,
+                                       created_at, updated_at, write_id)
+    SELECT e.id, %(session_id)s, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
+           jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
+           %(updated_at)s, %(write_id)s
+    FROM head CROSS JOIN {_MESSAGE_ROWS}
+    ON CONFLICT (id) DO NOTHING"""
+
 # Returns the new message count; NULL if the session is deleted here; no row if it was never here.
 # A replay inserts nothing (the ids exist) and returns the current count.
 APPEND_MESSAGES_SQL = f"""
@@ -133,13 +142,7 @@ WITH head AS (
     WHERE id = %(row_id)s AND deleted_at IS NULL
     FOR UPDATE
 ), added AS (
-    INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index, content, metadata,
-                                       created_at, updated_at, write_id)
-    SELECT e.id, %(session_id)s, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
-           jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
-           %(updated_at)s, %(write_id)s
-    FROM head CROSS JOIN {_MESSAGE_ROWS}
-    ON CONFLICT (id) DO NOTHING
+    {APPEND_AFTER_HEAD}
     RETURNING 1
 ), counted AS (
     UPDATE session_memories AS t

@@ -349,7 +349,7 @@ def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Pro
                                               ) from None
             with target.connect(purpose="verify") as conn:
                 counts = pgtools.table_row_counts(conn, manifest.row_counts)
-            diff = {t: (n, counts.get(t)) for t, n in manifest.row_counts.items() if counts.get(t) != n}
+            diff = pgtools.count_mismatches(manifest.row_counts, counts)
             if diff:
                 detail = ", ".join(f"{t}: manifest {a}, restored {b}" for t, (a, b) in sorted(diff.items()))
                 raise BackupVerificationError(f"{file.name}: row counts differ after restore: {detail}")

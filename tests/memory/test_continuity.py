@@ -23,6 +23,7 @@ from agent_factory.memory import KnowledgeBase, PostgresMemoryStorage, Session, 
 from agent_factory.memory.base import prepare_messages
 from agent_factory.memory.ids import new_stamp, session_row_id
 from agent_factory.memory.postgres import LIST_SESSIONS_SQL, append_messages_work
+from agent_factory.vector import OPTIONAL_COLUMNS
 
 from .conftest import MEMORY_TABLES
 
@@ -30,9 +31,10 @@ FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
 
 def columns(conn: psycopg.Connection, table: str) -> list[str]:
+    """The columns a merge copies: not generated ones, nor the pgvector-only ones some providers lack."""
     return [r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND is_generated = 'NEVER' "
-        "ORDER BY ordinal_position", (table,))]
+        "ORDER BY ordinal_position", (table,)) if r[0] not in OPTIONAL_COLUMNS.get(table, ())]
 
 
 def merge(db, source: str, target: str) -> None:
@@ -56,13 +58,15 @@ def merge(db, source: str, target: str) -> None:
 
 
 def table_rows(db, provider: str) -> dict[str, list[tuple]]:
-    """Every row of the memory tables, all columns but `changed_at` (local to each database, migration 0003)."""
+    """Every row of the memory tables, all columns but `changed_at` (local to each database, migration 0003)
+    and the pgvector-only ones."""
     with db.provider_connection(provider) as conn:
         found = {}
         for table in MEMORY_TABLES:
             cols = [r[0] for r in conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                "AND NOT attisdropped AND attname <> 'changed_at' ORDER BY attnum", (table,))]
+                "AND NOT attisdropped AND attname <> 'changed_at' ORDER BY attnum", (table,))
+                if r[0] not in OPTIONAL_COLUMNS.get(table, ())]
             found[table] = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY id").format(
                 sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Identifier(table))).fetchall()
         conn.rollback()

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from agent_factory.core import DatabaseManager
 from agent_factory.replication import TABLES
+from agent_factory.vector import OPTIONAL_COLUMNS
 
 # Columns that differ between providers by design: changed_at is local to each database.
 LOCAL_COLUMNS = {"changed_at"}
@@ -37,14 +38,19 @@ def empty(db: DatabaseManager) -> None:
 
 
 def snapshot(db: DatabaseManager, provider: str, tables: tuple[str, ...] = TABLES) -> dict[str, list[tuple]]:
-    """Return every row of every table on one provider (all columns but changed_at), ordered by id."""
+    """Return every row of every table on one provider, ordered by id.
+
+    All columns but changed_at and the pgvector columns, which only some providers have
+    (tests/memory/test_knowledge_semantic.py checks how the sync carries those).
+    """
     out: dict[str, list[tuple]] = {}
     with db.provider_connection(provider) as conn:
         for table in tables:
             cols = [r[0] for r in conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
                 "AND NOT attisdropped ORDER BY attnum", (table,))]
-            keep = sql.SQL(", ").join(sql.Identifier(c) for c in cols if c not in LOCAL_COLUMNS)
+            skip = {*LOCAL_COLUMNS, *OPTIONAL_COLUMNS.get(table, ())}
+            keep = sql.SQL(", ").join(sql.Identifier(c) for c in cols if c not in skip)
             out[table] = [tuple(r) for r in conn.execute(
                 sql.SQL("SELECT {} FROM {} ORDER BY id").format(keep, sql.Identifier(table)))]
         conn.rollback()
