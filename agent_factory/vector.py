@@ -170,6 +170,9 @@ def has_vector_column(conn: psycopg.Connection[Any], table: str, column: str) ->
 
 def to_vector(values: list[float]) -> Any:
     """Return `values` as a `pgvector` `Vector`, dumped by the adapter (never a hand-made literal)."""
-    from pgvector.psycopg import Vector
+    try:
+        from pgvector import Vector  # pgvector >= 0.4
+    except ImportError:  # pragma: no cover - older releases kept it in the adapter module
+        from pgvector.psycopg import Vector
 
     return Vector(values)

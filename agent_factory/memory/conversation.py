@@ -28,7 +28,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..core.database_manager import DatabaseManager
-from ..errors import InvalidInputError, SessionNotFoundError
+from ..errors import SessionNotFoundError, SessionOwnerError
 from ._database import LazyDatabase
 from .base import prepare_messages
 from .ids import new_stamp, session_row_id
@@ -128,7 +128,7 @@ class ConversationLog(LazyDatabase):
         count, owner = self.db.run_statement(work, idempotent=True)
         if count is None:
             if owner is not None and owner != user_id:
-                raise InvalidInputError(f"session {session_id} belongs to another user")
+                raise SessionOwnerError(f"session {session_id} belongs to another user")
             raise SessionNotFoundError(session_id)
         logger.debug("appended %d messages to session %s on provider %s", len(prepared), session_id,
                      self.db.active_provider)
@@ -144,7 +144,7 @@ class ConversationLog(LazyDatabase):
         if session is None:
             return []
         if session.user_id != user_id:
-            raise InvalidInputError(f"session {session_id} belongs to another user")
+            raise SessionOwnerError(f"session {session_id} belongs to another user")
         return session.messages
 
     def clear(self, session_id: str, user_id: str) -> None:
@@ -157,8 +157,8 @@ class ConversationLog(LazyDatabase):
                   **stamp_params(new_stamp())}
 
         def work(conn: psycopg.Connection) -> bool | None:
-            return _run_locked(conn, CLEAR_SQL, params, session_id)
+            return _run_locked(conn, CLEAR_SQL, params, session_id)[2]  # whether the session is absent or the user's
 
         if self.db.run_statement(work, idempotent=True) is False:
-            raise InvalidInputError(f"session {session_id} belongs to another user")
+            raise SessionOwnerError(f"session {session_id} belongs to another user")
         logger.debug("cleared the messages of session %s on provider %s", session_id, self.db.active_provider)
