@@ -26,7 +26,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -241,37 +245,73 @@ def verify_backup(
     file = Path(path)
     catalog = _catalog(db)
     keys = SigningKeys.from_config(db.config)
+    with ExitStack() as stack:
+        try:
+            if deep:  # what is loaded into the scratch database is the copy that was checked
+                checked, local = stack.enter_context(checked_copy(file, keys, workdir=Path(db.config.state_dir),
+                                                                  allow_unsigned=allow_unsigned))
+            else:
+                checked, local = check_file(file, keys, allow_unsigned=allow_unsigned), file
+            manifest = checked.manifest
+            result = VerifyResult(file, manifest.provider, manifest.format, deep, utcnow(), checked.checks,
+                                  dict(manifest.row_counts), manifest=manifest)
+            if deep:
+                say(f"{file.name}: restoring into a scratch database to compare row counts")
+                result.scratch_database = _deep_check(db, local, manifest, target or manifest.provider, say)
+                result.checks.append(f"restored into scratch database {result.scratch_database} on "
+                                     f"{target or manifest.provider}; row counts of {len(manifest.row_counts)} "
+                                     "tables match the manifest; scratch database dropped")
+        except UnsignedBackupError:
+            raise
+        except BackupVerificationError as exc:
+            catalog.mark_verify_failed(file, str(exc))
+            logger.error("backup %s failed verification: %s", file, exc)
+            raise
+        result.verified_at = utcnow()
+        result.duration_s = round(time.monotonic() - t0, 3)
+        depth = "deep" if deep else "quick"
+        if checked.signed:
+            key = keys.require("verify")
+            rotated = None if manifest.key_id == key_id_of(key) else digests(local, key)[1]  # a previous key's
+            manifest = sign(replace(manifest, verified_at=result.verified_at.isoformat(), verify_depth=depth), key,
+                            rotated)
+            write_manifest(manifest, manifest_path(file))
+        if catalog.get(file) is None:
+            catalog.record(_record_from_manifest(manifest, file, checked.signed))
+        catalog.mark_verified(file, result.verified_at, depth, checked.sha256, checked.signed)
+        result.manifest = manifest
+        return result
+
+
+@contextmanager
+def checked_copy(file: Path, keys: SigningKeys, *, workdir: Path,
+                 allow_unsigned: bool = False) -> Iterator[tuple[CheckedFile, Path]]:
+    """Copy a backup and its manifest into a private directory under `workdir`, check the copy, yield both.
+
+    What is then loaded is the copy that was checked: the original can be
+    swapped or rewritten by whoever can write the backup directory without
+    effect. The copy is removed on exit. Raises what `check_file` raises.
+    """
+    _check_regular(file)
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private = Path(tempfile.mkdtemp(prefix=".checked-backup-", dir=workdir))  # mode 0700
     try:
-        checked = check_file(file, keys, allow_unsigned=allow_unsigned)
-        manifest = checked.manifest
-        result = VerifyResult(file, manifest.provider, manifest.format, deep, utcnow(), checked.checks,
-                              dict(manifest.row_counts), manifest=manifest)
-        if deep:
-            say(f"{file.name}: restoring into a scratch database to compare row counts")
-            result.scratch_database = _deep_check(db, file, manifest, target or manifest.provider, say)
-            result.checks.append(f"restored into scratch database {result.scratch_database} on "
-                                 f"{target or manifest.provider}; row counts of {len(manifest.row_counts)} "
-                                 "tables match the manifest; scratch database dropped")
-    except UnsignedBackupError:
-        raise
-    except BackupVerificationError as exc:
-        catalog.mark_verify_failed(file, str(exc))
-        logger.error("backup %s failed verification: %s", file, exc)
-        raise
-    result.verified_at = utcnow()
-    result.duration_s = round(time.monotonic() - t0, 3)
-    depth = "deep" if deep else "quick"
-    if checked.signed:
-        key = keys.require("verify")
-        rotated = None if manifest.key_id == key_id_of(key) else digests(file, key)[1]  # a previous key's backup
-        manifest = sign(replace(manifest, verified_at=result.verified_at.isoformat(), verify_depth=depth), key,
-                        rotated)
-        write_manifest(manifest, manifest_path(file))
-    if catalog.get(file) is None:
-        catalog.record(_record_from_manifest(manifest, file, checked.signed))
-    catalog.mark_verified(file, result.verified_at, depth, checked.sha256, checked.signed)
-    result.manifest = manifest
-    return result
+        local = private / file.name
+        shutil.copyfile(file, local)
+        if manifest_path(file).is_file():
+            shutil.copyfile(manifest_path(file), manifest_path(local))
+        yield check_file(local, keys, allow_unsigned=allow_unsigned), local
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _check_regular(file: Path) -> None:
+    if not file.exists():
+        raise BackupVerificationError(f"backup file {file} does not exist")
+    if file.is_dir():
+        raise BackupVerificationError(f"{file} is a directory, not a backup file")
+    if not file.is_file():
+        raise BackupVerificationError(f"{file} is not a regular file")
 
 
 @dataclass(frozen=True)
@@ -293,12 +333,7 @@ def check_file(file: Path, keys: SigningKeys, *, allow_unsigned: bool = False,
     `ConfigError` when a signed one must be checked and no key is set, and
     `BackupVerificationError` at the first other failure.
     """
-    if not file.exists():
-        raise BackupVerificationError(f"backup file {file} does not exist")
-    if file.is_dir():
-        raise BackupVerificationError(f"{file} is a directory, not a backup file")
-    if not file.is_file():
-        raise BackupVerificationError(f"{file} is not a regular file")
+    _check_regular(file)
     manifest, raw = read_manifest_raw(file)
     _check_times(manifest, file, now or utcnow())
     if manifest.signed:

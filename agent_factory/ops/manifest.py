@@ -198,30 +198,30 @@ def read_manifest_raw(backup_file: str | Path) -> tuple[Manifest, dict[str, Any]
     path = manifest_path(backup_file)
     if not path.is_file():
         raise BackupVerificationError(
-            f"{backup_file} has no manifest ({path.name}); without its checksum it cannot be trusted"
+            f"{Path(backup_file).name} has no manifest ({path.name}); without its checksum it cannot be trusted"
         )
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise BackupVerificationError(f"manifest {path} is larger than {MAX_MANIFEST_BYTES} bytes")
+            raise BackupVerificationError(f"manifest {path.name} is larger than {MAX_MANIFEST_BYTES} bytes")
         raw = json.loads(path.read_bytes())
     except RecursionError:
-        raise BackupVerificationError(f"manifest {path} is nested too deeply to be a manifest") from None
+        raise BackupVerificationError(f"manifest {path.name} is nested too deeply to be a manifest") from None
     except (ValueError, OSError) as exc:
-        raise BackupVerificationError(f"manifest {path} is unreadable: {exc}") from None
+        raise BackupVerificationError(f"manifest {path.name} is unreadable: {exc}") from None
     if not isinstance(raw, dict):
-        raise BackupVerificationError(f"manifest {path} is a JSON {type(raw).__name__}, not an object")
+        raise BackupVerificationError(f"manifest {path.name} is a JSON {type(raw).__name__}, not an object")
     if _depth(raw) > _MAX_DEPTH:
-        raise BackupVerificationError(f"manifest {path} is nested too deeply to be a manifest")
+        raise BackupVerificationError(f"manifest {path.name} is nested too deeply to be a manifest")
     values = {}
     for f in fields(Manifest):
         if f.name not in raw:
             if f.default is not MISSING or f.default_factory is not MISSING:
                 continue
-            raise BackupVerificationError(f"manifest {path}: field {f.name} is missing")
+            raise BackupVerificationError(f"manifest {path.name}: field {f.name} is missing")
         values[f.name] = _typed(path, f.name, raw[f.name])
     manifest = Manifest(**values)
     if manifest.format not in FORMATS:
-        raise BackupVerificationError(f"manifest {path} names an unknown format {manifest.format!r}")
+        raise BackupVerificationError(f"manifest {path.name} names an unknown format {manifest.format!r}")
     return manifest, raw
 
 
@@ -246,7 +246,7 @@ def _typed(path: Path, name: str, value: Any) -> Any:
     """Return `value` when it has field `name`'s type; raise `BackupVerificationError` naming both otherwise."""
     def bad(what: str) -> BackupVerificationError:
         shown = json.dumps(value)[:60]
-        return BackupVerificationError(f"manifest {path}: field {name} is {shown}, not {what}")
+        return BackupVerificationError(f"manifest {path.name}: field {name} is {shown}, not {what}")
 
     if name in _STR or name in _TIMES:
         if not isinstance(value, str):

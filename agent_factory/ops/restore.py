@@ -3,7 +3,10 @@
 Order of work, each step stopping the restore before the target is touched:
 
 1. the target provider is resolved (unknown name: `ConfigError`);
-2. the file is checked (`check_file`: exists, regular file, manifest and its
+2. the file and its manifest are copied into a private directory under the
+   state dir, and the copy is what is checked and loaded: a file swapped or
+   rewritten after the check changes nothing (`checked_copy`). The copy is checked
+   (`check_file`: exists, regular file, manifest and its
    signature, size, archive HMAC, sha256, readable archive, and for plain
    scripts no psql meta-command); a corrupt, truncated, mis-signed,
    unknown-format, missing or directory file raises `BackupVerificationError`.
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,7 +53,7 @@ from ..state.store import StateStore, utcnow
 from ..vector import is_optional, missing_message
 from . import pgtools
 from .backup import backup_locked
-from .catalog import check_file
+from .catalog import checked_copy
 from .locks import operation_lock
 from .manifest import SigningKeys
 from .pgtools import Progress
@@ -110,14 +114,22 @@ def restore(
     `BackupError` when the pre-restore backup or the load fails (the load is one
     transaction: the target is unchanged). A row count mismatch is returned, not raised.
     """
+    with ExitStack() as stack:
+        return _restore(db, provider, Path(backup_file), stack, check=check, yes=yes, backup_dir=backup_dir,
+                        progress=progress, allow_unsigned=allow_unsigned)
+
+
+def _restore(db: Any, provider: str | None, file: Path, stack: ExitStack, *, check: bool, yes: bool,
+             backup_dir: str | Path, progress: Progress | None, allow_unsigned: bool) -> RestoreResult:
+    """Run `restore`; the private copy of the backup lives as long as `stack`."""
     t0 = time.monotonic()
     started = utcnow()
     say = progress or (lambda _msg: None)
-    file = Path(backup_file)
     target = pgtools.target_for(db, provider) if provider else None
     catalog = BackupCatalog(StateStore(db.config.state_dir))
     try:
-        checked = check_file(file, SigningKeys.from_config(db.config), allow_unsigned=allow_unsigned)
+        checked, local = stack.enter_context(checked_copy(
+            file, SigningKeys.from_config(db.config), workdir=Path(db.config.state_dir), allow_unsigned=allow_unsigned))
         if not checked.signed:
             _require_deep_verify(catalog, file, checked.sha256)
     except UnsignedBackupError as exc:
@@ -179,7 +191,7 @@ def restore(
         say(f"{name}: restoring {file.name} into {target.host}")
         t_restore = time.monotonic()
         try:
-            result.skipped = pgtools.apply_archive(tool, file, manifest.format, target, clean=True, progress=say)
+            result.skipped = pgtools.apply_archive(tool, local, manifest.format, target, clean=True, progress=say)
         except BackupError as exc:
             error = (f"provider {name}: restore of {file.name} failed and was rolled back, the target is unchanged "
                      f"(pre-restore backup: {pre.path}): {exc}")

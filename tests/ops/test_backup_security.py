@@ -371,3 +371,30 @@ def test_restricted_psql_refuses_meta_commands_on_its_own(db: DatabaseManager, t
         run_tool(tools[0], ["-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={target.conninfo}", "-f", "-"], target,
                  stdin=script)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_what_is_loaded_is_the_copy_that_was_checked(db: DatabaseManager, tmp_path: Path, fmt: str) -> None:
+    """A backup rewritten in place after its checks (during the pre-restore backup) changes nothing."""
+    seed(db, "railway", atoms=30, sessions=4)
+    [made] = backup(db, "railway", fmt=fmt, backup_dir=tmp_path / "b")
+    original = made.path.read_bytes()
+    extra = b"CREATE TABLE public.af_swapped_in (x int);\n" if fmt == "plain" else b""
+    swapped = []
+
+    def swap(message: str) -> None:
+        if not swapped and ("pre-restore" in message or "scratch database" in message):
+            with open(made.path, "r+b") as fh:  # same inode: what an owner of the file could do
+                fh.write(extra + original[: len(original) // 2][len(extra):])
+                fh.truncate()
+            swapped.append(message)
+
+    result = verify_backup(db, made.path, deep=True, progress=swap)
+    assert swapped and result.row_counts["public.knowledge_atoms"] == 30
+    made.path.write_bytes(original)
+    swapped.clear()
+    done = restore(db, "railway", made.path, yes=True, backup_dir=tmp_path / "pre", progress=swap)
+    assert swapped and done.status == "ok" and done.row_counts_after["public.knowledge_atoms"] == 30
+    with db.provider_connection("railway") as conn:
+        assert conn.execute("SELECT to_regclass('public.af_swapped_in')").fetchone() == (None,)
+    assert not list(Path(db.config.state_dir).glob(".checked-backup-*"))  # the private copies are gone
