@@ -169,6 +169,19 @@ def show_sync(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo)
             status = "ok" if lag.ok else f"failed: {lag.error or 'no reason recorded'}"
             st.caption(f"{_BAD + ' over' if lag.over else _OK + ' within'} the {duration(lag.max_lag)} target; "
                        + plain(f"last sync from {lag.source} {when(lag.last_at, tz)}, {status}"))
+    show_divergence(snap, now, tz)
+
+
+def show_divergence(snap: Snapshot, now: datetime, tz: tzinfo) -> None:
+    """Show, per backup, the rows it held that the primary lacked at the monitor's last merge."""
+    if not snap.divergence:
+        return
+    for column, d in zip(st.columns(len(snap.divergence)), snap.divergence):
+        with column:
+            st.metric(f"Not on the primary: {plain(d.backup)}", "unknown" if d.rows is None else f"{d.rows} rows",
+                      help="Rows this backup held that the primary lacked at the monitor's last run (writes of "
+                           "processes that served from it); the monitor merges them into the primary.")
+            st.caption(f"{_OK if d.rows == 0 else _BAD} " + plain(f"{d.summary(now)} ({when(d.at, tz)})"))
 
 
 def show_restores(snap: Snapshot, tz: tzinfo) -> None:
@@ -189,6 +202,18 @@ def show_timeline(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzi
         st.caption("Nothing happened: no outage, failover, alert or failure recorded.")
     else:
         st.dataframe(times(events, tz, "at"), hide_index=True)
+
+
+def show_capacity(snap: Snapshot, tz: tzinfo) -> None:
+    st.header("Storage against quota")
+    if snap.sizes.empty:
+        st.caption("No size recorded yet: the monitor records each provider's size every run.")
+        return
+    from status_app import charts
+
+    st.altair_chart(charts.size_chart(snap.sizes), alt=charts.size_alt(snap.sizes), width="stretch")
+    with st.expander("Sizes as a table"):
+        st.dataframe(times(snap.sizes, tz, "at"), hide_index=True)
 
 
 @st.fragment(run_every="30s")
@@ -215,6 +240,7 @@ def body() -> None:
     show_latency(snap, now, tz)
     show_backups(snap, settings, now, tz)
     show_sync(snap, settings, now, tz)
+    show_capacity(snap, tz)
     show_restores(snap, tz)
     show_timeline(snap, settings, now, tz)
 

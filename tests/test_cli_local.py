@@ -40,7 +40,7 @@ def test_local_up_is_idempotent_and_writes_a_private_env_file(local, tmp_path, p
     env_file.write_text("TELEGRAM_CHAT_ID=12345\n")
     result = _cli("local", "--dir", str(local.base_dir), "--env-file", str(env_file), "up", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "[OK] neon: 127.0.0.1:" in result.stdout and "schema v3" in result.stdout
+    assert "[OK] neon: 127.0.0.1:" in result.stdout and "schema v4" in result.stdout
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
     content = env_file.read_text()
     assert "TELEGRAM_CHAT_ID=12345" in content  # other settings are kept

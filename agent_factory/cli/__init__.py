@@ -18,7 +18,8 @@ from .output import EXIT_FAILED, EXIT_USAGE, Outcome, emit
 from .signals import Interrupted
 
 # Each module defines `register(subparsers)` and sets `handler=` on its parsers.
-COMMAND_MODULES = ["local", "verify", "schema", "backup", "monitor", "sync", "status_page", "primary"]
+COMMAND_MODULES = ["local", "verify", "schema", "backup", "monitor", "sync", "status_page", "primary", "credentials",
+                   "maintenance"]
 
 
 class CommandParser(argparse.ArgumentParser):

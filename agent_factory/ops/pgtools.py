@@ -21,6 +21,7 @@ most 60 s for a table lock.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import tempfile
@@ -37,6 +38,7 @@ from ..core.sqlstate import describe
 from ..errors import ProviderUnavailableError
 from ..redact import describe_url
 from ..tls import is_loopback
+from . import plainsql
 from .tools import Progress, Tool, major_of, pick_tool, run_tool
 
 __all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
@@ -208,8 +210,10 @@ def apply_archive(
     """Load a backup into `target` in one transaction; return the entries skipped (schemas, extensions).
 
     Custom archives go through pg_restore (`--clean --if-exists` when `clean`),
-    plain scripts through psql with ON_ERROR_STOP (they carry their own DROP ... IF EXISTS).
-    Any error rolls the whole load back. Raises `BackupError` with the tool's message.
+    plain scripts through psql with ON_ERROR_STOP (they carry their own DROP ... IF EXISTS), checked line by
+    line for meta-commands as psql reads them (`plainsql`). Any error rolls the whole load back. Raises
+    `BackupVerificationError` at a meta-command (psql is killed before its input ends: nothing is committed),
+    `BackupError` with the tool's message.
     """
     with target.connect(purpose="restore-check") as conn:
         objects = target_objects(conn)
@@ -228,8 +232,9 @@ def apply_archive(
             run_tool(tool, [*args, str(path)], target, progress=progress, label=label)
     else:
         args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
-        run_tool(tool, args, target, stdin=filter_plain(_read_lines(path), objects, skipped),
-                 progress=progress, label=label)
+        lines = filter_plain(plainsql.guard_lines(_read_lines(path), path.name), objects, skipped)
+        prefix = [plainsql.restrict_prefix()] if plainsql.supports_restrict(tool.version) else []
+        run_tool(tool, args, target, stdin=itertools.chain(prefix, lines), progress=progress, label=label)
     skipped = [s for s in skipped if s != "schema public"]  # always there; pg_dump never recreates it
     if skipped:
         logger.info("provider %s: kept the target's own %s", target.provider, ", ".join(skipped))

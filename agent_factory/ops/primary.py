@@ -21,6 +21,7 @@ from dotenv.parser import parse_stream
 
 from ..config import load_config
 from ..core import DatabaseManager
+from ..envfile import write_private
 from ..errors import ConfigError, ProviderUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -119,15 +120,4 @@ def _set_variable(path: Path, value: str) -> None:
     if after != before:
         raise ConfigError(f"cannot set {VARIABLE} in {path} safely (its quoting is ambiguous); edit it by hand, "
                           "nothing was changed")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private(path, new)

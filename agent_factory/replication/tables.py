@@ -20,11 +20,19 @@ from psycopg import sql
 
 from ..errors import SchemaError
 
-# Parents before children: upload_jobs references video_scripts.
+# Parents before children: upload_jobs references video_scripts. A LangGraph checkpoint references
+# its channel blobs and has pending writes: both go before it, and every table of a run reads up to the
+# same horizon, so a checkpoint never reaches a provider before the blobs and writes it had on the source
+# (docs/INTEGRATIONS.md).
 TABLES: tuple[str, ...] = (
     "settings", "knowledge_atoms", "research_staging", "video_scripts", "upload_jobs",
     "agent_messages", "session_memories",
+    "langgraph_checkpoint_blobs", "langgraph_checkpoint_writes", "langgraph_checkpoints",
 )
+# Tables whose rows reference rows of the tables before them by more than one column (a checkpoint
+# names its blobs by channel versions): a run copies only their changes that were committed when it
+# began (`Horizon.settled`), so everything they reference was visible to the earlier tables' reads.
+FOLLOWERS: frozenset[str] = frozenset({"langgraph_checkpoints"})
 # {child table: {column: parent table}}: rows whose parent is not on the target yet are deferred.
 PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_scripts"}}
 LOCAL_COLUMN = "changed_at"
@@ -131,7 +139,8 @@ def _after_cursor(resume: bool) -> sql.Composable:
 
 
 def batch_summary_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.Composable:
-    """Return the source query that sizes the next bulk batch: rows, tombstones, session ids, last (changed_at, id).
+    """Return the source query that sizes the next bulk batch: rows, tombstones, session ids, last (changed_at, id),
+    the oldest updated_at.
 
     Same parameters as `copy_out_sql`; the last changed_at is None for -infinity.
     """
@@ -140,8 +149,8 @@ def batch_summary_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.
     return sql.SQL("""
         SELECT count(*), count(*) FILTER (WHERE deleted_at IS NOT NULL), {sessions},
                (array_agg(CASE WHEN isfinite(changed_at) THEN changed_at END ORDER BY changed_at DESC, id DESC))[1],
-               (array_agg(id ORDER BY changed_at DESC, id DESC))[1]
-        FROM (SELECT changed_at, id, deleted_at{session_col} FROM {table}
+               (array_agg(id ORDER BY changed_at DESC, id DESC))[1], min(updated_at)
+        FROM (SELECT changed_at, id, deleted_at, updated_at{session_col} FROM {table}
               WHERE {start} AND changed_at < %(until)s::timestamptz
               ORDER BY changed_at, id LIMIT {limit}) AS batch""").format(
         sessions=sessions, session_col=sql.SQL(", session_id") if spec.touches_sessions else sql.SQL(""),
@@ -210,8 +219,9 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
     row changed after it counts as a conflict (both sides changed since the last sync).
     Returns one row: rows written, tombstones written, conflicts, rows in the batch,
     the batch's last (src_changed_at, id), the number of deferred rows and the earliest src_changed_at of a deferred
-    row (its parent is not on the target yet) and the session ids of the batch (written or
-    not: their derived figures are rebuilt on the target either way); timestamps
+    row (its parent is not on the target yet), the session ids of the batch (written or
+    not: their derived figures are rebuilt on the target either way) and the oldest
+    `updated_at` of the rows written (None when none was); timestamps
     come back as None for -infinity (rows older than migration 0003).
     """
     table = sql.Identifier(spec.name)
@@ -224,12 +234,12 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
         FROM {stage} s""").format(session_col=session_col, parents_ok=_parents_ok(spec, "s"), stage=stage)
         written = sql.SQL("""
             INSERT INTO {table} ({cols}) SELECT {scols} FROM {stage} s WHERE {parents_ok}
-            RETURNING id, deleted_at IS NOT NULL AS tomb""").format(
+            RETURNING id, deleted_at IS NOT NULL AS tomb, updated_at""").format(
             table=table, cols=_ident_list(spec.columns), scols=_ident_list(spec.columns, "s"), stage=stage,
             parents_ok=_parents_ok(spec, "s"))
         return _report(compare, written, stage)
     compare = sql.SQL("""
-        SELECT s.id, s.src_changed_at, s.deleted_at IS NOT NULL AS tomb, {session_col} AS session_id,
+        SELECT s.id, s.src_changed_at, s.deleted_at IS NOT NULL AS tomb, {session_col} AS session_id, s.updated_at,
                {parents_ok} AS ready,
                t.id IS NOT NULL AND {incoming} IS DISTINCT FROM {current}
                    AND t.updated_at >= coalesce(%(prev)s::timestamptz, '-infinity') AS conflict,
@@ -238,7 +248,7 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
         session_col=session_col, parents_ok=_parents_ok(spec, "s"), incoming=incoming, current=current,
         stage=stage, table=table)
     if dry_run:
-        written = sql.SQL("SELECT id, tomb, session_id FROM cmp WHERE ready AND wins")
+        written = sql.SQL("SELECT id, tomb, session_id, updated_at FROM cmp WHERE ready AND wins")
     else:
         updates = sql.SQL(", ").join(
             sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in spec.columns if c != "id")
@@ -248,7 +258,8 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
             SELECT {scols} FROM {stage} s WHERE {parents_ok}
             ON CONFLICT (id) DO UPDATE SET {updates}
             WHERE {excluded} > {current}
-            RETURNING t.id, t.deleted_at IS NOT NULL AS tomb, {returning_session} AS session_id""").format(
+            RETURNING t.id, t.deleted_at IS NOT NULL AS tomb, {returning_session} AS session_id,
+                      t.updated_at""").format(
             table=table, cols=_ident_list(spec.columns), scols=_ident_list(spec.columns, "s"), stage=stage,
             parents_ok=_parents_ok(spec, "s"), updates=updates, excluded=version_key("excluded"),
             current=current, returning_session=returning_session)
@@ -264,5 +275,6 @@ def _report(compare: sql.Composable, written: sql.Composable, stage: sql.Composa
                (SELECT CASE WHEN isfinite(src_changed_at) THEN src_changed_at END FROM last), (SELECT id FROM last),
                (SELECT count(*) FROM cmp WHERE NOT ready),
                (SELECT CASE WHEN isfinite(m) THEN m END FROM (SELECT min(src_changed_at) AS m FROM cmp WHERE NOT ready) d),
-               (SELECT coalesce(array_agg(DISTINCT session_id), '{{}}') FROM cmp WHERE session_id IS NOT NULL)
+               (SELECT coalesce(array_agg(DISTINCT session_id), '{{}}') FROM cmp WHERE session_id IS NOT NULL),
+               (SELECT min(updated_at) FROM written)
     """).format(compare=compare, written=written, stage=stage)

@@ -55,14 +55,29 @@ def _use_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
     raise sqlite3.OperationalError("could not put the state store in WAL mode: another process keeps it locked")
 
 
+SWITCH = "switch"
+FAILBACK_POSTPONED = "failback-postponed"
+
+
 @dataclass(frozen=True)
 class FailoverEvent:
-    """One switch of the serving provider."""
+    """One switch of the serving provider (`kind` "switch"), or a fail-back put off ("failback-postponed").
+
+    A postponed fail-back runs from the backup that keeps traffic to the primary it would have gone to.
+    """
 
     at: datetime
     from_provider: str
     to_provider: str
     reason: str
+    kind: str = SWITCH
+
+    @property
+    def title(self) -> str:
+        """Return "failover supabase -> railway" or "fail-back neon postponed", for people."""
+        if self.kind == FAILBACK_POSTPONED:
+            return f"fail-back {self.from_provider} -> {self.to_provider} postponed"
+        return f"{self.from_provider} -> {self.to_provider}"
 
 
 @dataclass(frozen=True)
@@ -194,25 +209,31 @@ class StateStore:
     # ---- failover events ------------------------------------------------
 
     def record_failover(self, from_provider: str, to_provider: str, reason: str) -> FailoverEvent:
-        """Append one failover (or fail-back) event and return it."""
-        event = FailoverEvent(utcnow(), from_provider, to_provider, reason)
+        """Append one switch of the serving provider (failover, fail-back, `set_provider`) and return it."""
+        return self._record_event(FailoverEvent(utcnow(), from_provider, to_provider, reason))
+
+    def record_failback_postponed(self, backup: str, primary: str, reason: str) -> FailoverEvent:
+        """Append a fail-back from `backup` to `primary` that did not happen, with why, and return it."""
+        return self._record_event(FailoverEvent(utcnow(), backup, primary, reason, FAILBACK_POSTPONED))
+
+    def _record_event(self, event: FailoverEvent) -> FailoverEvent:
         with self.connect() as conn:
             conn.execute(
-                "INSERT INTO failover_events (at, from_provider, to_provider, reason) VALUES (?, ?, ?, ?)",
-                (event.at.isoformat(), from_provider, to_provider, reason),
+                "INSERT INTO failover_events (at, from_provider, to_provider, reason, kind) VALUES (?, ?, ?, ?, ?)",
+                (event.at.isoformat(), event.from_provider, event.to_provider, event.reason, event.kind),
             )
         return event
 
     def failovers(self, since: datetime | None = None) -> list[FailoverEvent]:
-        """Return failover events, oldest first, optionally only those at or after `since`."""
-        query = "SELECT at, from_provider, to_provider, reason FROM failover_events"
+        """Return failover events (switches and postponed fail-backs), oldest first, optionally from `since` on."""
+        query = "SELECT at, from_provider, to_provider, reason, kind FROM failover_events"
         args: tuple[str, ...] = ()
         if since is not None:
             query += " WHERE at >= ?"
             args = (since.astimezone(timezone.utc).isoformat(),)
         with self.connect() as conn:
             rows = conn.execute(query + " ORDER BY id", args).fetchall()
-        return [FailoverEvent(datetime.fromisoformat(r[0]), r[1], r[2], r[3]) for r in rows]
+        return [FailoverEvent(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
     # ---- sync runs ------------------------------------------------------
 

@@ -99,6 +99,39 @@ def one_of_each(db: DatabaseManager, provider: str, tag: str) -> None:
     write(db, provider, "upload_jobs", video_script_id=script, platform="youtube", attempts=1)
     write(db, provider, "agent_messages", sender="a", recipient="b", payload={"tag": tag})
     session(db, provider, f"s-{tag}", ["hello", "world"])
+    checkpoint(db, provider, f"thread-{tag}", f"cp-{tag}", value=b"values", pending=b"pending")
+
+
+def langgraph_id(db: DatabaseManager, provider: str, *parts: str) -> uuid.UUID:
+    """Return the row id migration 0004 derives from a LangGraph row's kind and natural key."""
+    with db.provider_connection(provider) as conn:
+        row = conn.execute("SELECT af_langgraph_id(VARIADIC %s::text[])", (list(parts),)).fetchone()
+        conn.rollback()
+    assert row is not None
+    return row[0]
+
+
+def checkpoint(db: DatabaseManager, provider: str, thread: str, checkpoint_id: str, *, value: bytes | None = None,
+               pending: bytes | None = None, at: datetime | None = None, deleted: bool = False) -> uuid.UUID:
+    """Write a LangGraph checkpoint on one provider: its channel blob, a pending write, then the checkpoint row."""
+    when = at or datetime.now(timezone.utc)
+    gone = when if deleted else None
+    versions = {}
+    if value is not None:
+        versions["ch"] = f"v-{checkpoint_id}"
+        write(db, provider, "langgraph_checkpoint_blobs",
+              id=langgraph_id(db, provider, "blob", thread, "", "ch", versions["ch"]), at=when, thread_id=thread,
+              checkpoint_ns="", channel="ch", version=versions["ch"], type="bytes", blob=value, deleted_at=gone)
+    if pending is not None:
+        write(db, provider, "langgraph_checkpoint_writes",
+              id=langgraph_id(db, provider, "write", thread, "", checkpoint_id, "task", "0"), at=when,
+              thread_id=thread, checkpoint_ns="", checkpoint_id=checkpoint_id, task_id="task", idx=0,
+              channel="ch", type="bytes", blob=pending, deleted_at=gone)
+    return write(
+        db, provider, "langgraph_checkpoints", id=langgraph_id(db, provider, "checkpoint", thread, "", checkpoint_id),
+        at=when, thread_id=thread, checkpoint_ns="", checkpoint_id=checkpoint_id,
+        checkpoint={"v": 4, "id": checkpoint_id, "channel_values": {}, "channel_versions": versions},
+        metadata={"step": 0}, deleted_at=gone)
 
 
 def session(db: DatabaseManager, provider: str, session_id: str, texts: list[str], *,

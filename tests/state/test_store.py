@@ -201,3 +201,42 @@ def test_the_store_is_private(tmp_path: Path) -> None:
         files = sorted((tmp_path / "var" / "state").iterdir())
         assert [f.name for f in files] == ["state.db", "state.db-shm", "state.db-wal"]
         assert {f.name: f.stat().st_mode & 0o777 for f in files} == dict.fromkeys((f.name for f in files), 0o600)
+
+
+def test_a_postponed_fail_back_stored_as_a_self_switch_becomes_its_own_kind(tmp_path):
+    path = old_store(tmp_path / "state")
+    with sqlite3.connect(path) as conn:  # as DatabaseManager recorded them before migration 5
+        conn.executemany("INSERT INTO failover_events (at, from_provider, to_provider, reason) VALUES (?, ?, ?, ?)", [
+            ("2026-01-01T00:00:00+00:00", "neon", "supabase", "neon failed: connection refused"),
+            ("2026-01-01T00:01:00+00:00", "supabase", "supabase",
+             "fail-back to neon postponed: merging the writes made on supabase failed: busy"),
+        ])
+    store = StateStore(tmp_path / "state")
+    switch, postponed = store.failovers()
+    assert (switch.kind, switch.from_provider, switch.to_provider) == ("switch", "neon", "supabase")
+    assert switch.title == "neon -> supabase"
+    assert (postponed.kind, postponed.from_provider, postponed.to_provider) == ("failback-postponed", "supabase",
+                                                                                 "neon")
+    assert postponed.reason == "merging the writes made on supabase failed: busy"
+    assert postponed.title == "fail-back supabase -> neon postponed"
+    recorded = store.record_failback_postponed("railway", "neon", "requests still ran on railway after 35 s")
+    assert store.failovers()[-1] == recorded and recorded.kind == "failback-postponed"
+
+
+def test_divergence_rows_keep_the_newest_per_backup_through_pruning(tmp_path):
+    from agent_factory.state.divergence import Divergence, add_divergence, latest_divergence
+
+    store = StateStore(tmp_path / "state")
+    old = Divergence("supabase", "neon", T0, 3, T0 - timedelta(minutes=4), True, run_id=1)
+    new = Divergence("supabase", "neon", T0 + timedelta(days=40), 0, None, True, run_id=9)
+    failed = Divergence("railway", "neon", T0, None, None, False, "provider neon is busy", run_id=1)
+    with store.connect() as conn:
+        add_divergence(conn, [old, failed])
+        add_divergence(conn, [new])
+        assert latest_divergence(conn) == [failed, new]
+        assert monitoring.prune(conn, T0 + timedelta(days=10))["divergence"] == 1  # the old supabase row
+        assert latest_divergence(conn) == [failed, new]
+    assert old.summary(T0) == "backup supabase held 3 rows the primary neon lacked, the oldest 4.0 min old; " \
+                              "merged into neon"
+    assert failed.summary(T0) == "could not compare backup railway with the primary neon: provider neon is busy"
+    assert new.summary(T0) == "backup supabase holds no row the primary neon lacks"

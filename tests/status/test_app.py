@@ -203,3 +203,25 @@ def test_thirty_days_of_samples_render(seeded, page):
     [daily] = chart_data(charts(at)[0])
     assert len(daily) == 90 and (daily["band"] == "no data").sum() == 0
     assert len(chart_data(charts(at)[1])[0]) == 3 * 288
+
+
+def test_divergence_and_a_postponed_fail_back_are_shown(seeded, page, now):
+    from agent_factory.state.divergence import Divergence, add_divergence
+
+    state = seeded()
+    store = StateStore(state)
+    store.record_failback_postponed("supabase", "neon", "merging the writes made on supabase failed: busy")
+    with store.connect() as conn:
+        add_divergence(conn, [Divergence("railway", "neon", now - 2 * MIN, 0, None, True),
+                              Divergence("supabase", "neon", now - 2 * MIN, 1014, now - 9 * MIN, True)])
+    at = page(state)
+    m = metrics(at)
+    assert m["Not on the primary: supabase"] == "1014 rows" and m["Not on the primary: railway"] == "0 rows"
+    captions = [shown(c.value) for c in at.caption]
+    assert any(c.startswith(":material/warning: backup supabase held 1014 rows the primary neon lacked, the oldest 9.0 "
+                            "min old; merged into neon") for c in captions), captions
+    assert not at.exception
+    events = table(at, "kind")
+    postponed = events[events["kind"] == "fail-back postponed"]
+    assert postponed["subject"].tolist() == ["supabase → neon"]
+    assert postponed["detail"].tolist() == ["merging the writes made on supabase failed: busy"]
