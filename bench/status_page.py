@@ -67,6 +67,8 @@ def bench_python(state: Path, rounds: int, workdir: Path) -> list[Entry]:
     """Loader, model and AppTest timings."""
     from streamlit.testing.v1 import AppTest
 
+    from status_app.text import plain
+
     now = utcnow()
     settings = PageSettings(state_dir=state)
 
@@ -100,7 +102,7 @@ def bench_python(state: Path, rounds: int, workdir: Path) -> list[Entry]:
 
         st.cache_data.clear()
         at = AppTest.from_file(app, default_timeout=60).run()
-        assert not at.exception and at.warning[0].value.startswith(BANNER)
+        assert not at.exception and at.warning[0].value.startswith(plain(BANNER))
 
     page = _median_s(apptest, rounds)
     empty_run = _median_s(lambda: AppTest.from_file(str(empty), default_timeout=60).run(), rounds)

@@ -46,3 +46,13 @@ def test_a_since_before_the_year_1_is_a_usage_error(command: str, since: str,
     err = capsys.readouterr().err
     assert err == f"agent-factory {command}: error: argument --since: {since!r} reaches back before the year 1; " \
                   "e.g. 24h, 30d or 52w (see --help)\n"
+
+
+def test_a_usage_error_with_json_is_json(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--json", "failovers", "--since", "999999999d"])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    payload = json.loads(out)
+    assert payload["ok"] is False and payload["exit_code"] == 2 and err == ""
+    assert payload["error"].startswith("agent-factory failovers: error: argument --since: '999999999d' reaches back")

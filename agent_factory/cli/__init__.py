@@ -37,9 +37,12 @@ class CommandParser(argparse.ArgumentParser):
         self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                           help="log progress to stderr")
 
+    json_requested = False  # set by `main` from its argv: a usage error is reported as JSON too
+
     def error(self, message: str) -> NoReturn:
-        """Print one line naming the command and the problem (no usage block), and exit 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        """Report one line naming the command and the problem (no usage block), and exit 2."""
+        emit(Outcome(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)"), CommandParser.json_requested)
+        self.exit(EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
     parser = build_parser()
+    CommandParser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -13,6 +13,7 @@ read-only and creates nothing (the status page uses it).
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -197,7 +198,11 @@ class StateStore:
         if self.path.is_dir():
             raise StateDirError(f"{self.path.absolute()} is a directory, not a state store file; {hint}")
         try:
+            # Created 0600 before SQLite opens it: its -wal and -shm files take the database file's mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except OSError as exc:
+            raise StateDirError(f"cannot open the state store {self.path.absolute()}: {exc.strerror}; {hint}") from None
         except sqlite3.OperationalError as exc:
             raise StateDirError(f"cannot open the state store {self.path.absolute()}: {exc}; {hint}") from None
 

@@ -162,3 +162,11 @@ def test_a_long_document_of_ordinary_words_is_stored(db) -> None:
     kb = KnowledgeBase(db)
     kb.upsert(_atom("book", content=content))
     assert kb.get("book").content == content
+
+
+def test_overlong_words_and_late_positions_are_not_errors(db) -> None:
+    content = "pump " * 20_000 + "x" * 3000 + " valve"  # positions past 16,383; a word past 2,047 bytes
+    kb = KnowledgeBase(db)
+    kb.upsert(_atom("late", content=content))
+    assert kb.get("late").content == content
+    assert [a.atom_id for a in kb.search("valve")] == ["late"], "positions are capped, words still indexed"

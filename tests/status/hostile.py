@@ -14,6 +14,7 @@ from pathlib import Path
 
 from agent_factory.state import StateStore, monitoring
 from agent_factory.state.backups import BackupCatalog, BackupRecord, RestoreRecord
+from agent_factory.state.divergence import Divergence, add_divergence
 
 from .seed import Seed, seed
 
@@ -47,6 +48,7 @@ def seed_hostile(state_dir: Path, now: datetime, payload: Hostile, *, run_failed
     store.record_failover(name, "supabase", text)
     store.record_sync(name, "railway", ok=False, error=text)
     with store.connect() as conn:
+        add_divergence(conn, [Divergence(name, "supabase", now - 2 * MIN, None, None, False, text)])
         if run_failed:
             conn.execute("UPDATE monitor_runs SET error = ? WHERE id = (SELECT MAX(id) FROM monitor_runs)", (text,))
         delivery = monitoring.enqueue_delivery(conn, now - 5 * MIN, alert_key=f"agent-factory/{name}",

@@ -70,6 +70,7 @@ def test_every_markdown_element_of_the_page_is_inert(tmp_path, now, page, run_fa
     for kind, elements in kinds.items():
         assert any("CLICKME" in str(e.value) for e in elements), f"no hostile text reached a {kind}"
     assert any("CLICKME" in m.label for m in at.metric)
+    assert any(shown(m.label).startswith("Not on the primary: [CLICKME]") for m in at.metric), "divergence"
     assert len(found) >= 8
 
 

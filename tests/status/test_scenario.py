@@ -11,7 +11,7 @@ from agent_factory.ops.monitor import run_monitor_once
 from agent_factory.state import StateStore
 
 from ..conftest import make_config
-from .pagetext import everything, metrics, table
+from .pagetext import everything, metrics, shown, table
 
 
 def test_killed_primary_shows_degraded_with_failover_alert_and_rpo(env, local, page, passwords, tmp_path):
@@ -34,7 +34,7 @@ def test_killed_primary_shows_degraded_with_failover_alert_and_rpo(env, local, p
 
     at = page(config.state_dir)
     assert not at.exception
-    assert [w.value for w in at.warning] == [
+    assert [shown(w.value) for w in at.warning] == [
         "Degraded: primary neon is down, supabase serving; alert firing: primary-down/neon"]
     m = metrics(at)
     assert m["neon status"] == "Down" and m["supabase status"] == "Up" and m["railway status"] == "Up"
@@ -48,6 +48,6 @@ def test_killed_primary_shows_degraded_with_failover_alert_and_rpo(env, local, p
     fired = events[events["kind"] == "alert fired"]
     assert "primary-down/neon" in set(fired["subject"])
     assert {"outage"} <= set(events["kind"])
-    shown = everything(at)
-    assert not any(p in shown for p in passwords)
-    assert str(tmp_path / "backups") not in shown
+    text = everything(at)
+    assert not any(p in text for p in passwords)
+    assert str(tmp_path / "backups") not in text
