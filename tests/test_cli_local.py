@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 
+from agent_factory.schema import load_migrations
 from tests.conftest import wait_for_failovers
 
 
@@ -39,7 +40,11 @@ def test_local_up_is_idempotent_and_writes_a_private_env_file(local, tmp_path, p
     env_file.write_text("TELEGRAM_CHAT_ID=12345\n")
     result = _cli("local", "--dir", str(local.base_dir), "--env-file", str(env_file), "up", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "[OK] neon: 127.0.0.1:" in result.stdout and "schema v3" in result.stdout
+    target = load_migrations()[-1].version
+    assert "[OK] neon: 127.0.0.1:" in result.stdout and f"schema v{target}" in result.stdout
+    # pgserver's PostgreSQL 16 (neon, railway) bundles pgvector; Debian's 15 (supabase) has none.
+    assert re.search(r"^\[OK\] neon: .*, pgvector$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^\[OK\] supabase: .*, no pgvector \(text search only\)$", result.stdout, re.MULTILINE)
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
     content = env_file.read_text()
     assert "TELEGRAM_CHAT_ID=12345" in content  # other settings are kept

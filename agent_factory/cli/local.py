@@ -11,6 +11,7 @@ from ..core import DatabaseManager
 from ..local import LocalProviders
 from ..local.cluster import write_env_file
 from ..schema import apply_schema
+from ..vector import has_pgvector
 from .output import EXIT_OK, Outcome
 
 
@@ -43,8 +44,11 @@ def _up(args: argparse.Namespace) -> Outcome:
         for name in started:
             with db.provider_connection(name) as conn:
                 result = apply_schema(conn, name)
+                vector = "pgvector" if has_pgvector(conn) else "no pgvector (text search only)"
+                conn.rollback()
             state = f"applied {', '.join(result.applied)}" if result.applied else f"schema v{result.current_version}"
-            lines.append(f"[OK] {name}: 127.0.0.1:{started[name].port} PostgreSQL {started[name].major}, {state}")
+            lines.append(f"[OK] {name}: 127.0.0.1:{started[name].port} PostgreSQL {started[name].major}, {state}, "
+                         f"{vector}")
     lines.append(f"wrote {Path(args.env_file).absolute()} (mode 0600)")
     return Outcome(EXIT_OK, "\n".join(lines), providers.status())
 

@@ -115,7 +115,24 @@ class LocalProviders:
                 self._save(providers)
         for name in names:
             self.start(name)
+            self.enable_pgvector(name)
         return {n: providers[n] for n in names}
+
+    def enable_pgvector(self, name: str) -> bool:
+        """Create the `vector` extension in the application database as the admin role, where the server has it.
+
+        Returns whether pgvector is installed there now; a server without it (Debian's
+        PostgreSQL 15 here) is left as it is: that provider serves text search only.
+        """
+        import psycopg
+
+        from ..vector import enable
+
+        admin = (self.base_dir / name / "admin_password").read_text().strip()
+        conninfo = make_conninfo(host="127.0.0.1", port=self.get(name).port, user="postgres", dbname=APP_DB,
+                                 password=admin)
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+            return enable(conn, name)
 
     def _create(self, name: str, install: PgInstall) -> LocalProvider:
         home = self.base_dir / name

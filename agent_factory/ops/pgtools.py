@@ -13,6 +13,12 @@
   create (untrusted ones, for a non-superuser), are skipped: on managed
   providers they belong to the platform, and `DROP EXTENSION` would fail there.
   Objects of the target that are not in the backup are left in place.
+  A target without pgvector (not installed, not creatable) skips the archive's
+  pgvector-only tables (`agent_factory.vector.OPTIONAL_TABLES`: definition, data,
+  indexes, triggers) and run-time vector indexes, so a backup of a provider
+  with vectors restores there without them instead of failing. Optional
+  vector *columns* of other tables are not cut out of a table's definition:
+  such a restore fails as a whole (rolled back) and names the vector type.
 
 There is no overall time limit: a dump or restore takes as long as the data
 needs; connecting is bounded by DATABASE_CONNECT_TIMEOUT and pg_dump waits at
@@ -37,6 +43,7 @@ from ..core.sqlstate import describe
 from ..errors import ProviderUnavailableError
 from ..redact import describe_url
 from ..tls import is_loopback
+from ..vector import EXTENSION, OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX
 from .tools import Progress, Tool, major_of, pick_tool, run_tool
 
 __all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
@@ -122,6 +129,15 @@ class TargetObjects:
             return name in self.schemas
         return name in self.extensions or name not in self.creatable_extensions
 
+    @property
+    def lacks_pgvector(self) -> bool:
+        """Whether the target neither has nor can create the `vector` extension."""
+        return EXTENSION not in self.extensions and EXTENSION not in self.creatable_extensions
+
+    def skip_vector_object(self, text: str) -> bool:
+        """Whether a TOC line or statement concerns a pgvector-only table or index this target cannot hold."""
+        return self.lacks_pgvector and _VECTOR_OBJECT.search(text) is not None
+
 
 def target_objects(conn: psycopg.Connection[Any]) -> TargetObjects:
     """Read the schemas, installed extensions and extensions this role may create."""
@@ -137,6 +153,12 @@ _TOC_OBJECT = re.compile(r"^\d+; \d+ \d+ (SCHEMA|EXTENSION) - (\S+)")
 _TOC_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - (SCHEMA|EXTENSION) (\S+)")
 
 
+# A pgvector-only table, or any object named after one (its indexes, constraints, triggers), or a run-time index.
+_VECTOR_OBJECT = re.compile(
+    r"(?<![\w$])(?:" + "|".join(map(re.escape, (*OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX))) + r")[\w$]*")
+_STATEMENT_START = re.compile(rb"^(?:CREATE|ALTER|COPY|COMMENT|SELECT|DROP)\b")
+
+
 def filter_toc(listing: str, objects: TargetObjects) -> tuple[str, list[str]]:
     """Comment out the archive's schema/extension entries to skip; return the list and what was skipped."""
     lines, skipped = [], []
@@ -144,6 +166,9 @@ def filter_toc(listing: str, objects: TargetObjects) -> tuple[str, list[str]]:
         match = _TOC_OBJECT.match(line) or _TOC_COMMENT.match(line)
         if match and objects.skip(match.group(1), match.group(2)):
             skipped.append(f"{match.group(1).lower()} {match.group(2)}")
+            line = ";" + line
+        elif not line.startswith(";") and objects.skip_vector_object(line):
+            skipped.append("pgvector-only tables (no pgvector on the target)")
             line = ";" + line
         lines.append(line)
     return "\n".join(lines) + "\n", sorted(set(skipped))
@@ -163,20 +188,28 @@ def _unquote(raw: bytes) -> str:
 
 def filter_plain(lines: Iterable[bytes], objects: TargetObjects, skipped: list[str]) -> Iterator[bytes]:
     """Yield a plain dump's lines, dropping statements on schemas/extensions to skip (never COPY data)."""
-    in_copy = False
+    in_copy = skip_copy = False
     in_skipped_statement = False
     for line in lines:
         if in_copy:
             if line in (b"\\.\n", b"\\.\r\n", b"\\."):
                 in_copy = False
-            yield line
+            if not skip_copy:
+                yield line
             continue
         if in_skipped_statement:
             in_skipped_statement = not line.rstrip().endswith(b";")
             continue
         if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
             in_copy = True
-            yield line
+            skip_copy = objects.skip_vector_object(line.decode("utf-8", "replace"))
+            if not skip_copy:
+                yield line
+            continue
+        if _STATEMENT_START.match(line) and objects.skip_vector_object(line.decode("utf-8", "replace")):
+            if "pgvector-only tables (no pgvector on the target)" not in skipped:
+                skipped.append("pgvector-only tables (no pgvector on the target)")
+            in_skipped_statement = not line.rstrip().endswith(b";")
             continue
         match = _PLAIN_OBJECT.match(line)
         if match:

@@ -238,6 +238,8 @@ class _Run:
                 test.add(DOWN, f"{name}: not compared ({drift.unreachable[name]})")
         for line in drift.differences:
             test.add(FAIL, line)
+        for note in drift.notes:
+            test.add(INFO, note)
         self.drifted = drift.drifted
         if drift.versions and not drift.differences:
             test.add(OK, f"No schema drift across {len(drift.versions)} provider(s)")

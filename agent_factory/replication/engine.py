@@ -47,7 +47,7 @@ from ..redact import scrub
 from . import sessions
 from .result import SyncResult, TableResult
 from .tables import (
-    TABLES,
+    SYNCED_TABLES,
     TableSpec,
     batch_summary_sql,
     catalog_columns,
@@ -155,11 +155,11 @@ def _check_args(db: DatabaseManager, source: str, target: str, tables: Sequence[
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
     if tables is None:
-        return list(TABLES)
-    unknown = [t for t in tables if t not in TABLES]
+        return list(SYNCED_TABLES)
+    unknown = [t for t in tables if t not in SYNCED_TABLES]
     if unknown:
-        raise ConfigError(f"unknown table(s) {', '.join(map(repr, unknown))}; tables: {', '.join(TABLES)}")
-    return [t for t in TABLES if t in set(tables)]  # keep parents before children
+        raise ConfigError(f"unknown table(s) {', '.join(map(repr, unknown))}; tables: {', '.join(SYNCED_TABLES)}")
+    return [t for t in SYNCED_TABLES if t in set(tables)]  # keep parents before children
 
 
 _RELAY_CHUNK = 1 << 20
@@ -259,6 +259,7 @@ class _Run:
         src.rollback()
         dst.rollback()
         specs = table_specs(self.source, src_cols, self.target, dst_cols, names)
+        self.expected = len(specs)  # pgvector-only tables one side lacks are left out
         marks = {} if full else read_watermarks(dst, self.source, self.target)
         changed = self._changed_tables(src, specs, marks, horizon)
         empty = self._empty_tables(dst, [spec for spec in specs if spec.name in changed])

@@ -8,6 +8,10 @@ deletion is a version like any other (a tombstone). `changed_at` (local to each
 database, migration 0003), generated columns and derived columns (a session's
 `message_count` and `last_active`, rebuilt by `recompute_session` after a
 merge) are never copied.
+
+Tables and columns that exist only where pgvector does (`agent_factory.vector`:
+`OPTIONAL_TABLES`, `OPTIONAL_COLUMNS`) are synced when both sides have them and
+left out of the spec, without error, when one side lacks them.
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ import psycopg
 from psycopg import sql
 
 from ..errors import SchemaError
+from ..vector import OPTIONAL_COLUMNS, OPTIONAL_TABLES
 
 # Parents before children: upload_jobs references video_scripts.
 TABLES: tuple[str, ...] = (
     "settings", "knowledge_atoms", "research_staging", "video_scripts", "upload_jobs",
-    "agent_messages", "session_memories",
+    "agent_messages", "session_memories", "langgraph_store",
 )
+# Every table a sync may merge: TABLES, then the pgvector-only ones (parents still before children).
+SYNCED_TABLES: tuple[str, ...] = TABLES + OPTIONAL_TABLES
 # {child table: {column: parent table}}: rows whose parent is not on the target yet are deferred.
-PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_scripts"}}
+PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_scripts"},
+                                      "langgraph_store_vectors": {"item_id": "langgraph_store"}}
 LOCAL_COLUMN = "changed_at"
 DERIVED = ("message_count", "last_active")  # recomputed on each provider, never copied
 REQUIRED = ("id", "updated_at", "write_id", "deleted_at", LOCAL_COLUMN)
@@ -70,10 +78,14 @@ def table_specs(source: str, source_cols: dict[str, tuple[list[str], set[str]]],
                 target_cols: dict[str, tuple[list[str], set[str]]], tables: Sequence[str]) -> list[TableSpec]:
     """Check that both sides have each table with the same columns and return the specs.
 
+    An optional table (pgvector only) missing on either side is left out; an
+    optional column missing on either side is dropped from the spec.
     Raises `SchemaError` naming the provider and what is missing or different.
     """
     specs = []
     for table in tables:
+        if table in OPTIONAL_TABLES and (table not in source_cols or table not in target_cols):
+            continue
         for name, cols in ((source, source_cols), (target, target_cols)):
             if table not in cols:
                 raise SchemaError(f"provider {name} has no table {table}; run `agent-factory schema deploy`")
@@ -84,6 +96,9 @@ def table_specs(source: str, source_cols: dict[str, tuple[list[str], set[str]]],
         skip = {LOCAL_COLUMN, *DERIVED}
         src = [c for c in source_cols[table][0] if c not in source_cols[table][1] and c not in skip]
         dst = [c for c in target_cols[table][0] if c not in target_cols[table][1] and c not in skip]
+        one_sided = (set(src) ^ set(dst)) & set(OPTIONAL_COLUMNS.get(table, ()))
+        src = [c for c in src if c not in one_sided]
+        dst = [c for c in dst if c not in one_sided]
         if set(src) != set(dst):
             only_src = sorted(set(src) - set(dst))
             only_dst = sorted(set(dst) - set(src))
