@@ -18,7 +18,8 @@ Order of work, each step stopping the restore before the target is touched:
    (plain backups carry their own DROP ... IF EXISTS). Any error rolls back the
    whole load: the target is left as it was. Schemas and extensions the target
    already has are kept as they are (see `pgtools`); objects of the target that
-   are not in the backup are left in place;
+   are not in the backup are left in place; a target without pgvector skips the
+   archive's pgvector-only tables (a warning names them and their row counts);
 8. row counts of every table in the manifest are compared, then the
    deployment check (`agent_factory.ops.verify.verify`) runs; the duration from
    start to end is the RTO. A row count mismatch gives status "mismatch" (`ok`
@@ -41,6 +42,7 @@ from typing import Any
 from ..errors import BackupError, BackupVerificationError, ConfirmationRequiredError
 from ..state.backups import BackupCatalog, RestoreRecord
 from ..state.store import StateStore, utcnow
+from ..vector import is_optional, missing_message
 from . import pgtools
 from .backup import backup_locked
 from .catalog import check_file
@@ -176,8 +178,14 @@ def restore(
         result.changed = True
         with target.connect(purpose="restore") as conn:
             result.row_counts_after = pgtools.table_row_counts(conn, manifest.row_counts)
+    # A target without pgvector skipped the pgvector-only tables (pgtools): said, not a mismatch.
+    left_out = {t: n for t, n in manifest.row_counts.items()
+                if is_optional(t.rsplit(".", 1)[-1]) and result.row_counts_after.get(t) is None}
+    if left_out:
+        result.warnings.append(f"{missing_message(name)}; not restored: "
+                               + ", ".join(f"{t} ({n} row(s))" for t, n in left_out.items()))
     result.mismatches = {t: [n, result.row_counts_after.get(t)] for t, n in manifest.row_counts.items()
-                         if result.row_counts_after.get(t) != n}
+                         if result.row_counts_after.get(t) != n and t not in left_out}
     result.status = "mismatch" if result.mismatches else "ok"
     say(f"{name}: running the deployment check")
     report = verify(db)

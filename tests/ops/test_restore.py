@@ -82,7 +82,8 @@ def test_plain_backup_of_another_provider_restores_with_yes(db: DatabaseManager,
     assert checksums(db, "supabase") == untouched
 
     result = restore(db, "supabase", made.path, yes=True, backup_dir=tmp_path)  # ... into 15
-    assert result.status == "ok" and any("backup of provider neon" in w for w in result.warnings)
+    assert result.status == "ok", result.mismatches
+    assert any("backup of provider neon" in w for w in result.warnings)
     assert checksums(db, "supabase") == expected
 
 
