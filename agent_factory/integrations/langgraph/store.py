@@ -188,6 +188,46 @@ class AgentFactoryStore(BaseStore):
         self._sweeper.join(timeout)
         return not self._sweeper.is_alive()
 
+    # ---- reindex -------------------------------------------------------------------------
+
+    def reindex(self, batch_size: int = 100) -> int:
+        """Embed the live items whose current version has no vectors on the serving provider; return how many.
+
+        Items written where pgvector is missing (during a failover to such a
+        provider) reach the primary without vectors; this fills them in with the
+        item's own version stamps, so it creates no new version. Returns 0 when the
+        store has no index or the serving provider has no pgvector. Raises
+        `InvalidInputError` for a wrong embedding size, the manager's errors when no provider serves.
+        """
+        if self.index_config is None:
+            return 0
+        done = 0
+        while True:
+            found, ok = self._read(q.MISSING_VECTORS_SQL, {"limit": batch_size}, writes=False, semantic=True)
+            if not ok or not found:
+                return done
+            stamps = {r[0]: (r[4], r[5]) for r in found}
+            puts = [PutOp(tuple(r[1].split(".")), r[2], r[3]) for r in found]
+            vectors = self._embed_puts(puts)
+            if not vectors:
+                return done
+            from pgvector import Vector
+
+            params = {"v_ids": [v[0] for v in vectors], "v_items": [v[1] for v in vectors],
+                      "v_fields": [v[2] for v in vectors], "v_embs": [Vector(v[3]) for v in vectors],
+                      "v_updated": [stamps[v[1]][0] for v in vectors], "v_writes": [stamps[v[1]][1] for v in vectors]}
+
+            def work(conn: psycopg.Connection) -> int:
+                if not self._vectors_ready(conn):
+                    return 0
+                return conn.execute(q.ADD_VECTORS_SQL, params).rowcount  # type: ignore[arg-type]
+
+            if not self.db.run_statement(work, idempotent=True):
+                return done
+            done += len({v[1] for v in vectors})
+            if len(found) < batch_size:
+                return done
+
     # ---- checks -------------------------------------------------------------------------
 
     @staticmethod

@@ -118,6 +118,24 @@ def get_sql(omit_expired: bool, refresh: bool) -> str:
     SELECT * FROM found"""
 
 
+MISSING_VECTORS_SQL = f"""
+SELECT s.id, s.prefix, s.key, s.value, s.updated_at, s.write_id FROM {ITEMS} s
+WHERE s.deleted_at IS NULL AND NOT EXISTS (
+    SELECT 1 FROM {VECTORS} v WHERE v.item_id = s.id AND v.write_id = s.write_id AND v.deleted_at IS NULL)
+ORDER BY s.id LIMIT %(limit)s"""
+
+# Vectors of an existing item version: they carry the item's own stamps, so they make no new version.
+ADD_VECTORS_SQL = f"""
+INSERT INTO {VECTORS} AS t (id, item_id, field_name, dims, embedding, updated_at, write_id)
+SELECT v.id, v.item_id, v.field_name, vector_dims(v.embedding), v.embedding, v.updated_at, v.write_id
+FROM unnest(%(v_ids)s::uuid[], %(v_items)s::uuid[], %(v_fields)s::text[], %(v_embs)s::vector[],
+            %(v_updated)s::timestamptz[], %(v_writes)s::uuid[]) AS v(id, item_id, field_name, embedding, updated_at, write_id)
+JOIN {ITEMS} s ON s.id = v.item_id AND s.write_id = v.write_id
+ON CONFLICT (id) DO UPDATE SET
+    item_id = excluded.item_id, field_name = excluded.field_name, dims = excluded.dims,
+    embedding = excluded.embedding, updated_at = excluded.updated_at, write_id = excluded.write_id, deleted_at = NULL"""
+
+
 def namespace_condition(prefix: str | None, params: dict[str, Any]) -> str:
     """Return the condition scoping items to a namespace prefix and its descendants (index-friendly)."""
     if not prefix:
