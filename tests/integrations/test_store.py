@@ -222,3 +222,18 @@ def test_semantic_search_without_pgvector_falls_back_with_a_warning(make_db, db,
         results = store.search(("docs",), query="python")
     assert [r.key for r in results] == ["a"] and results[0].score is None
     assert "no pgvector" in caplog.text
+
+
+def test_explicit_ttl_none_means_no_expiry_despite_the_default(db):
+    store = AgentFactoryStore(db, ttl={"default_ttl": 5.0})
+    store.put(("t",), "default", {"v": 1})
+    store.put(("t",), "forever", {"v": 2}, ttl=None)
+    got = dict(rows(db, "neon", "SELECT key, ttl_minutes FROM langgraph_store"))
+    assert got == {"default": 5.0, "forever": None}
+
+
+def test_a_store_without_index_tombstones_the_vectors_of_what_it_deletes(indexed, store, db):
+    indexed.put(("docs",), "d", {"text": "python tutorial"})
+    store.delete(("docs",), "d")
+    assert rows(db, "neon", "SELECT count(*) FROM langgraph_store_vectors WHERE deleted_at IS NULL") == [(0,)]
+    assert indexed.search(("docs",), query="python") == []

@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 from langgraph.store.base import (
+    NOT_PROVIDED,
     BaseStore,
     GetOp,
     IndexConfig,
@@ -44,7 +45,7 @@ from langgraph.store.base import (
 
 from ...core import DatabaseManager, default_manager
 from ...errors import InvalidInputError
-from ...vector import register
+from ...vector import package_available, register
 from . import store_sql as q
 
 logger = logging.getLogger(__name__)
@@ -93,14 +94,16 @@ class AgentFactoryStore(BaseStore):
     # ---- BaseStore ------------------------------------------------------------------
 
     def put(self, namespace: tuple[str, ...], key: str, value: dict[str, Any], index: Any = None, *,
-            ttl: Any = None) -> None:
-        """Store or replace one item; raise `InvalidInputError` for a bad namespace, value or TTL."""
+            ttl: Any = NOT_PROVIDED) -> None:
+        """Store or replace one item (ttl: minutes, None for none, default TTLConfig's).
+
+        Raises `InvalidInputError` for a bad namespace, value, TTL or embedding size; nothing is written then.
+        """
         self._check_namespace(namespace)
-        kwargs: dict[str, Any] = {} if ttl is None else {"ttl": ttl}
-        super().put(namespace, key, value, index, **kwargs)
+        super().put(namespace, key, value, index, ttl=ttl)
 
     async def aput(self, namespace: tuple[str, ...], key: str, value: dict[str, Any], index: Any = None, *,
-                   ttl: Any = None) -> None:
+                   ttl: Any = NOT_PROVIDED) -> None:
         """Store or replace one item (async); raises as `put`."""
         await asyncio.to_thread(self.put, namespace, key, value, index, ttl=ttl)
 
@@ -211,10 +214,8 @@ class AgentFactoryStore(BaseStore):
             vectors = self._embed_puts(puts)
             if not vectors:
                 return done
-            from pgvector import Vector
-
             params = {"v_ids": [v[0] for v in vectors], "v_items": [v[1] for v in vectors],
-                      "v_fields": [v[2] for v in vectors], "v_embs": [Vector(v[3]) for v in vectors],
+                      "v_fields": [v[2] for v in vectors], "v_embs": [_vector(v[3]) for v in vectors],
                       "v_updated": [stamps[v[1]][0] for v in vectors], "v_writes": [stamps[v[1]][1] for v in vectors]}
 
             def work(conn: psycopg.Connection) -> int:
@@ -306,7 +307,6 @@ class AgentFactoryStore(BaseStore):
 
     def _write(self, puts: list[PutOp]) -> None:
         vectors = self._embed_puts(puts)
-        default_ttl = (self.ttl_config or {}).get("default_ttl")
         params: dict[str, Any] = {
             "ids": [], "prefixes": [], "keys": [], "vals": [], "ttls": [], "dels": [],
             "now": datetime.now(timezone.utc), "write_id": uuid.uuid4(),
@@ -317,16 +317,14 @@ class AgentFactoryStore(BaseStore):
             params["prefixes"].append(prefix)
             params["keys"].append(op.key)
             params["vals"].append("{}" if op.value is None else q.to_json(op.value, what=f"value of {op.key!r}"))
-            params["ttls"].append(op.ttl if op.ttl is not None else default_ttl)
+            params["ttls"].append(op.ttl)  # BaseStore.put resolved the default already
             params["dels"].append(op.value is None)
 
         def work(conn: psycopg.Connection) -> None:
             with_vectors = self._vectors_ready(conn)
             if with_vectors:
-                from pgvector import Vector
-
                 params.update(v_ids=[v[0] for v in vectors], v_items=[v[1] for v in vectors],
-                              v_fields=[v[2] for v in vectors], v_embs=[Vector(v[3]) for v in vectors])
+                              v_fields=[v[2] for v in vectors], v_embs=[_vector(v[3]) for v in vectors])
             elif vectors:
                 logger.warning("store: no pgvector on the serving provider; %d embedding(s) not stored there "
                                "(semantic search falls back to filters and recency)", len(vectors))
@@ -378,14 +376,15 @@ class AgentFactoryStore(BaseStore):
             where.append("(s.expires_at IS NULL OR s.expires_at > now())")
         refresh = self._refresh_default(op.refresh_ttl)
         rows: list[tuple[Any, ...]] | None = None
-        if op.query and self.embeddings is not None and self.index_config is not None:
+        if op.query and self.embeddings is not None and self.index_config is not None and not package_available():
+            logger.warning("store: the pgvector package is not installed (extra `vector`): "
+                           "answering the semantic search with filtered items by recency")
+        elif op.query and self.embeddings is not None and self.index_config is not None:
             vec = self.embeddings.embed_query(op.query)
             dims = self.index_config["dims"]
             if len(vec) != dims:
                 raise InvalidInputError(f"the query embedding has {len(vec)} dimensions; the index has {dims}")
-            from pgvector import Vector
-
-            params.update(query_vec=Vector([float(x) for x in vec]),
+            params.update(query_vec=_vector([float(x) for x in vec]),
                           expanded=op.limit * max(len(self._fields), 1) * 2 + op.offset + 1)
             rows, ok = self._read(q.search_sql(where, semantic_dims=dims, refresh=refresh), params,
                                   writes=refresh, semantic=True)
@@ -408,14 +407,14 @@ class AgentFactoryStore(BaseStore):
     # ---- pgvector per provider ----------------------------------------------------------
 
     def _vectors_ready(self, conn: psycopg.Connection) -> bool:
-        """Return whether this connection's provider can store and search vectors (set it up once).
+        """Return whether this connection's provider holds vectors (set it up once per provider).
 
         Registers pgvector's adapter on the connection; the first time per provider it
-        makes sure the vector table exists and creates the HNSW index for the
-        configured dimensions under an advisory lock (several processes may race).
+        makes sure the vector table exists and, with an index configured, creates the
+        HNSW index for its dimensions under an advisory lock (several processes may
+        race). A store without an index still tombstones the vectors of what it
+        overwrites or deletes.
         """
-        if self.index_config is None:
-            return False
         key = (str(conn.info.host), int(conn.info.port), str(conn.info.dbname))
         if self._providers_ready.get(key) is False or not register(conn):
             self._providers_ready[key] = False
@@ -428,7 +427,14 @@ class AgentFactoryStore(BaseStore):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x4146_5653,))  # "AFVS"
                 row = conn.execute("SELECT af_store_vectors_table()").fetchone()
                 ready = bool(row and row[0])
-                if ready:
+                if ready and self.index_config is not None:
                     conn.execute(q.create_hnsw_sql(int(self.index_config["dims"])))  # type: ignore[arg-type]
             self._providers_ready[key] = ready
         return ready
+
+
+def _vector(values: list[float]) -> Any:
+    """Return pgvector's `Vector` for psycopg's adapter (the package is imported only when vectors are used)."""
+    from pgvector import Vector
+
+    return Vector(values)

@@ -86,20 +86,23 @@ def write_sql(with_vectors: bool) -> str:
             deleted_at = NULL
         RETURNING t.id
     )
-    SELECT (SELECT count(*) FROM items) + 0 * (SELECT count(*) FROM stale) + 0 * (SELECT count(*) FROM vectors)"""
+    SELECT count(*) FROM items"""  # every data-modifying CTE runs, read or not
 
 
 _COLUMNS = "s.id, s.prefix, s.key, s.value, s.created_at, s.updated_at"
 
 
-def _refreshing(select: str, refresh: bool) -> str:
-    """Wrap a SELECT of items so that their TTL is refreshed (server clock) in the same statement."""
+def _refreshing(select: str, refresh: bool, only: str = "true") -> str:
+    """Wrap a SELECT of items so that their TTL is refreshed (server clock) in the same statement.
+
+    The refresh moves expires_at only: it makes no new version (see migration 0005).
+    """
     if not refresh:
         return select
     return f"""
     WITH found AS ({select}), refreshed AS (
         UPDATE {ITEMS} s SET expires_at = now() + make_interval(secs => s.ttl_minutes * 60)
-        FROM found WHERE s.id = found.id AND s.ttl_minutes IS NOT NULL AND s.deleted_at IS NULL
+        FROM found WHERE s.id = found.id AND {only} AND s.ttl_minutes IS NOT NULL AND s.deleted_at IS NULL
     )
     SELECT * FROM found"""
 
@@ -108,14 +111,7 @@ def get_sql(omit_expired: bool, refresh: bool) -> str:
     """Return the read of items by id (parameter `ids`, and `refresh_ids` for the ones to refresh)."""
     expiry = f" AND {_NOT_EXPIRED}" if omit_expired else ""
     select = f"SELECT {_COLUMNS}, NULL::float8 AS score FROM {ITEMS} s WHERE s.id = ANY(%(ids)s::uuid[]) AND {_LIVE}{expiry}"
-    if not refresh:
-        return select
-    return f"""
-    WITH found AS ({select}), refreshed AS (
-        UPDATE {ITEMS} s SET expires_at = now() + make_interval(secs => s.ttl_minutes * 60)
-        FROM found WHERE s.id = found.id AND s.id = ANY(%(refresh_ids)s::uuid[]) AND s.ttl_minutes IS NOT NULL
-    )
-    SELECT * FROM found"""
+    return _refreshing(select, refresh, "s.id = ANY(%(refresh_ids)s::uuid[])")
 
 
 MISSING_VECTORS_SQL = f"""
@@ -236,7 +232,7 @@ SWEEP_WITH_VECTORS_SQL = SWEEP_SQL.replace("SELECT count(*) FROM expired", f"""
     FROM expired e WHERE v.item_id = e.id AND v.deleted_at IS NULL
     RETURNING v.id
 )
-SELECT (SELECT count(*) FROM expired) + 0 * (SELECT count(*) FROM vectors)""")
+SELECT count(*) FROM expired""")
 
 
 def to_json(value: Any, *, what: str) -> str:
