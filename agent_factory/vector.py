@@ -16,6 +16,7 @@ optionally: without it `register` returns False and callers fall back to text.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from typing import Any
 
@@ -39,11 +40,7 @@ def has_pgvector(conn: psycopg.Connection[Any]) -> bool:
 
 def package_available() -> bool:
     """Return whether the `pgvector` Python package (extra `vector`) is importable."""
-    try:
-        import pgvector.psycopg  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("pgvector") is not None
 
 
 def register(conn: psycopg.Connection[Any]) -> bool:

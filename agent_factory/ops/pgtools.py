@@ -43,7 +43,7 @@ from ..core.sqlstate import describe
 from ..errors import ProviderUnavailableError
 from ..redact import describe_url
 from ..tls import is_loopback
-from ..vector import EXTENSION, OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX
+from ..vector import EXTENSION, OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX, is_optional
 from .tools import Progress, Tool, major_of, pick_tool, run_tool
 
 __all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
@@ -267,6 +267,11 @@ def apply_archive(
     if skipped:
         logger.info("provider %s: kept the target's own %s", target.provider, ", ".join(skipped))
     return skipped
+
+
+def vector_tables_left_out(expected: dict[str, int], restored: dict[str, int | None]) -> dict[str, int]:
+    """Return `{table: rows}` of the pgvector-only tables a load into a target without pgvector skipped."""
+    return {t: n for t, n in expected.items() if is_optional(t.rsplit(".", 1)[-1]) and restored.get(t) is None}
 
 
 # ---- row counts ---------------------------------------------------------------

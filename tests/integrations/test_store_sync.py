@@ -13,7 +13,7 @@ from agent_factory.ops.sync import sync
 from agent_factory.replication import sync_pair
 from tests.conftest import wait_for_failovers
 from tests.integrations.embedder import HashingEmbeddings
-from tests.replication.conftest import empty, sdb, snapshot  # noqa: F401 (sdb: the fixture)
+from tests.replication.conftest import empty, snapshot
 
 pytestmark = pytest.mark.real_server
 
@@ -25,6 +25,13 @@ operation = st.one_of(
     st.tuples(st.just("delete"), provider, st.sampled_from(("k0", "k1")), st.just(0)),
     st.tuples(st.just("sync"), provider, provider, st.just(0)),
 )
+
+
+@pytest.fixture
+def sdb(db):
+    """The `db` fixture with every synced table and the sync watermarks emptied on every provider."""
+    empty(db)
+    return db
 
 
 @pytest.fixture

@@ -236,6 +236,9 @@ def test_backup_is_restorable_by_plain_pg_restore(db: DatabaseManager, local: An
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {fresh}")
         conn.execute(f"CREATE DATABASE {fresh} OWNER agent")
+    # neon has pgvector: as on a managed provider, the platform enables it, the application role restores.
+    with psycopg.connect(admin.rsplit("/", 1)[0] + f"/{fresh}", autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
     try:
         pg_restore, _ = binaries.find_tool("pg_restore", min_major=16)
         params = conninfo_to_dict(local.url("neon"))

@@ -22,7 +22,6 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
@@ -45,6 +44,7 @@ from langgraph.store.base import (
 
 from ...core import DatabaseManager, default_manager
 from ...errors import InvalidInputError
+from ...memory.ids import new_stamp
 from ...vector import package_available, register
 from . import store_sql as q
 
@@ -307,9 +307,10 @@ class AgentFactoryStore(BaseStore):
 
     def _write(self, puts: list[PutOp]) -> None:
         vectors = self._embed_puts(puts)
+        stamp = new_stamp()  # the client's clock, strictly increasing in this process (docs/CONTINUITY.md)
         params: dict[str, Any] = {
             "ids": [], "prefixes": [], "keys": [], "vals": [], "ttls": [], "dels": [],
-            "now": datetime.now(timezone.utc), "write_id": uuid.uuid4(),
+            "now": stamp.updated_at, "write_id": stamp.write_id,
         }
         for op in puts:
             prefix = ".".join(op.namespace)
