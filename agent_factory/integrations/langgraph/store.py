@@ -47,6 +47,7 @@ from ...errors import InvalidInputError
 from ...memory.ids import new_stamp
 from ...vector import package_available, register
 from . import store_sql as q
+from .store_checks import check_namespace, validate_op
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class AgentFactoryStore(BaseStore):
 
         Raises `InvalidInputError` for a bad namespace, value, TTL or embedding size; nothing is written then.
         """
-        self._check_namespace(namespace)
+        check_namespace(namespace)
         super().put(namespace, key, value, index, ttl=ttl)
 
     async def aput(self, namespace: tuple[str, ...], key: str, value: dict[str, Any], index: Any = None, *,
@@ -116,7 +117,7 @@ class AgentFactoryStore(BaseStore):
         """
         ops = list(ops)
         for op in ops:
-            self._validate(op)
+            validate_op(op)
         results: list[Result] = [None] * len(ops)
         puts = {}
         for op in ops:
@@ -228,53 +229,6 @@ class AgentFactoryStore(BaseStore):
             done += len({v[1] for v in vectors})
             if len(found) < batch_size:
                 return done
-
-    # ---- checks -------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_namespace(namespace: tuple[str, ...], *, allow_empty: bool = False) -> None:
-        if not isinstance(namespace, tuple):
-            raise InvalidInputError(f"namespace must be a tuple of strings, not {type(namespace).__name__}")
-        if not namespace and not allow_empty:
-            raise InvalidInputError("namespace must have at least one label")
-        for label in namespace:
-            if not isinstance(label, str) or not label:
-                raise InvalidInputError(f"namespace {namespace!r} has an empty or non-string label")
-            if "." in label:
-                raise InvalidInputError(f"namespace label {label!r} contains a dot; labels are stored dot-joined")
-        if namespace and namespace[0] == "langgraph":
-            raise InvalidInputError(f"namespace {namespace!r} starts with the reserved label 'langgraph'")
-
-    def _validate(self, op: Op) -> None:
-        if isinstance(op, PutOp):
-            self._check_namespace(op.namespace)
-            if not isinstance(op.key, str):
-                raise InvalidInputError(f"key must be a string, not {type(op.key).__name__}")
-            if op.value is not None:
-                if not isinstance(op.value, dict):
-                    raise InvalidInputError(f"value must be a dict, not {type(op.value).__name__}")
-                q.to_json(op.value, what=f"value of {op.key!r}")
-            if op.ttl is not None and not (isinstance(op.ttl, (int, float)) and op.ttl > 0):
-                raise InvalidInputError(f"ttl must be a positive number of minutes, not {op.ttl!r}")
-        elif isinstance(op, GetOp):
-            self._check_namespace(op.namespace)
-        elif isinstance(op, SearchOp):
-            self._check_namespace(op.namespace_prefix, allow_empty=True)
-            self._check_page(op.limit, op.offset)
-            q.filter_conditions(op.filter, {})
-        elif isinstance(op, ListNamespacesOp):
-            self._check_page(op.limit, op.offset)
-            if op.max_depth is not None and op.max_depth < 1:
-                raise InvalidInputError(f"max_depth must be at least 1, not {op.max_depth}")
-        else:
-            raise InvalidInputError(f"unknown store operation {type(op).__name__}")
-
-    @staticmethod
-    def _check_page(limit: int, offset: int) -> None:
-        if not isinstance(limit, int) or limit < 1:
-            raise InvalidInputError(f"limit must be at least 1, not {limit!r}")
-        if not isinstance(offset, int) or offset < 0:
-            raise InvalidInputError(f"offset must be at least 0, not {offset!r}")
 
     # ---- writes --------------------------------------------------------------------------
 
