@@ -46,7 +46,7 @@ from ..errors import ProviderUnavailableError
 from ..redact import describe_url
 from ..tls import is_loopback
 from . import plainsql
-from ..vector import EXTENSION, OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX
+from ..vector import EXTENSION, OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX, is_optional
 from .tools import Progress, Tool, major_of, pick_tool, run_tool
 from .vector_columns import cut_vector_columns
 
@@ -296,6 +296,11 @@ def _load_script(psql: Tool, path: Path, target: PgTarget, objects: TargetObject
     prefix = [plainsql.restrict_prefix()] if plainsql.supports_restrict(psql.version) else []
     run_tool(psql, args, target, stdin=itertools.chain(prefix, filter_plain(lines, objects, skipped)),
              progress=progress, label=label)
+
+
+def vector_tables_left_out(expected: dict[str, int], restored: dict[str, int | None]) -> dict[str, int]:
+    """Return `{table: rows}` of the pgvector-only tables a load into a target without pgvector skipped."""
+    return {t: n for t, n in expected.items() if is_optional(t.rsplit(".", 1)[-1]) and restored.get(t) is None}
 
 
 # ---- row counts ---------------------------------------------------------------

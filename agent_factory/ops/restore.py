@@ -50,7 +50,7 @@ from typing import Any
 from ..errors import BackupError, BackupVerificationError, ConfirmationRequiredError, UnsignedBackupError
 from ..state.backups import BackupCatalog, RestoreRecord
 from ..state.store import StateStore, utcnow
-from ..vector import is_optional, missing_message
+from ..vector import missing_message
 from . import pgtools
 from .backup import backup_locked
 from .catalog import checked_copy
@@ -203,8 +203,7 @@ def _restore(db: Any, provider: str | None, file: Path, stack: ExitStack, *, che
         with target.connect(purpose="restore") as conn:
             result.row_counts_after = pgtools.table_row_counts(conn, manifest.row_counts)
     # A target without pgvector skipped the pgvector-only tables (pgtools): said, not a mismatch.
-    left_out = {t: n for t, n in manifest.row_counts.items()
-                if is_optional(t.rsplit(".", 1)[-1]) and result.row_counts_after.get(t) is None}
+    left_out = pgtools.vector_tables_left_out(manifest.row_counts, result.row_counts_after)
     if left_out:
         result.warnings.append(f"{missing_message(name)}; not restored: "
                                + ", ".join(f"{t} ({n} row(s))" for t, n in left_out.items()))

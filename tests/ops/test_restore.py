@@ -252,3 +252,22 @@ def _env_of(db: DatabaseManager) -> dict[str, str]:
     env["DATABASE_PROVIDER"] = db.config.primary
     env["DATABASE_FAILOVER_ORDER"] = ",".join(db.config.failover_order)
     return env
+
+
+@pytest.mark.parametrize("fmt", ["custom", "plain"])
+def test_backup_with_vectors_restores_into_a_provider_without_pgvector(db: DatabaseManager, tmp_path: Path,
+                                                                        fmt: str) -> None:
+    from agent_factory.integrations.langgraph import AgentFactoryStore
+    from tests.integrations.embedder import HashingEmbeddings
+
+    store = AgentFactoryStore(db, index={"dims": 16, "embed": HashingEmbeddings(16), "fields": ["text"]})
+    store.put(("docs",), "a", {"text": "python tutorial"})
+    [made] = backup(db, "neon", fmt=fmt, backup_dir=tmp_path)  # neon: PostgreSQL 16 with pgvector
+    result = restore(db, "supabase", made.path, yes=True, backup_dir=tmp_path)  # supabase: 15, none
+    assert result.status == "ok", result.mismatches
+    assert any("pgvector missing on supabase" in w and "langgraph_store_vectors (1 row(s))" in w
+               for w in result.warnings), result.warnings
+    with db.provider_connection("supabase") as conn:
+        assert conn.execute("SELECT key FROM langgraph_store").fetchall() == [("a",)]
+        assert conn.execute("SELECT to_regclass('langgraph_store_vectors')").fetchone() == (None,)
+        conn.rollback()

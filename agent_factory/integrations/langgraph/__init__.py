@@ -1,10 +1,11 @@
-"""LangGraph on the multi-provider database: `AgentFactorySaver` (a checkpointer).
+"""LangGraph on the multi-provider database: `AgentFactorySaver` (a checkpointer) and `AgentFactoryStore`.
 
-Needs the `langgraph` extra: `pip install 'agent-factory[langgraph]'`.
+Needs the `langgraph` extra: `pip install 'agent-factory[langgraph]'` (and `vector` for semantic search).
 """
 
 try:
     from .saver import AgentFactorySaver
+    from .store import AgentFactoryStore
 except ImportError as exc:  # only without the extra
     if (exc.name or "").split(".")[0] not in ("langgraph", "langchain_core"):
         raise
@@ -12,4 +13,4 @@ except ImportError as exc:  # only without the extra
         "agent_factory.integrations.langgraph needs LangGraph: pip install 'agent-factory[langgraph]'"
     ) from exc
 
-__all__ = ["AgentFactorySaver"]
+__all__ = ["AgentFactorySaver", "AgentFactoryStore"]

@@ -15,7 +15,8 @@
 -- the item's current version count, whichever order a sync brings them in. The
 -- column has no fixed dimensions; the store makes a partial HNSW cosine index per
 -- dimension count at first use (af_runtime_store_hnsw_<dims>, see
--- af_store_vector_index below).
+-- store_sql.create_hnsw_sql). Only the indexes reads and the sync use (changed_at) are
+-- kept: every index is paid on each put.
 
 CREATE TABLE langgraph_store (
     id          uuid PRIMARY KEY,
@@ -34,7 +35,6 @@ CREATE TABLE langgraph_store (
 );
 CREATE INDEX langgraph_store_prefix_idx ON langgraph_store (prefix text_pattern_ops) WHERE deleted_at IS NULL;
 CREATE INDEX langgraph_store_expires_idx ON langgraph_store (expires_at) WHERE deleted_at IS NULL AND expires_at IS NOT NULL;
-CREATE INDEX langgraph_store_updated_idx ON langgraph_store (updated_at, id);
 CREATE INDEX langgraph_store_changed_idx ON langgraph_store (changed_at, id);
 CREATE TRIGGER langgraph_store_lww BEFORE UPDATE ON langgraph_store
     FOR EACH ROW EXECUTE FUNCTION af_lww_guard();
@@ -70,7 +70,6 @@ BEGIN
         )$ddl$, ext_schema, ext_schema);
     CREATE INDEX langgraph_store_vectors_item_idx ON langgraph_store_vectors (item_id, write_id)
         WHERE deleted_at IS NULL;
-    CREATE INDEX langgraph_store_vectors_updated_idx ON langgraph_store_vectors (updated_at, id);
     CREATE INDEX langgraph_store_vectors_changed_idx ON langgraph_store_vectors (changed_at, id);
     CREATE TRIGGER langgraph_store_vectors_lww BEFORE UPDATE ON langgraph_store_vectors
         FOR EACH ROW EXECUTE FUNCTION af_lww_guard();
