@@ -42,6 +42,7 @@ from typing import Any
 
 from agent_factory.core import DatabaseManager
 from agent_factory.ops import backup as backup_module
+from agent_factory.ops import catalog as catalog_module
 from agent_factory.ops import pgtools
 from agent_factory.ops import restore as restore_module
 
@@ -225,7 +226,7 @@ def _restores(ctx: Context, db: DatabaseManager, target: pgtools.PgTarget, work:
     for rep in range(reps):
         for which in (("ours", "direct", "parallel") if rep % 2 == 0 else ("parallel", "direct", "ours")):
             if which == "ours":
-                patches = [(restore_module, "check_file", "check_file"),
+                patches = [(catalog_module, "check_file", "check_file"),  # called on restore's private copy
                            (restore_module, "backup_locked", "pre_backup"),
                            (pgtools, "table_row_counts", "row_counts")]
                 with _phases(patches) as phases:
