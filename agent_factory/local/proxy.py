@@ -30,6 +30,7 @@ class CountingProxy:
         self._lock = threading.Lock()
         self._round_trips = 0
         self._sockets: list[socket.socket] = []
+        self._pumps: list[threading.Thread] = []
         self._closed = threading.Event()
         threading.Thread(target=self._accept, name="counting-proxy", daemon=True).start()
 
@@ -45,11 +46,21 @@ class CountingProxy:
             self._round_trips = 0
 
     def close(self) -> None:
-        """Stop accepting and cut every forwarded connection."""
+        """Stop accepting and cut every forwarded connection: both peers see it closed (FIN), none hangs.
+
+        Sockets are shut down first, which wakes the threads blocked reading
+        them, and closed once those threads are done: closing a socket another
+        thread still reads would keep it open and could hand its number to a
+        new socket.
+        """
         self._closed.set()
         self._listener.close()
         with self._lock:
             sockets, self._sockets = self._sockets, []
+            pumps, self._pumps = self._pumps, []
+        _shutdown(*sockets)
+        for pump in pumps:
+            pump.join(timeout=5)
         for sock in sockets:
             try:
                 sock.close()
@@ -76,11 +87,18 @@ class CountingProxy:
             server.settimeout(None)
             for sock in (client, server):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._sockets += [client, server]
             turn = {"last": "server"}  # who spoke last on this connection
-            threading.Thread(target=self._pump, args=(client, server, "client", turn), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, "server", turn), daemon=True).start()
+            pumps = [threading.Thread(target=self._pump, args=(client, server, "client", turn), daemon=True),
+                     threading.Thread(target=self._pump, args=(server, client, "server", turn), daemon=True)]
+            with self._lock:
+                if self._closed.is_set():  # close() ran while this connection was being made
+                    client.close()
+                    server.close()
+                    return
+                self._sockets += [client, server]
+                self._pumps += pumps
+            for pump in pumps:
+                pump.start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, side: str, turn: dict[str, str]) -> None:
         """Read what `side` sends and forward it; with a delay, each chunk leaves half the delay after it came."""

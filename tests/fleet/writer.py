@@ -11,6 +11,7 @@ Run as `python writer.py NAME THREADS` with the providers in the environment
 
 from __future__ import annotations
 
+import faulthandler
 import random
 import signal
 import sys
@@ -73,6 +74,7 @@ def main() -> int:
             active = db.active_provider
             say(f"ACTIVE {active}")
         stop.wait(0.02)
+    faulthandler.dump_traceback_later(20)  # a stop that takes this long shows where every thread waits (stderr)
     for worker in workers:
         worker.join(timeout=60)
     db.close()
