@@ -250,7 +250,7 @@ def backup_provider(
     """Back up one provider under its backup/restore lock; see `backup` for what it raises."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown backup format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    target = pgtools.target_for(db, provider)
+    target = pgtools.target_for(db, provider, "backup")
     with ExitStack() as stack:
         started = utcnow()
         try:

@@ -275,7 +275,7 @@ def check_file(file: Path) -> tuple[Manifest, list[str]]:
 
 
 def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Progress) -> str:
-    base = pgtools.target_for(db, provider)
+    base = pgtools.target_for(db, provider, "deep verify")
     scratch = f"af_verify_{secrets.token_hex(4)}"
     tool_name = "pg_restore" if manifest.format == "custom" else "psql"
     tool = pgtools.pick_tool(tool_name, pgtools.major_of(manifest.pg_dump_version), ssl=base.needs_ssl)

@@ -105,7 +105,7 @@ def restore(
     started = utcnow()
     say = progress or (lambda _msg: None)
     file = Path(backup_file)
-    target = pgtools.target_for(db, provider) if provider else None
+    target = pgtools.target_for(db, provider, "restore") if provider else None
     catalog = BackupCatalog(StateStore(db.config.state_dir))
     try:
         manifest, checks = check_file(file)
@@ -114,7 +114,7 @@ def restore(
             catalog.mark_verify_failed(file, str(exc))
         raise BackupVerificationError(f"refusing to restore: {exc}") from None
     if target is None:
-        target = pgtools.target_for(db, manifest.provider)
+        target = pgtools.target_for(db, manifest.provider, "restore")
     name = target.provider
     result = RestoreResult(name, file, manifest.provider, False, "planned", target.host, checks=checks,
                            expected_row_counts=dict(manifest.row_counts), started_at=started)
