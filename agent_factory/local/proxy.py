@@ -77,6 +77,10 @@ class CountingProxy:
             for sock in (client, server):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
+                if self._closed.is_set():  # closed while this client was being connected
+                    client.close()
+                    server.close()
+                    return
                 self._sockets += [client, server]
             turn = {"last": "server"}  # who spoke last on this connection
             threading.Thread(target=self._pump, args=(client, server, "client", turn), daemon=True).start()
