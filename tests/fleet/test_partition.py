@@ -119,12 +119,9 @@ def test_a_cut_off_process_fails_over_within_the_bound_while_the_others_keep_neo
         assert writers.errors == [], writers.errors[:3]
         assert max(writers.waits) < BOUND_S, f"{writers.name}: a request waited {max(writers.waits):.1f} s"
     assert failed_over_after < BOUND_S
-    with DatabaseManager(make_config(env)) as fresh:  # every acknowledged write is somewhere a reader finds it
+    with DatabaseManager(make_config(env)) as fresh:  # the kept process's writes are on neon
         reader = PostgresMemoryStorage(fresh)
-        for provider in (None,):
-            del provider
-        found = sum(1 for sid in kept_writers.acked if reader.load_session(sid) is not None)
-        assert found == len(kept_writers.acked)
+        assert all(reader.load_session(sid) is not None for sid in kept_writers.acked)
 
 
 @pytest.mark.timeout(120)
