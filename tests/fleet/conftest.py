@@ -2,7 +2,8 @@
 
 Both need parts outside Python (Debian's `pgbouncer`, `iptables` and root for
 the rules). Without them a test skips with the reason, except under CI
-(`CI=true`), where a missing part fails the test instead.
+(`CI=true`, or `AGENT_FACTORY_REQUIRE_FLEET=1` as `.ci/run` sets), where a
+missing part fails the test instead.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def require(condition: bool, reason: str) -> None:
     """Skip the test for `reason` unless `condition`; under CI fail instead."""
     if condition:
         return
-    if os.environ.get("CI", "").lower() == "true":
+    if os.environ.get("CI", "").lower() == "true" or os.environ.get("AGENT_FACTORY_REQUIRE_FLEET") == "1":
         pytest.fail(f"CI must run this test: {reason}")
     pytest.skip(reason)
 
