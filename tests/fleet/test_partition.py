@@ -170,3 +170,19 @@ def test_each_way_a_silent_peer_shows_is_bounded(firewall, relay, env):
         conn.close()
     assert set(outcome) == {"sending", "waiting", "connecting"}, outcome
     assert all(seconds < BOUND_S for seconds in outcome.values()), outcome
+
+
+@pytest.mark.timeout(120)
+def test_a_non_idempotent_write_cut_during_commit_raises_commit_outcome_unknown(firewall, relay, cut_env, db):
+    with DatabaseManager(make_config(cut_env)) as manager:
+        manager.execute_query("SELECT 1")
+
+        def work(conn: psycopg.Connection) -> None:
+            conn.execute("INSERT INTO agent_messages (id, sender, recipient, payload) "
+                         "VALUES (gen_random_uuid(), 'test', 'cut', '{}')")
+            firewall.drop(relay.port)  # the COMMIT that follows is never acknowledged
+
+        started = time.monotonic()
+        with pytest.raises(CommitOutcomeUnknownError):
+            manager.run_in_transaction(work, idempotent=False)
+        assert time.monotonic() - started < BOUND_S
