@@ -28,13 +28,13 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from ..errors import LocalProviderError
-from .cluster import APP_DB, APP_USER, LocalProviders, _alive, _free_port, _make_traversable, _service_user, _url
+from .cluster import (APP_DB, APP_USER, LocalProviders, _alive, _free_port, _make_traversable, _service_user, _url,
+                      wait_for_port)
 
 logger = logging.getLogger(__name__)
 
@@ -138,14 +138,8 @@ class LocalPooler:
                                 **kwargs)  # type: ignore[call-overload]
         if result.returncode != 0:
             raise LocalProviderError(f"pgbouncer failed to start: {(result.stderr or result.stdout).strip()[-400:]}")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise LocalProviderError(f"pgbouncer did not accept connections; see {self.home / 'pgbouncer.log'}")
+        if not wait_for_port(self.port, 30):
+            raise LocalProviderError(f"pgbouncer did not accept connections; see {self.home / 'pgbouncer.log'}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """Stop PgBouncer (SIGTERM; `sig` SIGKILL for a crash drill); return its pid, None when it was not running."""

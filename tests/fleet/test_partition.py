@@ -23,6 +23,8 @@ from agent_factory.local.proxy import CountingProxy
 from agent_factory.memory import Message, PostgresMemoryStorage, Session
 from tests.conftest import make_config
 
+from .conftest import wait_until
+
 FLEET = {"DATABASE_DEAD_PEER_TIMEOUT": "3", "DATABASE_CONNECT_TIMEOUT": "2", "DATABASE_HEALTH_TTL": "0.5"}
 BOUND_S = 6.0  # dead-peer + connect timeouts + 1 s of work
 
@@ -87,14 +89,6 @@ class Writers:
             time.sleep(0.01)
 
 
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
 
 @pytest.mark.timeout(180)
 def test_a_cut_off_process_fails_over_within_the_bound_while_the_others_keep_neon(
@@ -103,13 +97,13 @@ def test_a_cut_off_process_fails_over_within_the_bound_while_the_others_keep_neo
     kept = DatabaseManager(make_config({**env, **FLEET}))
     try:
         with Writers(cut, "cut") as cut_writers, Writers(kept, "kept") as kept_writers:
-            assert _wait(lambda: len(cut_writers.acked) > 20 and len(kept_writers.acked) > 20, 30)
+            assert wait_until(lambda: len(cut_writers.acked) > 20 and len(kept_writers.acked) > 20, 30)
             firewall.drop(relay.port)
             dropped = time.monotonic()
-            assert _wait(lambda: cut.active_provider != "neon", 30), "the cut process never failed over"
+            assert wait_until(lambda: cut.active_provider != "neon", 30), "the cut process never failed over"
             failed_over_after = time.monotonic() - dropped
             before = len(cut_writers.acked)
-            assert _wait(lambda: len(cut_writers.acked) > before + 20, 30), "no writes acknowledged on the backup"
+            assert wait_until(lambda: len(cut_writers.acked) > before + 20, 30), "no writes acknowledged on the backup"
             firewall.heal()
         assert kept.active_provider == "neon"
     finally:

@@ -14,6 +14,7 @@ from agent_factory.memory import Message, PostgresMemoryStorage, Session
 from tests.conftest import make_config
 
 from ..replication.conftest import empty, setting, snapshot
+from .conftest import wait_until
 
 
 @pytest.fixture
@@ -154,10 +155,10 @@ def test_failover_with_neon_killed_behind_the_live_pooler_and_fail_back_lose_not
     try:
         time.sleep(0.5)
         local.kill("neon")
-        assert _wait(lambda: manager.active_provider != "neon", 30), "no failover behind the pooler"
+        assert wait_until(lambda: manager.active_provider != "neon", 30), "no failover behind the pooler"
         time.sleep(0.5)
         local.start("neon")
-        assert _wait(lambda: manager.active_provider == "neon", 90), "no fail-back through the pooler"
+        assert wait_until(lambda: manager.active_provider == "neon", 90), "no fail-back through the pooler"
         time.sleep(0.3)
     finally:
         stop.set()
@@ -172,11 +173,3 @@ def test_failover_with_neon_killed_behind_the_live_pooler_and_fail_back_lose_not
         assert fresh.active_provider == "neon"
     assert len(acked) > 20 and missing == []
 
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
