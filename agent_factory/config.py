@@ -3,11 +3,18 @@
 `load_config()` reads every setting the library uses and raises one
 `ConfigError` naming the variable and the fix when something is wrong.
 Per provider NAME: `NAME_DB_URL` (required), `NAME_DIRECT_URL` (optional, for
-ops that need a session of their own), `NAME_PREPARED_STATEMENTS` (default
-true) and `NAME_SSL_ROOT_CERT` (else `DATABASE_SSL_ROOT_CERT`), `NAME_STORAGE_QUOTA_MB`
-(optional, the plan's storage quota); every URL gets the TLS defaults of
-`agent_factory.tls`. `reload_provider()` reads one provider again from the
-same sources (after a password rotation).
+ops that need a session of their own), `NAME_POOLER` (`transaction`, `session`
+or `none`; else guessed from the URL), `NAME_PREPARED_STATEMENTS` (default
+true), `NAME_SSL_ROOT_CERT` (else `DATABASE_SSL_ROOT_CERT`) and
+`NAME_STORAGE_QUOTA_MB` (optional, the plan's storage quota); every URL gets
+the TLS defaults of `agent_factory.tls`. `reload_provider()` reads one
+provider again from the same sources (after a password rotation).
+
+A provider whose `NAME_DB_URL` looks like a transaction pooler (port 6543,
+`-pooler` in the host, or `NAME_POOLER=transaction`) gives no session of its
+own: advisory locks, session `SET`s and pg_dump/pg_restore/psql then need
+`NAME_DIRECT_URL`, and `ProviderConfig.session_url_for` refuses without it
+(`DirectUrlRequiredError`) rather than misbehave through the pooler.
 `read_env()` and the `env_bool`/`env_int`/`env_float` parsers serve other
 settings (the alert channels) the same way.
 """
@@ -25,7 +32,7 @@ from dotenv import dotenv_values
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import ConfigError
+from .errors import ConfigError, DirectUrlRequiredError
 from .redact import describe_url
 from .tls import secure_conninfo
 
@@ -35,6 +42,8 @@ DEFAULT_FAILOVER_ORDER = ("neon", "supabase", "railway")
 _PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+POOLER_MODES = ("transaction", "session", "none")
+TRANSACTION_POOLER_PORT = "6543"  # Supabase's Supavisor and the usual PgBouncer transaction port
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class ProviderConfig:
     is a connection straight to the server, for work that needs a session of its
     own; both carry the TLS defaults of `agent_factory.tls`. `prepared_statements`
     is false behind a transaction pooler (PgBouncer transaction mode, Supabase's port 6543).
+    `transaction_pooler` says why `url` is taken for a transaction pooler
+    ("port 6543", "-pooler in the host", "NEON_POOLER=transaction"), else None.
     """
 
     name: str
@@ -52,6 +63,7 @@ class ProviderConfig:
     direct_url: str | None = field(default=None, repr=False)
     prepared_statements: bool = True
     storage_quota_mb: float | None = None  # NAME_STORAGE_QUOTA_MB: the plan's storage quota, when known
+    transaction_pooler: str | None = None
 
     @property
     def url_variable(self) -> str:
@@ -60,8 +72,28 @@ class ProviderConfig:
 
     @property
     def session_url(self) -> str:
-        """Return the URL for a session of its own (pg_dump, pg_restore, advisory locks): direct if configured."""
-        return self.direct_url or self.url
+        """Return the URL for a session of its own (pg_dump, pg_restore, advisory locks): direct if configured.
+
+        Raises `DirectUrlRequiredError` behind a transaction pooler without NAME_DIRECT_URL.
+        """
+        return self.session_url_for("this operation")
+
+    def session_url_for(self, operation: str) -> str:
+        """Return the URL `operation` (e.g. "backup") may hold a session of its own on.
+
+        Raises `DirectUrlRequiredError` naming NAME_DIRECT_URL when `url` is a
+        transaction pooler and no direct URL is configured.
+        """
+        if self.direct_url:
+            return self.direct_url
+        if self.transaction_pooler:
+            prefix = self.name.upper()
+            raise DirectUrlRequiredError(
+                f"provider {self.name}: {operation} needs a session of its own, but {prefix}_DB_URL looks like a "
+                f"transaction pooler ({self.transaction_pooler}); set {prefix}_DIRECT_URL to the server's direct "
+                f"URL (or {prefix}_POOLER=none if it is not a pooler)"
+            )
+        return self.url
 
     @property
     def host(self) -> str:
@@ -104,6 +136,7 @@ class Config:
     pool_max_lifetime: float = 1800.0
     pool_max_idle: float = 240.0
     connect_timeout: int = 5
+    dead_peer_timeout: int = 10
     health_ttl: float = 60.0
     failback_checks: int = 3
     state_dir: Path = Path("var")
@@ -201,6 +234,7 @@ def _parse(values: Mapping[str, str], source: ConfigSource | None = None) -> Con
         pool_max_lifetime=env_float(values, "DATABASE_POOL_MAX_LIFETIME", 1800.0, minimum=1.0),
         pool_max_idle=env_float(values, "DATABASE_POOL_MAX_IDLE", 240.0, minimum=1.0),
         connect_timeout=env_int(values, "DATABASE_CONNECT_TIMEOUT", 5, minimum=2),  # libpq minimum
+        dead_peer_timeout=_dead_peer_timeout(values),
         health_ttl=env_float(values, "DATABASE_HEALTH_TTL", 60.0, minimum=0.0),
         failback_checks=env_int(values, "DATABASE_FAILBACK_CHECKS", 3, minimum=1),
         state_dir=Path(get("AGENT_FACTORY_STATE_DIR", "./var")),
@@ -250,17 +284,49 @@ def _provider(name: str, values: Mapping[str, str]) -> ProviderConfig | None:
             raise ConfigError(f"{prefix}_DIRECT_URL is set but {prefix}_DB_URL is not; set {prefix}_DB_URL too")
         return None
     ca_file = _ca_file(prefix, values)
+    checked = _check_url(f"{prefix}_DB_URL", url)
     provider = ProviderConfig(
         name,
-        _secure(f"{prefix}_DB_URL", _check_url(f"{prefix}_DB_URL", url), ca_file),
+        _secure(f"{prefix}_DB_URL", checked, ca_file),
         _secure(f"{prefix}_DIRECT_URL", _check_url(f"{prefix}_DIRECT_URL", direct), ca_file) if direct else None,
         env_bool(values, f"{prefix}_PREPARED_STATEMENTS", True),
         _quota(f"{prefix}_STORAGE_QUOTA_MB", values),
+        _transaction_pooler(prefix, checked, values),
     )
-    if provider.prepared_statements and "6543" in str(conninfo_to_dict(provider.url).get("port", "")).split(","):
+    if provider.prepared_statements and _ports(provider.url).count(TRANSACTION_POOLER_PORT):
         logger.warning("provider %s: port 6543 is usually a transaction pooler (Supabase), which rejects prepared "
                        "statements; set %s_PREPARED_STATEMENTS=false if it is one", name, prefix)
     return provider
+
+
+def _transaction_pooler(prefix: str, url: str, values: Mapping[str, str]) -> str | None:
+    """Return why NAME_DB_URL is taken for a transaction pooler (NAME_POOLER, else the URL's look), or None.
+
+    Raises `ConfigError` for a NAME_POOLER that is not one of `POOLER_MODES`.
+    """
+    var = f"{prefix}_POOLER"
+    mode = (values.get(var) or "").strip().lower()
+    if mode:
+        if mode not in POOLER_MODES:
+            raise ConfigError(f"{var}={mode!r} is not one of {', '.join(POOLER_MODES)}")
+        return f"{var}=transaction" if mode == "transaction" else None
+    if TRANSACTION_POOLER_PORT in _ports(url):
+        return f"port {TRANSACTION_POOLER_PORT}"
+    if any("-pooler" in host.lower() for host in str(conninfo_to_dict(url).get("host") or "").split(",")):
+        return "-pooler in the host"
+    return None
+
+
+def _ports(url: str) -> list[str]:
+    return str(conninfo_to_dict(url).get("port") or "").split(",")
+
+
+def _dead_peer_timeout(values: Mapping[str, str]) -> int:
+    """Return DATABASE_DEAD_PEER_TIMEOUT (whole seconds, 0 = off, else at least 2; default 10)."""
+    seconds = env_int(values, "DATABASE_DEAD_PEER_TIMEOUT", 10, minimum=0)
+    if seconds == 1:
+        raise ConfigError("DATABASE_DEAD_PEER_TIMEOUT=1 is too short for keepalive probes; use at least 2 (or 0: off)")
+    return seconds
 
 
 def _provider_url(name: str, values: Mapping[str, str]) -> str | None:

@@ -20,6 +20,10 @@ class ConfigError(AgentFactoryError, ValueError):
     """The configuration is missing, malformed or inconsistent."""
 
 
+class DirectUrlRequiredError(ConfigError):
+    """An operation needs a session of its own and the provider's URL is a transaction pooler without NAME_DIRECT_URL."""
+
+
 # --- database and failover ----------------------------------------------
 
 

@@ -27,12 +27,16 @@ if str(ROOT) not in sys.path:
 from bench.harness import Context, Entry, format_table, local_providers, machine, write_results  # noqa: E402
 
 BENCHMARKS = ("memory", "memory_link", "failover", "failback", "health", "backup", "sync", "checkpoint",
-              "checkpoint_link", "chat_history", "store")
+              "checkpoint_link", "chat_history", "store", "partition", "pooler")
 MODULES = {"memory": ("bench.memory_ops", "run"), "memory_link": ("bench.memory_ops", "run_link"),
            "failover": ("bench.failover", "run"), "failback": ("bench.failback", "run"), "health": ("bench.health", "run"),
            "backup": ("bench.backup_restore", "run"), "sync": ("bench.sync", "run"),
            "checkpoint": ("bench.checkpoint", "run"), "checkpoint_link": ("bench.checkpoint", "run_link"),
-           "chat_history": ("bench.chat_history", "run"), "store": ("bench.store", "run")}
+           "chat_history": ("bench.chat_history", "run"), "store": ("bench.store", "run"),
+           "partition": ("bench.partition", "run"), "pooler": ("bench.pooler", "run")}
+# Run only when named with --only (each writes its own results file with --output):
+# partition drops packets with iptables (root) and its baseline waits out a 30 s cap per trial.
+OPT_IN = ("partition", "pooler")
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 DURABLE = False
 
@@ -41,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few trials (under 2 minutes)")
     parser.add_argument("--only", action="append", choices=BENCHMARKS, metavar="NAME",
-                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
+                        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}; "
+                             f"{', '.join(OPT_IN)} run only when named")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results file (default: %(default)s)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="directory for providers and scratch files (default: a new temporary directory)")
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not args.verbose:  # the pools' reconnect warnings during failover drills are expected
         logging.getLogger("psycopg").setLevel(logging.CRITICAL)
-    selected = args.only or list(BENCHMARKS)
+    selected = args.only or [name for name in BENCHMARKS if name not in OPT_IN]
 
     started = time.monotonic()
 

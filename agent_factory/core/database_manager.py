@@ -380,6 +380,24 @@ class DatabaseManager:
                 rollback_quietly(conn)
                 raise
 
+    @contextmanager
+    def session_connection(self, name: str, purpose: str) -> Iterator[psycopg.Connection]:
+        """Yield a new connection with a session of its own to one provider (NAME_DIRECT_URL past a pooler).
+
+        For `purpose` (e.g. "sync lock") needing session-level state: advisory
+        locks, session SETs. Closed on exit, no failover. Raises `ConfigError` for
+        an unknown name, `DirectUrlRequiredError` behind a transaction pooler with
+        no direct URL, and `ProviderUnavailableError` when it cannot connect.
+        """
+        self._ensure_open()
+        provider = self._provider(name)
+        with ExitStack() as stack:
+            try:
+                conn = stack.enter_context(provider.session_connection(purpose))
+            except ProviderFailure as failure:
+                raise ProviderUnavailableError(name, failure.reason) from None
+            yield conn
+
     # ---- routing ----------------------------------------------------------------
 
     def _provider(self, name: str) -> Provider:

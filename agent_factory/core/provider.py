@@ -12,6 +12,12 @@ connection, and only if that fails too is the provider marked down.
 Every new connection (probe, pool, fresh) goes through `Credentials`: a refused
 login re-reads the configuration once and raises `AuthenticationFailedError`
 if that does not help; it never marks the provider down (see `credentials`).
+
+Every connection carries the dead-peer settings of `agent_factory.keepalive`
+(DATABASE_DEAD_PEER_TIMEOUT): one whose provider's packets vanish breaks
+within that timeout instead of hanging, and takes the path above.
+Work that needs a session of its own (a session-level advisory lock) uses
+`session_connection`: NAME_DIRECT_URL past any pooler.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
 from .. import vector
 from ..config import Config, ProviderConfig
 from ..errors import AuthenticationFailedError, PoolExhaustedError
+from ..keepalive import dead_peer_params
 from ..state.store import utcnow
 from .credentials import Credentials, connection_class
 from .sqlstate import Action, classify, describe
@@ -41,17 +49,15 @@ T = TypeVar("T")
 
 def connection_kwargs(config: Config, application_name: str = "agent-factory",
                       prepared_statements: bool = False) -> dict[str, Any]:
-    """Return the connection settings every provider connection uses (pooled or probe).
+    """Return the connection settings every provider connection uses (pooled, probe or session).
 
-    `prepared_statements` lets psycopg prepare statements run often (off behind
-    a transaction pooler, which rejects them).
+    Connecting is bounded by DATABASE_CONNECT_TIMEOUT, a silent peer by
+    DATABASE_DEAD_PEER_TIMEOUT (`agent_factory.keepalive`). `prepared_statements`
+    lets psycopg prepare statements run often (off behind a transaction pooler, which rejects them).
     """
     return {
         "connect_timeout": config.connect_timeout,
-        "keepalives": 1,
-        "keepalives_idle": 30,
-        "keepalives_interval": 10,
-        "keepalives_count": 3,
+        **dead_peer_params(config.dead_peer_timeout),
         "application_name": application_name,
         "prepare_threshold": 5 if prepared_statements else None,
     }
@@ -94,6 +100,7 @@ class Provider:
         self.name = provider.name
         self.host = provider.host
         self.credentials = Credentials(provider, config)
+        self._settings = provider
         self._config = config
         self._kwargs = connection_kwargs(config, prepared_statements=provider.prepared_statements)
         self._lock = threading.Lock()
@@ -297,6 +304,27 @@ class Provider:
             reason = describe(exc, self._password)
             self.mark_down(reason)
             raise ProviderFailure(reason, confirmed=True) from None
+
+    @contextmanager
+    def session_connection(self, purpose: str) -> Iterator[psycopg.Connection]:
+        """Yield a new connection with a session of its own (NAME_DIRECT_URL when set), closed on exit.
+
+        For session-level advisory locks and session settings, which a transaction
+        pooler would leave on a pooled server connection. Raises
+        `DirectUrlRequiredError` when the URL is a transaction pooler and no direct
+        URL is set, and `ProviderFailure(confirmed=True)` when the connection fails
+        (bounded by DATABASE_CONNECT_TIMEOUT); the provider is not marked down for
+        it, since the direct URL may reach another host than traffic does.
+        """
+        url = self._settings.session_url_for(purpose)
+        password = conninfo_to_dict(url).get("password") or self._password
+        kwargs = {**self._kwargs, "application_name": f"agent-factory {purpose}"[:63], "prepare_threshold": 5}
+        try:
+            conn = psycopg.connect(url, **kwargs)
+        except psycopg.Error as exc:
+            raise ProviderFailure(describe(exc, password), confirmed=True) from None
+        with conn:
+            yield conn
 
     def run(self, work: Callable[[psycopg.Connection], T], *, autocommit: bool, idempotent: bool) -> T:
         """Run `work(conn)` on a pooled connection (one transaction, or autocommit) and return its result.

@@ -236,14 +236,8 @@ class LocalProviders:
             if user:
                 os.chown(log, user.pw_uid, user.pw_gid)
         self._run(install, "pg_ctl", ["-D", str(data), "-l", str(log), "-w", "-t", "60", "start"])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", provider.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise LocalProviderError(f"local provider {provider.name} did not accept connections; see {log}")
+        if not wait_for_port(provider.port, 30):
+            raise LocalProviderError(f"local provider {provider.name} did not accept connections; see {log}")
 
     def stop(self, name: str) -> None:
         """Stop one provider cleanly (fast shutdown)."""
@@ -389,6 +383,18 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float) -> bool:
+    """Return whether 127.0.0.1:`port` accepts TCP connections within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 def _alive(pid: int) -> bool:

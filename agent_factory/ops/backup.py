@@ -184,7 +184,7 @@ def backup_provider(
     if fmt not in FORMATS:
         raise ConfigError(f"unknown backup format {fmt!r}; use one of: {', '.join(FORMATS)}")
     SigningKeys.from_config(db.config).require("backup")
-    target = pgtools.target_for(db, provider)
+    target = pgtools.target_for(db, provider, "backup")
     with ExitStack() as stack:
         started = utcnow()
         try:

@@ -380,7 +380,7 @@ def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Pro
     create pgvector there: the archive's pgvector-only tables are then skipped and
     listed, not counted as a mismatch.
     """
-    base = pgtools.target_for(db, provider)
+    base = pgtools.target_for(db, provider, "deep verify")
     scratch = f"af_verify_{secrets.token_hex(4)}"
     tool_name = "pg_restore" if manifest.format == "custom" else "psql"
     tool = pgtools.pick_tool(tool_name, pgtools.major_of(manifest.pg_dump_version), ssl=base.needs_ssl)

@@ -2,8 +2,11 @@
 
 - The connection string on the command line is rebuilt from the provider's
   session URL (`NAME_DIRECT_URL` when set, else `NAME_DB_URL`: pg_dump needs a
-  session of its own, not a transaction pooler) without its password; tool
-  output is scrubbed before it reaches a message.
+  session of its own, not a transaction pooler, and behind one without a direct
+  URL `target_for` refuses with `DirectUrlRequiredError`) without its password,
+  plus the connect timeout and the dead-peer settings (`agent_factory.keepalive`),
+  so a tool whose provider goes silent fails within DATABASE_DEAD_PEER_TIMEOUT;
+  tool output is scrubbed before it reaches a message.
 - The tools run through `agent_factory.ops.tools` (passfile, minimal
   environment; re-exported here): pg_dump at least the server's major,
   pg_restore/psql at least the major of the pg_dump that wrote the archive, and
@@ -43,6 +46,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..core.sqlstate import describe
 from ..errors import ProviderUnavailableError
+from ..keepalive import dead_peer_params
 from ..redact import describe_url
 from ..tls import is_loopback
 from . import plainsql
@@ -97,15 +101,22 @@ class PgTarget:
             raise ProviderUnavailableError(self.provider, describe(exc, self.password)) from None
 
 
-def target_for(db: Any, provider: str) -> PgTarget:
-    """Return the `PgTarget` of a configured provider (its direct URL when set); `ConfigError` for an unknown name."""
+def target_for(db: Any, provider: str, operation: str = "a backup or restore") -> PgTarget:
+    """Return the `PgTarget` of a configured provider (its direct URL when set) for `operation`.
+
+    Raises `ConfigError` for an unknown name and `DirectUrlRequiredError` when
+    the provider's URL is a transaction pooler and no direct URL is set.
+    """
     config = db.config.provider(provider)
-    params = conninfo_to_dict(config.session_url)
+    url = config.session_url_for(operation)
+    params = conninfo_to_dict(url)
     password = params.pop("password", None)
     params.setdefault("application_name", "agent-factory")
     params.setdefault("connect_timeout", str(db.config.connect_timeout))
+    for key, value in dead_peer_params(db.config.dead_peer_timeout).items():
+        params.setdefault(key, str(value))
     dbname = params.get("dbname") or params.get("user") or "postgres"
-    return PgTarget(provider, describe_url(config.session_url), str(dbname), make_conninfo(**params), password,
+    return PgTarget(provider, describe_url(url), str(dbname), make_conninfo(**params), password,
                     db.config.connect_timeout)
 
 

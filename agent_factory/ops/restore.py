@@ -125,7 +125,7 @@ def _restore(db: Any, provider: str | None, file: Path, stack: ExitStack, *, che
     t0 = time.monotonic()
     started = utcnow()
     say = progress or (lambda _msg: None)
-    target = pgtools.target_for(db, provider) if provider else None
+    target = pgtools.target_for(db, provider, "restore") if provider else None
     catalog = BackupCatalog(StateStore(db.config.state_dir))
     try:
         checked, local = stack.enter_context(checked_copy(
@@ -140,7 +140,7 @@ def _restore(db: Any, provider: str | None, file: Path, stack: ExitStack, *, che
         raise BackupVerificationError(f"refusing to restore: {exc}") from None
     manifest, checks = checked.manifest, checked.checks
     if target is None:
-        target = pgtools.target_for(db, manifest.provider)
+        target = pgtools.target_for(db, manifest.provider, "restore")
     name = target.provider
     result = RestoreResult(name, file, manifest.provider, False, "planned", target.host, checks=checks,
                            expected_row_counts=dict(manifest.row_counts), started_at=started)

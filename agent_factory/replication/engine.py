@@ -2,8 +2,10 @@
 
 One run, for a (source, target) pair:
 
-1. take the target's sync lock (a session-level advisory lock; a second sync
-   into the same target waits up to `wait_s`, then raises `SyncBusyError`);
+1. take the target's sync lock (a session-level advisory lock, on a connection
+   of its own: NAME_DIRECT_URL when the target is behind a transaction pooler,
+   and `DirectUrlRequiredError` when it has none; a second sync into the same
+   target waits up to `wait_s`, then raises `SyncBusyError`);
 2. read the source's horizon (see `watermarks`) and the pair's watermarks
    from the target;
 3. per table, in parent-before-child order: COPY (binary) the next batch of
@@ -114,7 +116,8 @@ def sync_pair(db: DatabaseManager, source: str, target: str, *, dry_run: bool = 
               progress: Progress | None = None) -> SyncResult:
     """Merge into `target` every row `source` changed since their last sync; return what was done.
 
-    Uses `db.provider_connection` for both sides (no failover). `batch_size` and
+    Uses `db.provider_connection` for the source and `db.session_connection` for
+    the target (no failover). `batch_size` and
     `margin_s` default to SYNC_BATCH_SIZE and SYNC_MARGIN_SECONDS. `tables`
     limits the run to some of `TABLES`; `full` ignores the watermarks (after a
     restore). With `dry_run` nothing is written and no lock is taken: the
@@ -122,7 +125,8 @@ def sync_pair(db: DatabaseManager, source: str, target: str, *, dry_run: bool = 
     the run would copy first counts as deferred). `progress` is called with
     each table's result as it finishes.
 
-    Raises `ConfigError` for unknown providers or tables, `SchemaError` when
+    Raises `ConfigError` for unknown providers or tables (`DirectUrlRequiredError`
+    when the target is a transaction pooler without a direct URL), `SchemaError` when
     either side lacks the sync schema (migration 0003) or their tables differ,
     and `SyncBusyError` when another sync into `target` holds its lock past
     `wait_s` seconds. A failure part way (a provider going down, a statement
@@ -137,7 +141,11 @@ def sync_pair(db: DatabaseManager, source: str, target: str, *, dry_run: bool = 
     started = time.monotonic()
     error: str | None = None
     try:
-        with db.provider_connection(source) as src, db.provider_connection(target) as dst:
+        # The lock is session-level and held across batches: the target side is a
+        # session of its own (NAME_DIRECT_URL past a transaction pooler, which
+        # would leave the lock on a pooled server connection).
+        with db.provider_connection(source) as src, (
+                db.provider_connection(target) if dry_run else db.session_connection(target, "sync")) as dst:
             if not dry_run:
                 acquire_lock(dst, target, wait_s)
             try:

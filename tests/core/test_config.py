@@ -108,3 +108,31 @@ def test_direct_url_is_optional_and_falls_back_to_the_main_url():
     assert neon.direct_url is not None and neon.session_url == neon.direct_url
     assert "direct.example.com" in neon.session_url and "db.example.com" in neon.url
     assert "s3cret-pw" not in repr(neon) and "s3cret-pw" not in str(config)
+
+
+@pytest.mark.parametrize("url, extra, why", [
+    ("postgresql://postgres.abc:s3cret-pw@aws-0-eu.pooler.supabase.com:6543/postgres", {}, "port 6543"),
+    ("postgresql://owner:s3cret-pw@ep-cool-1-pooler.us-east-1.aws.neon.tech/neondb", {}, "-pooler in the host"),
+    ("postgresql://u:s3cret-pw@127.0.0.1:6432/db", {"NEON_POOLER": "transaction"}, "NEON_POOLER=transaction"),
+])
+def test_a_transaction_pooler_without_a_direct_url_refuses_sessions_naming_the_variable(url, extra, why):
+    from agent_factory.errors import DirectUrlRequiredError
+
+    neon = load_config(env={"NEON_DB_URL": url, **extra}, env_file=None).providers["neon"]
+    assert neon.transaction_pooler == why
+    with pytest.raises(DirectUrlRequiredError) as raised:
+        neon.session_url_for("backup")
+    message = str(raised.value)
+    assert "NEON_DIRECT_URL" in message and "backup" in message and why in message and "\n" not in message
+    assert "s3cret-pw" not in message
+    direct = load_config(env={"NEON_DB_URL": url, "NEON_DIRECT_URL": URL, **extra}, env_file=None)
+    assert "db.example.com" in direct.providers["neon"].session_url_for("backup")
+
+
+def test_pooler_setting_overrides_the_guess_and_is_validated():
+    pooled = "postgresql://u:pw@db.example.com:6543/db"
+    config = load_config(env={"NEON_DB_URL": pooled, "NEON_POOLER": "none"}, env_file=None)
+    assert config.providers["neon"].transaction_pooler is None
+    assert config.providers["neon"].session_url_for("sync") == config.providers["neon"].url
+    with pytest.raises(ConfigError, match="NEON_POOLER='statement' is not one of transaction, session, none"):
+        load_config(env={"NEON_DB_URL": pooled, "NEON_POOLER": "statement"}, env_file=None)
