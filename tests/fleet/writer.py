@@ -3,8 +3,10 @@
 Run as `python writer.py NAME THREADS` with the providers in the environment
 (it reads no .env: run it from an empty directory). Prints, flushed:
 
-- `ACK <session_id> <text>` after `save_session`/`append_messages` returned
-  (only then: a line is a write the library acknowledged);
+- `ACK <session_id> <text> <seconds>` after `save_session`/`append_messages`
+  returned (only then: a line is a write the library acknowledged), with how
+  long the call took;
+- `WAIT <seconds>` after a call that raised, with how long it took;
 - `ACTIVE <provider>` whenever the process's manager serves from another provider;
 - `REFUSED <n>` and `ERRORS <n> <first error>` when it stops on SIGTERM.
 """
@@ -39,20 +41,23 @@ def write(storage: PostgresMemoryStorage, name: str, seed: int, stop: threading.
     while not stop.is_set():
         n += 1
         text = f"{name}-{seed}-{n}"
+        started = time.monotonic()
         try:
             if not own or rng.random() < 0.3:
                 session = Session(user_id=f"{name}-{seed}", messages=[Message("user", text)])
                 storage.save_session(session)
                 own.append(session.session_id)
-                say(f"ACK {session.session_id} {text}")
+                say(f"ACK {session.session_id} {text} {time.monotonic() - started:.3f}")
             else:
                 session_id = rng.choice(own)
                 storage.append_messages(session_id, [{"role": "assistant", "content": text}])
-                say(f"ACK {session_id} {text}")
+                say(f"ACK {session_id} {text} {time.monotonic() - started:.3f}")
         except SessionNotOnProviderError:  # the session is on the provider it failed over from: not acknowledged
             counts["refused"] += 1
+            say(f"WAIT {time.monotonic() - started:.3f}")
         except Exception as exc:  # reported on exit
             errors.append(f"{type(exc).__name__}: {exc}")
+            say(f"WAIT {time.monotonic() - started:.3f}")
             time.sleep(0.05)
         time.sleep(0.005)
 
