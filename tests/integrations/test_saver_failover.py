@@ -1,4 +1,4 @@
-"""A real LangGraph `StateGraph` on `AgentFactorySaver` through a SIGKILL of the primary, failover and fail-back."""
+"""A real LangGraph `StateGraph` on `AgentFactorySaver` and `AgentFactoryStore` through a SIGKILL of the primary, failover and fail-back."""
 
 from __future__ import annotations
 
@@ -13,22 +13,33 @@ pytest.importorskip("langgraph.graph", reason="needs the langgraph extra")
 
 from langgraph.graph import END, START, StateGraph  # noqa: E402
 
-from agent_factory.integrations.langgraph import AgentFactorySaver  # noqa: E402
+from agent_factory.integrations.langgraph import AgentFactorySaver, AgentFactoryStore  # noqa: E402
 from agent_factory.replication import sync_pair  # noqa: E402
 from tests.conftest import wait_until  # noqa: E402
+
+from .embedder import HashingEmbeddings  # noqa: E402
+
+INDEX = {"dims": 64, "embed": HashingEmbeddings(64), "fields": ["text"]}
 
 
 class State(TypedDict):
     steps: Annotated[list[str], operator.add]
 
 
-def build_graph(saver: AgentFactorySaver, hook: Callable[[str, int], None] = lambda thread, n: None):
-    """Three deterministic nodes a -> b -> c; each appends '<node>:<input>' to the steps; `hook` runs in b."""
+def build_graph(saver: AgentFactorySaver, hook: Callable[[str, int], None] = lambda thread, n: None,
+                store: AgentFactoryStore | None = None):
+    """Three deterministic nodes a -> b -> c; each appends '<node>:<input>' to the steps; `hook` runs in b.
+
+    With a store, c also files a note per turn under ("notes", thread): key = the turn's tag.
+    """
     def node(name: str):
-        def run(state: State, config) -> dict:
+        def run(state: State, config, *, store=None) -> dict:
+            tag = state["steps"][-1].split(":")[-1]
             if name == "b":
                 hook(config["configurable"]["thread_id"], len(state["steps"]))
-            return {"steps": [f"{name}:{state['steps'][-1].split(':')[-1]}"]}
+            if name == "c" and store is not None:
+                store.put(("notes", config["configurable"]["thread_id"]), tag, {"text": f"turn {tag} finished"})
+            return {"steps": [f"{name}:{tag}"]}
         return run
 
     graph = StateGraph(State)
@@ -38,7 +49,7 @@ def build_graph(saver: AgentFactorySaver, hook: Callable[[str, int], None] = lam
     graph.add_edge("a", "b")
     graph.add_edge("b", "c")
     graph.add_edge("c", END)
-    return graph.compile(checkpointer=saver)
+    return graph.compile(checkpointer=saver, store=store)
 
 
 def expected_steps(thread: str, turns: int) -> list[str]:
@@ -64,7 +75,7 @@ def test_graph_threads_resume_on_the_backup_and_history_is_whole_after_fail_back
             local.kill("neon")
             killed.append(thread)
 
-    graph = build_graph(saver, kill_mid_thread)
+    graph = build_graph(saver, kill_mid_thread, AgentFactoryStore(manager, index=INDEX))
     turns = {"t0": 4, "t1": 4, "t2": 3}
     for thread, count in turns.items():
         config = {"configurable": {"thread_id": thread}}
@@ -103,3 +114,12 @@ def test_graph_threads_resume_on_the_backup_and_history_is_whole_after_fail_back
             grown = after.values.get("steps", [])
             assert grown[:len(before.values.get("steps", []))] == before.values.get("steps", [])
         assert len(history) == 5 * count  # per turn: before the input, the input, then one per node
+
+    # The store's notes, written on neon and on the backup during the failover, are all on the primary.
+    store = AgentFactoryStore(fresh, index=INDEX)
+    store.reindex()  # notes written on a backup without pgvector arrive without vectors: embed them here
+    for thread, count in turns.items():
+        notes = {item.key: item.value["text"] for item in store.search(("notes", thread), limit=100)}
+        assert notes == {f"{thread}-{turn}": f"turn {thread}-{turn} finished" for turn in range(count)}
+    [best] = store.search(("notes",), query="turn t1-2 finished", limit=1)  # written on the backup
+    assert best.key == "t1-2" and best.score is not None
