@@ -50,6 +50,9 @@ class CountingProxy:
         self._listener.close()
         with self._lock:
             sockets, self._sockets = self._sockets, []
+        # shutdown first: a close() alone leaves a socket that a pump thread is
+        # blocked on open in the kernel, and its peer (a server session) never ends.
+        _shutdown(*sockets)
         for sock in sockets:
             try:
                 sock.close()
