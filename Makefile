@@ -9,7 +9,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[dev,local,status,status-test,ansible]"
+	$(BIN)/pip install --quiet -e ".[dev,local,status,status-test,ansible,langgraph,vector]"
 	touch $@
 
 demo: setup

@@ -104,7 +104,7 @@ def module_config(module: ModuleLike) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read env file {env_file.absolute()}: {exc.strerror}") from None
     for key, url in values.items():
-        if key.endswith("_DB_URL") and url.strip():
+        if key.endswith(("_DB_URL", "_DIRECT_URL", "_ADMIN_URL")) and url.strip():
             _hide_password(module, url)
     config = load_config(values, env_file=None)
     for name in urls:
@@ -114,6 +114,9 @@ def module_config(module: ModuleLike) -> Config:
     for provider in config.providers.values():
         if provider.password:
             module.no_log_values.add(provider.password)
+    for key in (config.backup_signing_key, *config.backup_signing_previous):
+        if key:
+            module.no_log_values.add(key)
     return config
 
 

@@ -5,8 +5,10 @@
 Per provider NAME: `NAME_DB_URL` (required), `NAME_DIRECT_URL` (optional, for
 ops that need a session of their own), `NAME_POOLER` (`transaction`, `session`
 or `none`; else guessed from the URL), `NAME_PREPARED_STATEMENTS` (default
-true) and `NAME_SSL_ROOT_CERT` (else `DATABASE_SSL_ROOT_CERT`); every URL gets
-the TLS defaults of `agent_factory.tls`.
+true) and `NAME_SSL_ROOT_CERT` (else `DATABASE_SSL_ROOT_CERT`), `NAME_STORAGE_QUOTA_MB`
+(optional, the plan's storage quota); every URL gets the TLS defaults of
+`agent_factory.tls`. `reload_provider()` reads one provider again from the
+same sources (after a password rotation).
 
 A provider whose `NAME_DB_URL` looks like a transaction pooler (port 6543,
 `-pooler` in the host, or `NAME_POOLER=transaction`) gives no session of its
@@ -60,7 +62,13 @@ class ProviderConfig:
     url: str = field(repr=False)
     direct_url: str | None = field(default=None, repr=False)
     prepared_statements: bool = True
+    storage_quota_mb: float | None = None  # NAME_STORAGE_QUOTA_MB: the plan's storage quota, when known
     transaction_pooler: str | None = None
+
+    @property
+    def url_variable(self) -> str:
+        """Return the variable that holds this provider's URL (and so its password), e.g. `NEON_DB_URL`."""
+        return f"{self.name.upper()}_DB_URL"
 
     @property
     def session_url(self) -> str:
@@ -102,6 +110,18 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class ConfigSource:
+    """Where a `Config` was read from, to read it again: the mapping given (None: `os.environ`) and the file."""
+
+    env: Mapping[str, str] | None = field(default=None, repr=False)
+    env_file: Path | None = None
+
+    def values(self) -> dict[str, str]:
+        """Return the variables as they are now (the environment over the file)."""
+        return read_env(self.env, self.env_file)
+
+
+@dataclass(frozen=True)
 class Config:
     """Every setting of the library, validated."""
 
@@ -120,6 +140,9 @@ class Config:
     health_ttl: float = 60.0
     failback_checks: int = 3
     state_dir: Path = Path("var")
+    backup_signing_key: str | None = field(default=None, repr=False)
+    backup_signing_previous: tuple[str, ...] = field(default=(), repr=False)
+    source: ConfigSource | None = field(default=None, repr=False, compare=False)  # where it was read from
 
     def provider(self, name: str) -> ProviderConfig:
         """Return the named provider or raise `ConfigError` listing the configured ones."""
@@ -138,7 +161,18 @@ def load_config(
 
     Raises `ConfigError` naming the offending variable and how to fix it.
     """
-    return _parse(read_env(env, env_file))
+    source = ConfigSource(None if env is None else dict(env), None if env_file is None else Path(env_file))
+    return _parse(source.values(), source)
+
+
+def reload_provider(config: Config, name: str) -> ProviderConfig | None:
+    """Read provider `name` again from the sources `config` was loaded from (env, then `.env`); None if now unset.
+
+    Used after an authentication failure, to pick up a rotated password.
+    Raises `ConfigError` when the variables now hold an invalid value.
+    """
+    source = config.source if config.source is not None else ConfigSource({}, None)
+    return _provider(name, source.values())
 
 
 def read_env(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> dict[str, str]:
@@ -153,7 +187,7 @@ def read_env(env: Mapping[str, str] | None = None, env_file: str | Path | None =
     return values
 
 
-def _parse(values: Mapping[str, str]) -> Config:
+def _parse(values: Mapping[str, str], source: ConfigSource | None = None) -> Config:
     def get(name: str, default: str) -> str:
         raw = values.get(name)
         return default if raw is None or raw.strip() == "" else raw.strip()
@@ -204,7 +238,25 @@ def _parse(values: Mapping[str, str]) -> Config:
         health_ttl=env_float(values, "DATABASE_HEALTH_TTL", 60.0, minimum=0.0),
         failback_checks=env_int(values, "DATABASE_FAILBACK_CHECKS", 3, minimum=1),
         state_dir=Path(get("AGENT_FACTORY_STATE_DIR", "./var")),
+        backup_signing_key=_signing_key("BACKUP_SIGNING_KEY", get("BACKUP_SIGNING_KEY", "")) or None,
+        backup_signing_previous=tuple(
+            _signing_key("BACKUP_SIGNING_KEY_PREVIOUS", k.strip())
+            for k in get("BACKUP_SIGNING_KEY_PREVIOUS", "").split(",") if k.strip()),
+        source=source,
     )
+
+
+MIN_SIGNING_KEY_CHARS = 32
+
+
+def _signing_key(name: str, value: str) -> str:
+    """Return a backup signing key as given; raise `ConfigError` (never showing it) when it is too short."""
+    if value and len(value) < MIN_SIGNING_KEY_CHARS:
+        raise ConfigError(
+            f"{name} is too short ({len(value)} characters, at least {MIN_SIGNING_KEY_CHARS}); generate one with "
+            "`python3 -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
+    return value
 
 
 def _names(raw: str) -> tuple[str, ...]:
@@ -238,7 +290,8 @@ def _provider(name: str, values: Mapping[str, str]) -> ProviderConfig | None:
         _secure(f"{prefix}_DB_URL", checked, ca_file),
         _secure(f"{prefix}_DIRECT_URL", _check_url(f"{prefix}_DIRECT_URL", direct), ca_file) if direct else None,
         env_bool(values, f"{prefix}_PREPARED_STATEMENTS", True),
-        _transaction_pooler(prefix, checked, values),
+        _quota(f"{prefix}_STORAGE_QUOTA_MB", values),
+        transaction_pooler=_transaction_pooler(prefix, checked, values),
     )
     if provider.prepared_statements and _ports(provider.url).count(TRANSACTION_POOLER_PORT):
         logger.warning("provider %s: port 6543 is usually a transaction pooler (Supabase), which rejects prepared "
@@ -288,6 +341,13 @@ def _provider_url(name: str, values: Mapping[str, str]) -> str | None:
 
             return make_conninfo(host=host, port=5432, user="postgres", dbname="postgres", password=password)
     return url or None
+
+
+def _quota(var: str, values: Mapping[str, str]) -> float | None:
+    """Return NAME_STORAGE_QUOTA_MB in MB, or None when unset; raises `ConfigError` for a non-positive value."""
+    if not (values.get(var) or "").strip():
+        return None
+    return env_float(values, var, 0.0, minimum=0.001, unit="MB")
 
 
 def _check_url(var: str, url: str) -> str:

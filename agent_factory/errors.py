@@ -70,6 +70,30 @@ class CommitOutcomeUnknownError(DatabaseError):
     """The connection broke during COMMIT of a non-idempotent write; it may or may not have applied."""
 
 
+AUTH_REFUSED = "refused the configured credentials"  # in every AuthenticationFailedError message
+
+
+class AuthenticationFailedError(DatabaseError):
+    """A provider refused the configured credentials (28P01/28000) even after the configuration was re-read.
+
+    Never a failover: the provider is up, its password is wrong or was rotated.
+    """
+
+    def __init__(self, provider: str, variable: str, reason: str) -> None:
+        super().__init__(
+            f"provider {provider} {AUTH_REFUSED} ({reason}); the password in {variable} is "
+            f"wrong or was rotated: put the current one in {variable} (.env or the vault), or run "
+            f"`agent-factory credentials reload --provider {provider}`. This is not a failover."
+        )
+        self.provider = provider
+        self.variable = variable
+        self.reason = reason
+
+
+class CredentialRotationError(DatabaseError):
+    """A credential rotation could not be completed; the message says what state the role and `.env` are in."""
+
+
 class QueryError(DatabaseError):
     """The server rejected a statement (data, constraint or syntax error); no failover was attempted."""
 
@@ -79,6 +103,10 @@ class QueryError(DatabaseError):
 
 class InvalidInputError(AgentFactoryError, ValueError):
     """An argument of the memory API is invalid; raised before any SQL runs, nothing was written."""
+
+
+class SessionOwnerError(InvalidInputError):
+    """The session belongs to another user: its owner never changes, and nothing was written."""
 
 
 class SessionNotFoundError(AgentFactoryError, LookupError):
@@ -119,6 +147,10 @@ class BackupError(AgentFactoryError):
 
 class BackupVerificationError(BackupError):
     """A backup archive is corrupt, truncated, of unknown format or does not match its manifest."""
+
+
+class UnsignedBackupError(BackupVerificationError):
+    """A backup's manifest carries no signature and unsigned backups were not explicitly allowed."""
 
 
 class OperationLockedError(BackupError):
@@ -176,6 +208,10 @@ class SyncBusyError(SyncError):
 
 class StateStoreError(AgentFactoryError):
     """The local state store cannot be read or written."""
+
+
+class StateDirError(StateStoreError, ConfigError):
+    """The state directory (AGENT_FACTORY_STATE_DIR) is not a directory, or cannot be created or opened."""
 
 
 class StateStoreMissingError(StateStoreError, FileNotFoundError):

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import statistics
 import subprocess
 import sys
@@ -91,6 +92,9 @@ class Context:
     log: Callable[[str], None]
     env: dict[str, str] = field(default_factory=dict)
     no_peer: bool = False
+
+    def __post_init__(self) -> None:
+        self.env.setdefault("BACKUP_SIGNING_KEY", secrets.token_hex(32))  # backups refuse to run unsigned
 
     def config(self, **overrides: str) -> Config:
         """Return a library `Config` for the local providers, with a fresh state dir, plus overrides."""

@@ -415,31 +415,48 @@ def run(ctx: Context) -> list[Entry]:
 
 def run_link(ctx: Context) -> list[Entry]:
     """Round trips per operation (counted by a proxy), then the operations over a link adding 20 ms per round trip."""
+    return over_link(ctx, _subjects, _round_trip_entries, lambda url, rounds, per_worker: _compare(
+        ctx, url, "memory_link", rounds, per_worker, bare_factor=1.1,
+        peer_factor=lambda op, c: 1 if op == "load_200" else 3))
+
+
+def over_link(ctx: Context, subjects: Callable[[Context, str], Any], round_trips: Callable[..., list[Entry]],
+              compare: Callable[[str, int, dict[int, int]], list[Entry]]) -> list[Entry]:
+    """Count round trips through a proxy with no delay, then `compare(url, rounds, per_worker)` over a 20 ms link.
+
+    `subjects(ctx, url)` is a context manager yielding (subjects, why the peer is missing);
+    `round_trips(ctx, proxy, subjects, peer_missing)` returns the round-trip entries.
+    """
     proxy, url = _proxy_to_neon(ctx, delay=0.0)
-    with proxy, _subjects(ctx, url) as (subjects, peer_missing):
-        entries = _round_trip_entries(ctx, proxy, subjects, peer_missing)
+    with proxy, subjects(ctx, url) as (made, peer_missing):
+        entries = round_trips(ctx, proxy, made, peer_missing)
     proxy, url = _proxy_to_neon(ctx, delay=LINK_DELAY)
     rounds = 2 if ctx.quick else 4
     per_worker = {1: 3, 8: 2} if ctx.quick else {1: 10, 8: 4}
     with proxy:
-        entries += _compare(ctx, url, "memory_link", rounds, per_worker, bare_factor=1.1,
-                            peer_factor=lambda op, c: 1 if op == "load_200" else 3)
+        entries += compare(url, rounds, per_worker)
     return entries
+
+
+def count_round_trips(proxy: CountingProxy, subjects: list[Any], op: str) -> dict[str, int]:
+    """Return, per subject that has `op`, the round trips of one call (after a warm-up call)."""
+    counts: dict[str, int] = {}
+    for subject in subjects:
+        fn = subject.make(op, 0)
+        if fn is None:
+            continue
+        fn()  # warm: the pool has its connection, statements are known
+        proxy.reset()
+        fn()
+        counts[subject.name] = proxy.round_trips
+    return counts
 
 
 def _round_trip_entries(ctx: Context, proxy: CountingProxy, subjects: list[Any],
                         peer_missing: str | None) -> list[Entry]:
     entries = []
     for op in OPS:
-        counts: dict[str, int] = {}
-        for subject in subjects:
-            fn = subject.make(op, 0)
-            if fn is None:
-                continue
-            fn()  # warm: the pool has its connection, statements are known
-            proxy.reset()
-            fn()
-            counts[subject.name] = proxy.round_trips
+        counts = count_round_trips(proxy, subjects, op)
         ctx.log(f"round trips {op}: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
         details: dict[str, Any] = dict(counts)
         if op in PEER_OPS and "peer" not in counts:
@@ -452,16 +469,28 @@ def _round_trip_entries(ctx: Context, proxy: CountingProxy, subjects: list[Any],
 
 def _compare(ctx: Context, url: str, prefix: str, rounds: int, per_worker: dict[int, int], *,
              bare_factor: float, peer_factor: Callable[[str, int], int]) -> list[Entry]:
+    return compare_ops(ctx, _subjects(ctx, url), prefix, OPS, rounds, per_worker,
+                       lambda op, c, stats, peer_missing: _entries(prefix, op, c, stats, peer_missing, bare_factor,
+                                                                   peer_factor(op, c)))
+
+
+def compare_ops(ctx: Context, subjects: Any, prefix: str, ops: tuple[str, ...], rounds: int,
+                per_worker: dict[int, int],
+                entries_of: Callable[[str, int, dict[str, Stats], str | None], list[Entry]]) -> list[Entry]:
+    """Measure every op at each concurrency on the subjects (a context manager yielding (subjects, peer_missing)).
+
+    `entries_of(op, concurrency, stats by subject, peer_missing)` turns each measurement into entries.
+    """
     entries: list[Entry] = []
-    with _subjects(ctx, url) as (subjects, peer_missing), \
-            ThreadPoolExecutor(max_workers=max(CONCURRENCY), thread_name_prefix="bench-memory") as executor:
-        for op in OPS:
+    with subjects as (made, peer_missing), \
+            ThreadPoolExecutor(max_workers=max(CONCURRENCY), thread_name_prefix=f"bench-{prefix}") as executor:
+        for op in ops:
             for c in CONCURRENCY:
-                stats = _measure(executor, subjects, op, c, rounds, per_worker[c])
+                stats = _measure(executor, made, op, c, rounds, per_worker[c])
                 ctx.log(f"{prefix} {op} c={c}: " + ", ".join(
                     f"{n} p50 {s.p50_ms:.2f} ms p99 {s.p99_ms:.2f} ms {s.ops_s:.0f} ops/s "
                     f"(cpu {s.busy_pct:.0f}%)" for n, s in stats.items()))
-                entries.extend(_entries(prefix, op, c, stats, peer_missing, bare_factor, peer_factor(op, c)))
+                entries.extend(entries_of(op, c, stats, peer_missing))
     return entries
 
 

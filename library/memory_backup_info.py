@@ -63,11 +63,13 @@ backups:
       status: ok
       state: verified
       exists: true
+      trust: signed
+      problem: null
       age_s: 3600.0
       purpose: manual
       size_bytes: 1048576
 newest:
-  description: Per provider, its newest verified backup whose file exists (as in I(backups)), or null.
+  description: Per provider, its newest signed, verified backup whose file exists (as in I(backups)), or null.
   returned: always
   type: dict
   sample: {"neon": {"path": "/opt/agent-factory/backups/neon-2026-11-24T020000Z.dump", "age_s": 3600.0}}
@@ -86,6 +88,7 @@ try:
     from agent_factory.automation import argument_spec, module_config, to_result
     from agent_factory.errors import AgentFactoryError
     from agent_factory.ops.catalog import list_backups, newest_backup
+    from agent_factory.ops.manifest import SigningKeys
     from agent_factory.state.store import StateStore
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
@@ -113,13 +116,14 @@ def main():
         config = module_config(module)
         names = [config.provider(name).name] if name else list(config.providers)
         state = StateStore(config.state_dir)
-        entries = list_backups(state, name, module.params["backup_dir"])
+        entries = list_backups(state, name, module.params["backup_dir"], keys=SigningKeys.from_config(config))
         newest = {n: newest_backup(state, n) for n in names}
     except AgentFactoryError as exc:
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
         module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
-    rows = [dict(to_result(e.record), age_s=round(e.age_s, 1), state=e.state, exists=e.exists) for e in entries]
+    rows = [dict(to_result(e.record), age_s=round(e.age_s, 1), state=e.state, exists=e.exists,
+                 trust=e.trust, problem=e.problem) for e in entries]
     by_path = {row["path"]: row for row in rows}
     result.update(backups=rows, primary=config.primary,
                   newest={n: (by_path.get(r.path) if r else None) for n, r in newest.items()})

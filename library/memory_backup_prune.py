@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: memory_backup_prune
 short_description: Delete the backups retention no longer keeps
 description:
-  - Calls C(agent_factory.ops.catalog.prune_backups), as C(agent-factory backups prune) does.
+  - Calls C(agent_factory.ops.prune.prune_backups), as C(agent-factory backups prune) does.
   - A backup is kept when it is among the I(keep) newest of its provider, or younger than I(max_age_days), or
     its provider's newest verified backup (always kept). Every other one is deleted with its manifest.
   - Check mode lists what would be deleted and deletes nothing.
@@ -73,6 +73,12 @@ actions:
   type: list
   elements: str
   sample: ["delete /opt/agent-factory/backups/neon-2026-11-01T020000Z.dump (23.0 days old, #9 of provider neon)"]
+untouched:
+  description: Catalog entries prune never deletes (outside I(backup_dir), unsigned, untrusted, invalid), with why.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/opt/agent-factory/backups/neon-2026-10-01T020000Z.dump: unsigned (...); prune deletes only signed backups"]
 """
 
 import traceback
@@ -82,7 +88,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 try:
     from agent_factory.automation import argument_spec, module_config, to_result
     from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.catalog import prune_backups
+    from agent_factory.ops.prune import prune_backups
+    from agent_factory.ops.manifest import SigningKeys
     from agent_factory.state.store import StateStore
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
@@ -108,7 +115,7 @@ def main():
                            supports_check_mode=True)
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
-    result = dict(changed=False, deleted=[], kept=[], actions=[])
+    result = dict(changed=False, deleted=[], kept=[], actions=[], untouched=[])
     params = module.params
     name = None if params["provider"] in (None, "all") else params["provider"]
     try:
@@ -116,7 +123,8 @@ def main():
         if name:
             config.provider(name)
         pruned = prune_backups(StateStore(config.state_dir), keep=params["keep"], max_age_days=params["max_age_days"],
-                               provider=name, backup_dir=params["backup_dir"], check=module.check_mode)
+                               provider=name, backup_dir=params["backup_dir"], check=module.check_mode,
+                               keys=SigningKeys.from_config(config))
     except AgentFactoryError as exc:
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values

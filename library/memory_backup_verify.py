@@ -12,7 +12,8 @@ description:
     the manifest, size, sha256 and that the archive is readable; I(deep) also restores it into a scratch database
     and compares every table's row count with the manifest, then drops the scratch database.
   - A pass is recorded in the manifest and the catalog (C(verified_at)); this is bookkeeping, not a change.
-  - Fails, naming the problem, for a missing, corrupt, truncated or unknown-format file.
+  - Fails, naming the problem, for a missing, corrupt, truncated, unsigned, mis-signed or unknown-format file,
+    and for a plain script holding a psql meta-command. The signing key comes from I(env_file) (C(BACKUP_SIGNING_KEY)).
   - In check mode only the quick file checks run (C(check_file)) and nothing is recorded.
 requirements:
   - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
@@ -34,6 +35,12 @@ options:
     required: true
   deep:
     description: Restore into a scratch database and compare row counts with the manifest.
+    type: bool
+    default: false
+  allow_unsigned:
+    description:
+      - Accept a backup whose manifest carries no signature (made before backups were signed), as
+        C(--allow-unsigned) does. A deep pass is what lets M(memory_restore) restore it with I(allow_unsigned).
     type: bool
     default: false
   target:
@@ -79,6 +86,7 @@ try:
     from agent_factory.automation import argument_spec, open_manager, to_result
     from agent_factory.errors import AgentFactoryError
     from agent_factory.ops.catalog import check_file, verify_backup
+    from agent_factory.ops.manifest import SigningKeys
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
 
@@ -93,6 +101,7 @@ OPTIONS = dict(
     path=dict(type="path", required=True),
     deep=dict(type="bool", default=False),
     target=dict(type="str"),
+    allow_unsigned=dict(type="bool", default=False),
 )
 
 
@@ -105,11 +114,14 @@ def main():
     try:
         with open_manager(module) as db:
             if module.check_mode:
-                manifest, checks = check_file(Path(params["path"]))
+                checked = check_file(Path(params["path"]), SigningKeys.from_config(db.config),
+                                     allow_unsigned=params["allow_unsigned"])
+                manifest = checked.manifest
                 verification = dict(path=Path(params["path"]), provider=manifest.provider, format=manifest.format,
-                                    deep=False, checks=checks, row_counts=manifest.row_counts)
+                                    deep=False, checks=checked.checks, row_counts=manifest.row_counts)
             else:
-                verification = verify_backup(db, params["path"], deep=params["deep"], target=params["target"])
+                verification = verify_backup(db, params["path"], deep=params["deep"], target=params["target"],
+                                             allow_unsigned=params["allow_unsigned"])
     except AgentFactoryError as exc:
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values

@@ -37,6 +37,13 @@ options:
   provider:
     description: Target provider. Default is the provider the backup was made from.
     type: str
+  allow_unsigned:
+    description:
+      - Accept a backup whose manifest carries no signature (made before backups were signed), as
+        C(--allow-unsigned) does. The restore still needs a passed deep verification of this very file
+        (M(memory_backup_verify) with I(deep) and I(allow_unsigned)).
+    type: bool
+    default: false
   allow_cross_provider:
     description: Allow restoring a backup of another provider (its data replaces the target's).
     type: bool
@@ -105,6 +112,7 @@ OPTIONS = dict(
     backup=dict(type="path", required=True),
     provider=dict(type="str"),
     allow_cross_provider=dict(type="bool", default=False),
+    allow_unsigned=dict(type="bool", default=False),
     backup_dir=dict(type="path", default="backups"),
 )
 
@@ -118,7 +126,8 @@ def main():
     try:
         with open_manager(module) as db:
             restored = restore(db, params["provider"], params["backup"], check=module.check_mode,
-                               yes=params["allow_cross_provider"], backup_dir=params["backup_dir"])
+                               yes=params["allow_cross_provider"], backup_dir=params["backup_dir"],
+                               allow_unsigned=params["allow_unsigned"])
     except ConfirmationRequiredError as exc:
         module.fail_json(msg=f"{exc}; in Ansible set allow_cross_provider: true", **result)
     except AgentFactoryError as exc:

@@ -94,6 +94,7 @@ pairs:
           synced_through: "2026-11-24T21:30:00.120000+00:00"
           batches: 1
           longest_batch_s: 0.004
+          oldest_written: "2026-11-24T21:12:03.511000+00:00"
       rows_copied: 3
       conflicts_resolved: 1
       tombstones_applied: 1

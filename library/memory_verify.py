@@ -9,10 +9,11 @@ module: memory_verify
 short_description: Verify that the memory system can serve
 description:
   - Calls C(agent_factory.ops.verify.verify), as C(agent-factory verify) and the runbook's
-    C(verify_memory_deployment.py) do. Six tests, imports, the manager, provider health, a storage round trip
-    on a scratch session (deleted afterwards), the knowledge atom count and schema drift.
-  - Fails when the system cannot serve (no provider healthy or the round trip failed). Providers down or schema
-    drift alone are reported, not failed on.
+    C(verify_memory_deployment.py) do. Eight tests, imports, the manager, provider health, a storage round trip
+    on a scratch session (deleted afterwards), the knowledge atom count, schema drift, each backup's sync lag and
+    the rows each backup holds that the primary lacks.
+  - Fails when the system cannot serve (no provider healthy or the round trip failed). Providers down, schema
+    drift, sync lag or rows stranded on a backup alone are reported, not failed on.
   - Never reports a change; the scratch session is deleted again, so it runs in check mode too.
 requirements:
   - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
@@ -53,7 +54,7 @@ summary:
   type: str
   sample: "The memory system can serve: 3 of 3 providers healthy, storage round trip passed on neon."
 tests:
-  description: The six tests with their C([STATUS] detail) lines.
+  description: The eight tests with their C([STATUS] detail) lines.
   returned: success or when the system cannot serve
   type: list
   elements: dict

@@ -30,6 +30,7 @@ from status_app.model import (
     rpos,
     sync_lags,
 )
+from status_app.text import plain
 from status_app.timeline import timeline
 
 # Icons from Streamlit's own Material Symbols font: emoji need a font the viewer may not have.
@@ -77,7 +78,7 @@ def times(frame: pd.DataFrame, tz: tzinfo, *columns: str) -> pd.DataFrame:
 
 def show_banner(verdict: Banner, now: datetime, tz: tzinfo) -> None:
     render, icon = _BANNERS[verdict.level]
-    render(verdict.text, icon=icon)
+    render(plain(verdict.text), icon=icon)
     if verdict.updated_at is not None:
         st.caption(f"Last updated {when(verdict.updated_at, tz)} ({ago(verdict.updated_at, now)})")
     else:
@@ -91,19 +92,19 @@ def show_providers(snap: Snapshot, settings: PageSettings, now: datetime, verdic
     states = provider_states(snap, settings, now)
     for column, p in zip(st.columns(max(len(states), 1)), states):
         with column.container(border=True):
-            st.subheader(p.name)
+            st.subheader(plain(p.name), anchor=False)
             if p.primary:
                 st.badge("primary", icon=":material/star:", color="blue")
             if p.serving:
                 st.badge("serving", icon=":material/check_circle:", color="green")
             state = "no data" if p.up is None else "Up" if p.up else "Down"
             icon = ":material/help:" if p.up is None else ":material/check_circle:" if p.up else ":material/cancel:"
-            st.metric(f"{p.name} status", state, icon=icon)
+            st.metric(f"{plain(p.name)} status", state, icon=icon)
             if p.error:
-                st.caption(f"Error: {p.error}")
-            st.metric(f"{p.name} latency now", f"{p.latency_ms:.1f} ms" if p.latency_ms is not None else "—")
+                st.caption(f"Error: {plain(p.error)}")
+            st.metric(f"{plain(p.name)} latency now", f"{p.latency_ms:.1f} ms" if p.latency_ms is not None else "—")
             for label, u in p.uptime.items():
-                st.metric(f"{p.name} uptime {label}", str(u),
+                st.metric(f"{plain(p.name)} uptime {label}", str(u),
                           help=f"{u.samples} samples; coverage {u.coverage * 100:.0f} % of {label}")
             st.caption("Coverage: " + " · ".join(f"{label} {u.coverage * 100:.0f} %" for label, u in p.uptime.items()))
     rows = [{"provider": p.name, "state": "no data" if p.up is None else "up" if p.up else "down",
@@ -143,10 +144,10 @@ def show_backups(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzin
     found = rpos(snap, settings, now)
     for column, r in zip(st.columns(max(len(found), 1)), found):
         with column:
-            st.metric(f"RPO {r.provider}", hours(r.age) if r.age is not None else "no verified backup",
+            st.metric(f"RPO {plain(r.provider)}", hours(r.age) if r.age is not None else "no verified backup",
                       help="Age of the newest verified backup, from when it was taken")
             mark = "" if r.target is None else f"{_BAD} overdue: " if r.overdue else f"{_OK} "
-            st.caption(mark + describe_rpo(r) + (f" ({r.backup.path})" if r.backup else ""))
+            st.caption(mark + plain(describe_rpo(r) + (f" ({r.backup.path})" if r.backup else "")))
     table = backup_table(snap.backups)
     if table.empty:
         st.caption("No backup recorded yet: run `agent-factory backup`.")
@@ -161,13 +162,26 @@ def show_sync(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo)
         st.caption("No sync recorded yet.")
     for column, lag in zip(st.columns(max(len(lags), 1)), lags):
         with column:
-            st.metric(f"Sync lag {lag.target}", duration(lag.behind) if lag.behind is not None
+            st.metric(f"Sync lag {plain(lag.target)}", duration(lag.behind) if lag.behind is not None
                       else "no sync recorded yet", help=f"Target: at most {duration(lag.max_lag)} behind")
             if lag.last_at is None:
                 continue
             status = "ok" if lag.ok else f"failed: {lag.error or 'no reason recorded'}"
             st.caption(f"{_BAD + ' over' if lag.over else _OK + ' within'} the {duration(lag.max_lag)} target; "
-                       f"last sync from {lag.source} {when(lag.last_at, tz)}, {status}")
+                       + plain(f"last sync from {lag.source} {when(lag.last_at, tz)}, {status}"))
+    show_divergence(snap, now, tz)
+
+
+def show_divergence(snap: Snapshot, now: datetime, tz: tzinfo) -> None:
+    """Show, per backup, the rows it held that the primary lacked at the monitor's last merge."""
+    if not snap.divergence:
+        return
+    for column, d in zip(st.columns(len(snap.divergence)), snap.divergence):
+        with column:
+            st.metric(f"Not on the primary: {plain(d.backup)}", "unknown" if d.rows is None else f"{d.rows} rows",
+                      help="Rows this backup held that the primary lacked at the monitor's last run (writes of "
+                           "processes that served from it); the monitor merges them into the primary.")
+            st.caption(f"{_OK if d.rows == 0 else _BAD} " + plain(f"{d.summary(now)} ({when(d.at, tz)})"))
 
 
 def show_restores(snap: Snapshot, tz: tzinfo) -> None:
@@ -177,8 +191,8 @@ def show_restores(snap: Snapshot, tz: tzinfo) -> None:
         st.caption("No restore recorded.")
         return
     st.metric("Last restore RTO", f"{r.duration_s:.1f} s" if r.duration_s is not None else "—")
-    st.caption(f"{when(r.started_at, tz)}: {r.provider} from {r.backup_path}, {r.status}"
-               + (f": {r.error}" if r.error else ""))
+    st.caption(plain(f"{when(r.started_at, tz)}: {r.provider} from {r.backup_path}, {r.status}"
+                     + (f": {r.error}" if r.error else "")))
 
 
 def show_timeline(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo) -> None:
@@ -190,6 +204,18 @@ def show_timeline(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzi
         st.dataframe(times(events, tz, "at"), hide_index=True)
 
 
+def show_capacity(snap: Snapshot, tz: tzinfo) -> None:
+    st.header("Storage against quota")
+    if snap.sizes.empty:
+        st.caption("No size recorded yet: the monitor records each provider's size every run.")
+        return
+    from status_app import charts
+
+    st.altair_chart(charts.size_chart(snap.sizes), alt=charts.size_alt(snap.sizes), width="stretch")
+    with st.expander("Sizes as a table"):
+        st.dataframe(times(snap.sizes, tz, "at"), hide_index=True)
+
+
 @st.fragment(run_every="30s")
 def body() -> None:
     """Render everything below the title; reruns every 30 s on its own."""
@@ -197,7 +223,7 @@ def body() -> None:
     try:
         settings = page_settings()
     except ConfigError as exc:
-        st.error(f"Configuration error: {exc}", icon=":material/error:")
+        st.error(f"Configuration error: {plain(exc)}", icon=":material/error:")
         return
     try:
         snap = load(str(settings.state_dir.absolute()), settings.retention.total_seconds())
@@ -214,6 +240,7 @@ def body() -> None:
     show_latency(snap, now, tz)
     show_backups(snap, settings, now, tz)
     show_sync(snap, settings, now, tz)
+    show_capacity(snap, tz)
     show_restores(snap, tz)
     show_timeline(snap, settings, now, tz)
 

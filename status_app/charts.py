@@ -63,3 +63,31 @@ def latency_alt(series: pd.DataFrame, window: str) -> str:
              for provider, own in series.groupby("provider", sort=False)]
     kind = "each sample" if (series["stat"] == "sample").all() else "hourly p50 and p95"
     return f"Health-check latency over {window} ({kind}): " + "; ".join(parts) + "."
+
+
+def size_chart(sizes: pd.DataFrame) -> alt.LayerChart:
+    """Return each provider's database size over time (hourly peak, MB) with its quota as a dashed line."""
+    data = sizes.assign(size_mb=sizes["database_bytes"] / 1048576, quota_mb=sizes["quota_bytes"] / 1048576)
+    x = alt.X("at:T", title="Time", axis=alt.Axis(format="%b %d", labelOverlap=True))
+    colour = alt.Color("provider:N", title="Provider")
+    size = alt.Chart(data).mark_line(point=len(data) < 50).encode(
+        x=x, y=alt.Y("size_mb:Q", title="Size (MB)"), color=colour,
+        tooltip=[alt.Tooltip("provider:N", title="Provider"),
+                 alt.Tooltip("at:T", title="Hour", format="%Y-%m-%d %H:%M"),
+                 alt.Tooltip("size_mb:Q", title="MB", format=".1f"), alt.Tooltip("quota_mb:Q", title="Quota MB")])
+    quota = alt.Chart(data.dropna(subset=["quota_mb"])).mark_line(strokeDash=[6, 4]).encode(
+        x=x, y="quota_mb:Q", color=colour)
+    return alt.layer(size, quota).properties(height=260)
+
+
+def size_alt(sizes: pd.DataFrame) -> str:
+    """Return a sentence describing the size chart."""
+    parts = []
+    for provider, own in sizes.groupby("provider", sort=False):
+        last = own.iloc[-1]
+        part = f"{provider} {last['database_bytes'] / 1048576:.1f} MB"
+        if pd.notna(last["quota_bytes"]) and last["quota_bytes"]:
+            part += f" of a {last['quota_bytes'] / 1048576:.0f} MB quota " \
+                    f"({100 * last['database_bytes'] / last['quota_bytes']:.0f} %)"
+        parts.append(part)
+    return "Database size per provider over time against its quota (dashed): " + "; ".join(parts) + "."

@@ -21,6 +21,7 @@ import pandas as pd
 from agent_factory.config import env_float, read_env
 from agent_factory.redact import scrub
 from agent_factory.state.backups import BackupRecord, RestoreRecord, backup_rows, latest_restore
+from agent_factory.state.divergence import Divergence, latest_divergence
 from agent_factory.state.schema import user_version
 from agent_factory.state.store import StateStore, SyncRun, latest_syncs, ts
 
@@ -90,10 +91,12 @@ class Snapshot:
     alert_events: pd.DataFrame  # at, alert_key, rule, severity, subject, event, summary
     deliveries: pd.DataFrame  # failed or expired: created_at, last_attempt_at, alert_key, event, channel, status,
     #                           attempts, last_error
-    failovers: pd.DataFrame  # at, from_provider, to_provider, reason
+    failovers: pd.DataFrame  # at, from_provider, to_provider, reason, kind ("switch" or "failback-postponed")
     backups: list[BackupRecord] = field(default_factory=list)  # paths are file names
     restore: RestoreRecord | None = None
     syncs: list[SyncRun] = field(default_factory=list)
+    divergence: list[Divergence] = field(default_factory=list)  # the newest finding per backup
+    sizes: pd.DataFrame = field(default_factory=pd.DataFrame)  # at, provider, database_bytes, quota_bytes; oldest first
 
     @property
     def empty(self) -> bool:
@@ -144,17 +147,29 @@ def load_snapshot(state_dir: str | Path, now: datetime, retention: timedelta = t
                                   "last_error FROM alert_deliveries WHERE (last_error IS NOT NULL OR "
                                   "status = 'expired') AND COALESCE(last_attempt_at, created_at) >= ? "
                                   "ORDER BY id DESC", cutoff)
-        failovers = _frame(conn, "SELECT at, from_provider, to_provider, reason FROM failover_events "
+        kind = "kind" if version >= 5 else "'switch' AS kind"
+        failovers = _frame(conn, f"SELECT at, from_provider, to_provider, reason, {kind} FROM failover_events "
                                  "WHERE at >= ? ORDER BY id DESC", cutoff)
         backups = [_named(r) for r in backup_rows(conn, statuses=("ok", "failed", "pruned"))]
         restore = latest_restore(conn)
         syncs = [replace(s, error=clean(s.error)) for s in latest_syncs(conn)] if version >= 3 else []
+        diverged = [replace(d, error=clean(d.error)) for d in latest_divergence(conn)] if version >= 5 else []
+        sizes = _sizes(conn, cutoff)
     if restore is not None:
         restore = replace(restore, backup_path=Path(restore.backup_path).name, error=clean(restore.error),
                           pre_restore_backup=Path(restore.pre_restore_backup).name
                           if restore.pre_restore_backup else None)
     return Snapshot(store.path, now, since, version, runs, samples, firing, events, deliveries, failovers,
-                    backups, restore, syncs)
+                    backups, restore, syncs, diverged, sizes)
+
+
+def _sizes(conn: sqlite3.Connection, cutoff: tuple[object, ...]) -> pd.DataFrame:
+    """Return the monitor's size samples (hourly peaks), or an empty frame on a store without them."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'size_samples'").fetchone() is None:
+        return pd.DataFrame(columns=["at", "provider", "database_bytes", "quota_bytes"])
+    return _frame(conn, "SELECT strftime('%Y-%m-%dT%H:00:00+00:00', at) AS at, provider, "
+                        "max(database_bytes) AS database_bytes, max(quota_bytes) AS quota_bytes FROM size_samples "
+                        "WHERE at >= ? GROUP BY provider, strftime('%Y-%m-%dT%H', at) ORDER BY at, provider", cutoff)
 
 
 def _named(record: BackupRecord) -> BackupRecord:

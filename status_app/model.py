@@ -254,7 +254,7 @@ def rpos(snap: Snapshot, settings: PageSettings, now: datetime, run: pd.Series |
     result = []
     for name in dict.fromkeys([*([primary] if primary else []), *known]):
         own = [b for b in snap.backups if b.provider == name]
-        result.append(Rpo(name, backup_age(own, now), settings.backup_max_age, newest_good_backup(own)))
+        result.append(Rpo(name, backup_age(own, now), settings.backup_max_age, newest_good_backup(own, now)))
     return result
 
 
@@ -276,6 +276,8 @@ def backup_table(backups: list[BackupRecord]) -> pd.DataFrame:
             verified = f"yes ({b.verify_depth})" if b.verify_depth else "yes"
         else:
             verified = "no"
+        if b.status == "ok" and not b.signed:  # never counts for the RPO (docs/BACKUPS.md)
+            verified = f"unsigned, {verified}"
         rows.append({"provider": b.provider, "started": b.started_at, "file": b.path, "purpose": b.purpose,
                      "status": b.status, "size_mb": None if b.size_bytes is None else round(b.size_bytes / 1e6, 2),
                      "duration_s": b.duration_s, "verified": verified, "error": b.error, "pruned_at": b.deleted_at})

@@ -6,6 +6,8 @@ from datetime import datetime
 
 import pandas as pd
 
+from agent_factory.state.store import FAILBACK_POSTPONED
+
 from .data import Snapshot
 from .model import duration
 
@@ -42,7 +44,8 @@ def timeline(snap: Snapshot, now: datetime) -> pd.DataFrame:
             detail = f"down for {duration(o['duration'])}, until {o['end']:%Y-%m-%d %H:%M} UTC"
         rows.append((o["start"], "outage", o["provider"], detail + (f": {o['error']}" if o["error"] else "")))
     for _, f in snap.failovers.iterrows():
-        rows.append((f["at"], "failover", f"{f['from_provider']} → {f['to_provider']}", f["reason"]))
+        kind = "fail-back postponed" if f["kind"] == FAILBACK_POSTPONED else "failover"
+        rows.append((f["at"], kind, f"{f['from_provider']} → {f['to_provider']}", f["reason"]))
     for _, e in snap.alert_events.iterrows():
         rows.append((e["at"], f"alert {e['event']}", e["alert_key"].removeprefix("agent-factory/"),
                      f"{e['severity']}: {e['summary']}"))

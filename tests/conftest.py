@@ -8,11 +8,13 @@ it again, so every test begins with all three up.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -57,6 +59,10 @@ def providers_running(request: pytest.FixtureRequest) -> Iterator[None]:
                 local.start(name)
 
 
+# The backup signing key of every test (a secret: `passwords` includes it for the leak checks).
+SIGNING_KEY = "test-signing-key-" + secrets.token_hex(16)
+
+
 @pytest.fixture
 def env(local: LocalProviders, tmp_path: Path) -> dict[str, str]:
     """Environment variables pointing at the local providers, with a per-test state dir."""
@@ -66,6 +72,7 @@ def env(local: LocalProviders, tmp_path: Path) -> dict[str, str]:
         "DATABASE_CONNECT_TIMEOUT": "2",
         "DATABASE_HEALTH_TTL": "0.5",
         "DATABASE_FAILBACK_CHECKS": "2",
+        "BACKUP_SIGNING_KEY": SIGNING_KEY,
     }
 
 
@@ -103,7 +110,7 @@ def db(make_db: Callable[..., DatabaseManager]) -> DatabaseManager:
 @pytest.fixture
 def passwords(local: LocalProviders) -> list[str]:
     """The real provider passwords, to search captured output for leaks."""
-    return [local.password(n) for n in local.providers()]
+    return [*(local.password(n) for n in local.providers()), SIGNING_KEY]
 
 
 def wait_for_failovers(db: DatabaseManager, count: int, timeout: float = 5.0) -> list[FailoverEvent]:
@@ -114,6 +121,22 @@ def wait_for_failovers(db: DatabaseManager, count: int, timeout: float = 5.0) ->
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.05)
+
+
+def with_port(url: str, port: int) -> str:
+    """Return the provider URL `url` with its port replaced (a relay in front of the server)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0] + f":{port}"))
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll `predicate` every 50 ms until it is true (return True) or `timeout` seconds pass (return False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,14 +11,15 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import AgentFactoryError, ConfigError
 from .output import EXIT_FAILED, EXIT_USAGE, Outcome, emit
 from .signals import Interrupted
 
 # Each module defines `register(subparsers)` and sets `handler=` on its parsers.
-COMMAND_MODULES = ["local", "verify", "schema", "backup", "monitor", "sync", "status_page", "primary"]
+COMMAND_MODULES = ["local", "verify", "schema", "backup", "monitor", "sync", "status_page", "primary", "credentials",
+                   "maintenance"]
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -35,6 +36,10 @@ class CommandParser(argparse.ArgumentParser):
         self.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
         self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                           help="log progress to stderr")
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line naming the command and the problem (no usage block), and exit 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,9 @@ from pathlib import Path
 from ..config import load_config
 from ..core import DatabaseManager
 from ..ops.backup import BackupResult, backup
-from ..ops.catalog import age_text, list_backups, prune_backups, verify_backup
+from ..ops.catalog import age_text, list_backups, verify_backup
+from ..ops.manifest import SigningKeys
+from ..ops.prune import prune_backups
 from ..ops.restore import RestoreResult, restore
 from ..state.store import StateStore
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Outcome, progress
@@ -44,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     vf.add_argument("--deep", action="store_true",
                     help="restore into a scratch database and compare row counts with the manifest")
     vf.add_argument("--target", help="provider for the scratch database (default: the backup's provider)")
+    vf.add_argument("--allow-unsigned", action="store_true",
+                    help="accept a backup made before backups were signed (a deep pass lets restore use it)")
     vf.set_defaults(handler=stoppable(_verify))
     pr = actions.add_parser("prune", help="delete backups outside the retention (never a provider's newest verified)",
                             description="Keep a backup when it is among the N newest of its provider, or younger "
@@ -63,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rs.add_argument("--dry-run", action="store_true", help="validate everything and print the plan; change nothing")
     rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rs.add_argument("--dir", default="backups", help="where the pre-restore backup goes (default backups)")
+    rs.add_argument("--allow-unsigned", action="store_true",
+                    help="accept an unsigned backup that passed `backups verify --deep --allow-unsigned` here")
     rs.set_defaults(handler=stoppable(_restore))
 
 
@@ -103,16 +109,22 @@ def _backup(args: argparse.Namespace) -> Outcome:
 
 
 def _list(args: argparse.Namespace) -> Outcome:
-    entries = list_backups(StateStore(load_config().state_dir), args.provider, args.dir)
+    config = load_config()
+    entries = list_backups(StateStore(config.state_dir), args.provider, args.dir, keys=SigningKeys.from_config(config))
     if not entries:
         return Outcome(EXIT_OK, "no backups in the catalog", [])
     lines = []
     for e in entries:
         r = e.record
         tag = f" ({r.purpose})" if r.purpose != "manual" else ""
+        if e.trust == "invalid":
+            lines.append(f"{'?':<10} {'':<20} {'':>7}      {e.state:<13} {'':>9}  {r.path}: {e.problem}")
+            continue
+        why = f" ({e.problem})" if e.problem and e.trust != "signed" else ""
         lines.append(f"{r.provider:<10} {r.started_at:%Y-%m-%d %H:%M:%S}Z {age_text(e.age_s):>7} ago  "
-                     f"{e.state:<13} {_size(r.size_bytes):>9}  {r.path}{tag}")
-    data = [{"age_s": round(e.age_s, 1), "state": e.state, "exists": e.exists, **vars(e.record)} for e in entries]
+                     f"{e.state:<13} {_size(r.size_bytes):>9}  {r.path}{tag}{why}")
+    data = [{"age_s": round(e.age_s, 1), "state": e.state, "exists": e.exists, "trust": e.trust,
+             "problem": e.problem, **vars(e.record)} for e in entries]
     return Outcome(EXIT_OK, "\n".join(lines), data)
 
 
@@ -121,7 +133,8 @@ def _verify(args: argparse.Namespace) -> Outcome:
     if bad:
         return Outcome(EXIT_USAGE, bad)
     with DatabaseManager() as db:
-        result = verify_backup(db, args.file, deep=args.deep, target=args.target, progress=progress)
+        result = verify_backup(db, args.file, deep=args.deep, target=args.target, progress=progress,
+                               allow_unsigned=args.allow_unsigned)
     text = f"[OK] {result.path} ({'deep' if result.deep else 'quick'} verification, {result.duration_s:.1f} s)\n  " \
         + "\n  ".join(result.checks)
     return Outcome(EXIT_OK, text, result)
@@ -130,11 +143,14 @@ def _verify(args: argparse.Namespace) -> Outcome:
 def _prune(args: argparse.Namespace) -> Outcome:
     if args.keep is None and args.max_age_days is None:
         return Outcome(EXIT_USAGE, "backups prune needs --keep N and/or --max-age-days D")
-    result = prune_backups(StateStore(load_config().state_dir), keep=args.keep, max_age_days=args.max_age_days,
-                           provider=args.provider, backup_dir=args.dir, check=args.dry_run)
+    config = load_config()
+    result = prune_backups(StateStore(config.state_dir), keep=args.keep, max_age_days=args.max_age_days,
+                           provider=args.provider, backup_dir=args.dir, check=args.dry_run,
+                           keys=SigningKeys.from_config(config))
     verb = "would delete" if args.dry_run else "deleted"
     lines = [f"{verb} {len(result.deleted)} backup(s), kept {len(result.kept)}"]
     lines += [("[PLAN] " if args.dry_run else "[OK] ") + a for a in result.actions]
+    lines += [f"[SKIP] {u}" for u in result.untouched]
     return Outcome(EXIT_OK, "\n".join(lines), result)
 
 
@@ -145,7 +161,8 @@ def _restore(args: argparse.Namespace) -> Outcome:
     with DatabaseManager() as db:
         yes = args.yes
         if not yes and not args.dry_run:
-            plan = restore(db, args.provider, args.backup, check=True, yes=True, backup_dir=args.dir)
+            plan = restore(db, args.provider, args.backup, check=True, yes=True, backup_dir=args.dir,
+                           allow_unsigned=args.allow_unsigned)
             if not sys.stdin.isatty():
                 return Outcome(EXIT_USAGE, f"refusing to restore into provider {plan.provider} without --yes "
                                            "(not on a terminal to ask); run with --dry-run to see the plan")
@@ -155,7 +172,7 @@ def _restore(args: argparse.Namespace) -> Outcome:
                 return Outcome(EXIT_FAILED, "restore cancelled; nothing was changed")
             yes = True
         result = restore(db, args.provider, args.backup, check=args.dry_run, yes=yes, backup_dir=args.dir,
-                         progress=progress)
+                         progress=progress, allow_unsigned=args.allow_unsigned)
     return Outcome(EXIT_OK if result.ok else EXIT_FAILED, _restore_text(result), result)
 
 

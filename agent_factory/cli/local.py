@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 from pathlib import Path
 
-from ..config import load_config
+import psycopg
+from dotenv import dotenv_values
+
+from ..config import load_config, read_env
 from ..core import DatabaseManager
 from ..errors import LocalProviderError
 from ..local import LocalPooler, LocalProviders, local_env
 from ..local.pooler import NAME as POOLER
 from ..local.cluster import write_env_file
+from ..redact import describe_url
 from ..schema import apply_schema
+from ..vector import has_pgvector
 from .output import EXIT_OK, Outcome
 
 
@@ -49,26 +55,54 @@ def _up(args: argparse.Namespace) -> Outcome:
         pooler.create("neon")
     if pooler.exists:
         pooler.start()
-    env = local_env(providers)
-    write_env_file(args.env_file, env)
-    config = load_config(env={**os.environ, **env}, env_file=args.env_file)
+    values = {**_keep_rotated(Path(args.env_file), local_env(providers)), **signing_key_values(args.env_file)}
+    write_env_file(args.env_file, values)
+    config = load_config(env={**os.environ, **values}, env_file=args.env_file)
     lines = []
     with DatabaseManager(config) as db:
         for name in started:
             with db.provider_connection(name) as conn:
                 result = apply_schema(conn, name)
+                vector = "pgvector" if has_pgvector(conn) else "no pgvector (text search only)"
+                conn.rollback()
             state = f"applied {', '.join(result.applied)}" if result.applied else f"schema v{result.current_version}"
-            lines.append(f"[OK] {name}: 127.0.0.1:{started[name].port} PostgreSQL {started[name].major}, {state}")
+            lines.append(f"[OK] {name}: 127.0.0.1:{started[name].port} PostgreSQL {started[name].major}, {state}, "
+                         f"{vector}")
     if pooler.exists:
         lines.append(f"[OK] {POOLER}: 127.0.0.1:{pooler.port} transaction mode in front of {pooler.provider} "
                      f"({pooler.provider.upper()}_DB_URL; {pooler.provider.upper()}_DIRECT_URL goes past it)")
-    lines.append(f"wrote {Path(args.env_file).absolute()} (mode 0600)")
+    generated = " with a new BACKUP_SIGNING_KEY" if "BACKUP_SIGNING_KEY" in values else ""
+    lines.append(f"wrote {Path(args.env_file).absolute()} (mode 0600){generated}")
     return Outcome(EXIT_OK, "\n".join(lines), _rows(providers))
 
 
 def _rows(providers: LocalProviders) -> list[dict[str, object]]:
     pooler = LocalPooler(providers)
     return providers.status() + ([pooler.status()] if pooler.exists else [])
+
+
+def signing_key_values(env_file: str | Path) -> dict[str, str]:
+    """Return `{BACKUP_SIGNING_KEY: new key}` when neither the environment nor `env_file` sets one, else `{}`."""
+    if read_env(None, env_file).get("BACKUP_SIGNING_KEY", "").strip():
+        return {}
+    return {"BACKUP_SIGNING_KEY": secrets.token_hex(32)}  # signs backups; never printed
+
+
+def _keep_rotated(env_file: Path, values: dict[str, str]) -> dict[str, str]:
+    """Keep a URL of `env_file` for the same server when it logs in: its password was rotated since `local up`."""
+    if not env_file.is_file():
+        return values
+    current = dotenv_values(env_file)
+    kept = dict(values)
+    for key, url in values.items():
+        old = (current.get(key) or "").strip()
+        if key.endswith("_DB_URL") and old and old != url and describe_url(old) == describe_url(url):
+            try:
+                with psycopg.connect(old, connect_timeout=5):
+                    kept[key] = old
+            except psycopg.Error:
+                pass  # not a rotated password that works: the local provider's own URL is written
+    return kept
 
 
 def _status(args: argparse.Namespace) -> Outcome:

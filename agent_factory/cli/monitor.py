@@ -9,8 +9,9 @@ from datetime import datetime
 
 from ..core import DatabaseManager
 from ..ops.events import errors, failovers, parse_since, slow_queries
+from ..ops.maintenance import record_query_snapshot
 from ..ops.monitor import MonitorResult, run_monitor_loop, run_monitor_once
-from ..state.store import StateStore
+from ..state.store import FAILBACK_POSTPONED, StateStore
 from .output import EXIT_FAILED, EXIT_OK, Outcome, emit
 
 
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=_count, default=50, help="at most this many, newest first (default 50)")
     parser.set_defaults(handler=_errors)
 
-    parser = sub.add_parser("slow-queries", help="the slowest statements from pg_stat_statements")
+    parser = sub.add_parser("slow-queries", help="the slowest statements from pg_stat_statements (kept as history)")
     parser.add_argument("--provider", help="provider name (default: the primary)")
     parser.add_argument("--limit", type=_count, default=10, help="how many statements (default 10)")
     parser.set_defaults(handler=_slow_queries)
@@ -100,9 +101,10 @@ def _failovers(args: argparse.Namespace) -> Outcome:
     events = failovers(_store(), args.since)
     if not events:
         return Outcome(EXIT_OK, f"no failovers since {args.since:%Y-%m-%d %H:%M} UTC", [])
-    lines = [f"{e.at:%Y-%m-%d %H:%M:%S} UTC  {e.from_provider} -> {e.to_provider}: {e.reason}" for e in events]
-    return Outcome(EXIT_OK, "\n".join(lines + [f"{len(events)} switches since {args.since:%Y-%m-%d %H:%M} UTC"]),
-                   events)
+    lines = [f"{e.at:%Y-%m-%d %H:%M:%S} UTC  {e.title}: {e.reason}" for e in events]
+    postponed = sum(e.kind == FAILBACK_POSTPONED for e in events)
+    total = f"{len(events) - postponed} switches" + (f", {postponed} fail-backs postponed" if postponed else "")
+    return Outcome(EXIT_OK, "\n".join(lines + [f"{total} since {args.since:%Y-%m-%d %H:%M} UTC"]), events)
 
 
 def _errors(args: argparse.Namespace) -> Outcome:
@@ -116,6 +118,8 @@ def _errors(args: argparse.Namespace) -> Outcome:
 def _slow_queries(args: argparse.Namespace) -> Outcome:
     with DatabaseManager() as db:
         report = slow_queries(db, args.provider, limit=args.limit)
+        if report.queries:  # the history behind `maintenance queries` (trends)
+            record_query_snapshot(StateStore(db.config.state_dir), report)
     lines = [report.message]
     if report.queries:
         lines.append(f"{'mean ms':>10} {'max ms':>10} {'calls':>8} {'rows':>8}  query")

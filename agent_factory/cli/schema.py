@@ -103,6 +103,7 @@ def render_drift(report: DriftReport, providers: list[str]) -> str:
                 lines.extend(f"[FAIL] {d}" for d in mine)
             else:
                 lines.append(f"[OK] {name}: matches schema v{report.target_version}")
+    lines.extend(f"[INFO] {note}" for note in report.notes)
     return "\n".join([*lines, report.summary])
 
 

@@ -1,8 +1,9 @@
 """`agent-factory status-page`: run the Streamlit status page (needs the `status` extra).
 
 The page reads the state store only (no database, no provider URL), so it
-runs wherever `AGENT_FACTORY_STATE_DIR` is readable. It has no login: it
-listens on 127.0.0.1 unless `--address` says otherwise.
+runs wherever `AGENT_FACTORY_STATE_DIR` is readable, with an environment
+holding none of the alert, backup or database secrets (`page_environment`).
+It has no login: it listens on 127.0.0.1 unless `--address` says otherwise.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -49,9 +51,28 @@ def streamlit_command(port: int, address: str) -> list[str]:
             "--client.showErrorDetails", "type"]
 
 
+# The page reads only the state store and these settings (status_app.data.page_settings); the server
+# process gets them and what a Python program needs to run, never a token, password, key or provider URL.
+PAGE_VARIABLES = frozenset({"AGENT_FACTORY_STATE_DIR", "MONITOR_BACKUP_MAX_AGE_HOURS", "MONITOR_RETENTION_DAYS",
+                            "SYNC_MAX_LAG_MINUTES"})
+_SYSTEM_VARIABLES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+                               "TERM", "VIRTUAL_ENV", "SYSTEMD_EXEC_PID", "INVOCATION_ID"})
+_SYSTEM_PREFIXES = ("LC_", "PYTHON", "STREAMLIT_", "XDG_")
+
+
+def page_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Return the part of `environ` the page's server may see: its settings and the system's basics.
+
+    Everything else (TELEGRAM_*, SMTP_*, PAGERDUTY_*, BACKUP_SIGNING_KEY, *_DB_URL and any other secret) stays
+    out of its process environment; the page needs none of it.
+    """
+    return {k: v for k, v in environ.items()
+            if k in PAGE_VARIABLES or k in _SYSTEM_VARIABLES or k.startswith(_SYSTEM_PREFIXES)}
+
+
 def _status_page(args: argparse.Namespace) -> Outcome:
     command = streamlit_command(args.port, args.address)
-    env = dict(os.environ)
+    env = page_environment(os.environ)
     if args.state_dir:
         state_dir = Path(args.state_dir).absolute()
         if not state_dir.is_dir():

@@ -12,9 +12,10 @@ Routing rules (see docs/FAILOVER.md):
 - 40001/40P01 are retried on the same provider; every other server error is
   raised at once as `QueryError`, with no failover.
 - A pool exhausted by load raises `PoolExhaustedError`: never a failover.
-- After a failover a watcher probes the primary every DATABASE_HEALTH_TTL
-  seconds; after DATABASE_FAILBACK_CHECKS consecutive passes it merges the
-  writes made on the backup into the primary, then fails back.
+- After a failover the manager starts its fail-back watcher (`core.failback`,
+  built by the layer above: `agent_factory.replication.failback`), which probes
+  the primary, merges the backup's writes into it and switches back through
+  `paused_traffic` and `switch`. The manager itself never merges.
 """
 
 from __future__ import annotations
@@ -38,13 +39,12 @@ from ..errors import (
     ManagerClosedError,
     ProviderUnavailableError,
     QueryError,
-    SyncError,
 )
 from ..state.store import StateStore
+from .failback import FailbackFactory, FailbackSync, registered_failback
 from .provider import HealthResult, Provider, ProviderFailure, RetrySameProvider, rollback_quietly
 
-FailbackSync = Callable[["DatabaseManager", str, str], int]
-"""`sync(manager, backup, primary)`: merge the backup's writes into the primary, return the rows moved."""
+__all__ = ["DatabaseManager", "FailbackSync", "close_default_manager", "default_manager"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,7 +52,6 @@ FetchMode = Literal["all", "one", "none"]
 
 _READ_ONLY = re.compile(r"^\s*(select|show|explain|values|table)\b", re.IGNORECASE)
 _RETRIES_ON_SAME_PROVIDER = 3
-_FAILBACK_SYNC_WAIT = 30.0  # seconds the fail-back waits for another sync into the primary to finish
 
 
 class DatabaseManager:
@@ -62,11 +61,13 @@ class DatabaseManager:
     """
 
     def __init__(self, config: Config | None = None, *, state: StateStore | None = None,
-                 failback_sync: FailbackSync | None = None) -> None:
+                 failback: FailbackFactory | None = None, failback_sync: FailbackSync | None = None) -> None:
         """Build the manager from `config` (default: the environment and `.env`).
 
-        `failback_sync` merges a backup's writes into the primary before a
-        fail-back (default: `agent_factory.replication`'s merge). Raises `ConfigError`.
+        `failback` builds the watcher that fails back after a failover (default:
+        the registered one, `agent_factory.replication.failback`); `failback_sync`
+        replaces the merge of a backup's writes into the primary that it runs
+        before switching. Raises `ConfigError`.
         """
         self.config = config if config is not None else load_config()
         self.failover_enabled: bool = self.config.failover_enabled
@@ -75,15 +76,14 @@ class DatabaseManager:
         self._primary = self.config.primary
         self._active = self.config.primary
         self._state = state if state is not None else StateStore(self.config.state_dir)
-        self._lock = threading.RLock()
+        # Guards routing (primary, active) and admission; a fail-back pauses requests by waiting on it.
+        self._lock = threading.Condition(threading.RLock())
         self._closed = threading.Event()
-        self._watcher: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-factory-events")
-        self._traffic = threading.Condition(self._lock)  # admits requests; a fail-back pauses them
         self._requests = 0  # requests running now, on any provider
         self._paused = False
-        self._failback_sync = failback_sync if failback_sync is not None else _merge_into_primary
+        self._failback = (failback if failback is not None else registered_failback())(self, failback_sync)
 
     def __repr__(self) -> str:
         return (
@@ -133,10 +133,7 @@ class DatabaseManager:
     def close(self) -> None:
         """Stop the fail-back watcher, write pending failover events and close every pool."""
         self._closed.set()
-        with self._lock:
-            watcher = self._watcher
-        if watcher is not None and watcher is not threading.current_thread():
-            watcher.join(timeout=max(self.config.health_ttl, 0.1) + self.config.connect_timeout + 1)
+        self._failback.close(max(self.config.health_ttl, 0.1) + self.config.connect_timeout + 1)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self._recorder.shutdown(wait=True)
@@ -155,7 +152,7 @@ class DatabaseManager:
         provider = self._provider(name or self._active)
         if force or not provider.cache_fresh():
             provider.probe()
-        return bool(provider.healthy)
+        return bool(provider.healthy) and not provider.auth_error
 
     def health_check_all(self, *, force: bool = False) -> dict[str, bool]:
         """Return `{provider: healthy}` for every provider, probing stale ones concurrently.
@@ -170,9 +167,11 @@ class DatabaseManager:
         stale = [p for p in self._providers.values() if force or not p.cache_fresh()]
         if stale:
             list(self._pool_executor().map(lambda p: p.probe(), stale))
+        # Refused credentials (`auth_error`) are reported as unhealthy without marking the provider down.
         return {
-            name: HealthResult(name, bool(p.healthy), p.last_latency_ms if p.healthy else None,
-                               None if p.healthy else p.last_error, p.last_checked)  # type: ignore[arg-type]
+            name: HealthResult(name, bool(p.healthy) and not p.auth_error, p.last_latency_ms if p.healthy else None,
+                               p.auth_error or (None if p.healthy else p.last_error),
+                               p.last_checked)  # type: ignore[arg-type]
             for name, p in self._providers.items()
         }
 
@@ -190,6 +189,12 @@ class DatabaseManager:
                 "pool_size": size,
                 "pool_available": available,
                 "requests_waiting": pool.get("requests_waiting", 0),
+                "requests_num": pool.get("requests_num", 0),
+                "requests_errors": pool.get("requests_errors", 0),
+                "requests_wait_ms": pool.get("requests_wait_ms", 0),
+                "connections_errors": pool.get("connections_errors", 0),
+                "connections_lost": pool.get("connections_lost", 0),
+                "pool_exhausted": pool.get("pool_exhausted", 0),
                 "host": provider.host,
                 "last_error": provider.last_error,
                 "last_checked": provider.last_checked.isoformat() if provider.last_checked else None,
@@ -273,18 +278,18 @@ class DatabaseManager:
         write reaches the backup after that merge.
         """
         self._ensure_open()
-        with self._traffic:
+        with self._lock:
             while self._paused:
-                self._traffic.wait()
+                self._lock.wait()
             self._requests += 1
             started_on = self._active
         try:
             yield started_on
         finally:
-            with self._traffic:
+            with self._lock:
                 self._requests -= 1
                 if not self._requests:
-                    self._traffic.notify_all()
+                    self._lock.notify_all()
 
     def _serve(self, started_on: str, attempt: Callable[[Provider], T], *, idempotent: bool) -> T:
         """Call `attempt(provider)` on `started_on`, then on the next providers while providers are down."""
@@ -296,7 +301,7 @@ class DatabaseManager:
                 self._on_failure(provider, failure, errors, idempotent=idempotent)
                 continue
             if provider.name != started_on:
-                self._switch_from(started_on, provider.name, f"{started_on} failed: {errors[started_on]}")
+                self.switch(started_on, provider.name, f"{started_on} failed: {errors[started_on]}")
             return result
         raise AllProvidersDownError(errors)
 
@@ -433,15 +438,60 @@ class DatabaseManager:
                 raise QueryError(f"provider {provider.name}: {exc}".strip()) from exc
         raise AssertionError("unreachable")
 
-    def _switch_from(self, expected: str, to: str, reason: str) -> None:
-        """Move traffic from `expected` to `to`, only if `expected` is still the active provider."""
+    def switch(self, expected: str, to: str, reason: str) -> bool:
+        """Move traffic from `expected` to `to` if `expected` is still the active provider; return whether it moved.
+
+        Compare-and-set: a request (or the fail-back watcher) moves traffic only
+        away from the provider it saw serving. Leaving the primary starts the
+        fail-back watcher. Raises `ConfigError` for an unknown `to`.
+        """
+        self._provider(to)
         with self._lock:
-            if self._active != expected:
-                return  # another request or the watcher moved traffic already
+            if self._active != expected or expected == to:
+                return False  # another request or the watcher moved traffic already
             self._active = to
-            if to != self._primary:
-                self._start_failback_watcher()
+            away = to != self._primary
+        if away:
+            self._failback.start()
         self._announce(expected, to, reason)
+        return True
+
+    def probe_streak(self, name: str) -> int:
+        """Probe `name` on a fresh connection now; return how many probes in a row it has passed (0: it failed).
+
+        Bounded by DATABASE_CONNECT_TIMEOUT; raises `ConfigError` for an unknown name.
+        """
+        provider = self._provider(name)
+        provider.probe()
+        return provider.consecutive_ok
+
+    @contextmanager
+    def paused_traffic(self, drain_s: float) -> Iterator[bool]:
+        """Hold new requests and wait up to `drain_s` s until none runs; admit them again on exit.
+
+        Yields True once no request runs (or the manager is closing), False when
+        some still ran after `drain_s` seconds. Requests arriving meanwhile wait
+        (at most until exit), they are not refused.
+        """
+        with self._lock:
+            self._paused = True
+        try:
+            with self._lock:
+                drained = self._lock.wait_for(lambda: not self._requests or self._closed.is_set(), drain_s)
+            yield bool(drained)
+        finally:
+            with self._lock:
+                self._paused = False
+                self._lock.notify_all()
+
+    def failback_postponed(self, backup: str, primary: str, reason: str) -> None:
+        """Record that traffic stays on `backup` for now and restart the count of `primary`'s passed probes."""
+        logger.warning("fail-back from provider %s to provider %s postponed: %s", backup, primary, reason)
+        self._provider(primary).consecutive_ok = 0
+        try:
+            self._state.record_failback_postponed(backup, primary, reason)
+        except Exception:  # recording must never stop traffic
+            logger.exception("could not record the postponed fail-back to %s in the state store", primary)
 
     def _announce(self, previous: str, to: str, reason: str) -> None:
         """Log a switch and record it in the state store without making the caller wait."""
@@ -458,69 +508,6 @@ class DatabaseManager:
         except Exception:  # recording must never stop traffic
             logger.exception("could not record the switch from %s to %s in the state store", previous, to)
 
-    def _start_failback_watcher(self) -> None:
-        """Start the watcher unless one is running; call with `self._lock` held."""
-        if self._watcher is not None or self._closed.is_set():
-            return
-        self._watcher = threading.Thread(target=self._watch_primary, name="agent-factory-failback", daemon=True)
-        self._watcher.start()
-
-    def _watch_primary(self) -> None:
-        """Probe the primary until it passes DATABASE_FAILBACK_CHECKS checks in a row, then fail back."""
-        interval = max(self.config.health_ttl, 0.1)
-        try:
-            while not self._closed.wait(interval):
-                with self._lock:
-                    backup, primary_name = self._active, self._primary
-                    if backup == primary_name:
-                        self._watcher = None
-                        return
-                primary = self._providers[primary_name]
-                primary.probe()
-                if primary.consecutive_ok >= self.config.failback_checks and self._fail_back(backup, primary_name):
-                    return
-        finally:
-            with self._lock:
-                if self._watcher is threading.current_thread():
-                    self._watcher = None
-                    if self._active != self._primary and not self._closed.is_set():
-                        self._start_failback_watcher()  # a failover raced with this watcher's exit
-
-    def _fail_back(self, backup: str, primary: str) -> bool:
-        """Merge `backup`'s writes into `primary`, pause traffic, merge the rest, switch; return whether it moved.
-
-        The first merge runs beside live traffic; the second, usually small,
-        runs while new requests wait and none runs, so every write acknowledged
-        on the backup is on the primary before the first request goes there.
-        """
-        try:
-            moved = self._failback_sync(self, backup, primary)
-            with self._traffic:
-                if self._active != backup or self._primary != primary:
-                    return self._active == self._primary
-                self._paused = True
-            try:
-                drain = self.config.pool_timeout + _FAILBACK_SYNC_WAIT
-                with self._traffic:
-                    if not self._traffic.wait_for(lambda: not self._requests or self._closed.is_set(), drain):
-                        raise SyncError(f"requests still ran on {backup} after {drain:.0f} s")
-                moved += self._failback_sync(self, backup, primary)
-                with self._traffic:
-                    self._active = primary
-            finally:
-                with self._traffic:
-                    self._paused = False
-                    self._traffic.notify_all()
-        except Exception as exc:  # the sync's own errors name the table and provider
-            reason = f"fail-back to {primary} postponed: merging the writes made on {backup} failed: {exc}"
-            logger.warning("%s", reason)
-            self._record(backup, backup, reason)
-            self._providers[primary].consecutive_ok = 0
-            return False
-        self._announce(backup, primary, f"primary passed {self.config.failback_checks} consecutive health "
-                                        f"checks; merged {moved} rows written on {backup} during the failover")
-        return True
-
     def _pool_executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._executor is None:
@@ -528,19 +515,6 @@ class DatabaseManager:
                     max_workers=max(len(self._providers), 1), thread_name_prefix="agent-factory-health"
                 )
             return self._executor
-
-
-def _merge_into_primary(manager: DatabaseManager, backup: str, primary: str) -> int:
-    """Merge what was written on `backup` into `primary` (the default fail-back sync); return the rows merged.
-
-    Raises `SyncError` (or its `SyncBusyError`) when the merge did not complete.
-    """
-    from ..replication import sync_pair  # the merge engine builds on this module
-
-    result = sync_pair(manager, backup, primary, wait_s=_FAILBACK_SYNC_WAIT)
-    if not result.ok:
-        raise SyncError(result.error or f"merging {backup} into {primary} did not complete")
-    return result.rows_copied
 
 
 _default: DatabaseManager | None = None

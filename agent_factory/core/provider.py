@@ -14,6 +14,10 @@ Every connection carries the dead-peer settings of `agent_factory.keepalive`
 within that timeout instead of hanging, and takes the path above.
 Work that needs a session of its own (a session-level advisory lock) uses
 `session_connection`: NAME_DIRECT_URL past any pooler.
+
+Every new connection (probe, pool, fresh) goes through `Credentials`: a refused
+login re-reads the configuration once and raises `AuthenticationFailedError`
+if that does not help; it never marks the provider down (see `credentials`).
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
+from .. import vector
 from ..config import Config, ProviderConfig
-from ..errors import PoolExhaustedError
+from ..errors import AuthenticationFailedError, PoolExhaustedError
 from ..keepalive import dead_peer_params
 from ..state.store import utcnow
+from .credentials import Credentials, connection_class
 from .sqlstate import Action, classify, describe
 
 logger = logging.getLogger(__name__)
@@ -93,9 +99,8 @@ class Provider:
     def __init__(self, provider: ProviderConfig, config: Config) -> None:
         self.name = provider.name
         self.host = provider.host
-        self._conninfo = provider.url
+        self.credentials = Credentials(provider, config)
         self._settings = provider
-        self._password = provider.password
         self._config = config
         self._kwargs = connection_kwargs(config, prepared_statements=provider.prepared_statements)
         self._lock = threading.Lock()
@@ -106,6 +111,8 @@ class Provider:
         self.last_checked: datetime | None = None
         self.last_latency_ms: float | None = None
         self.consecutive_ok = 0
+        self.auth_error: str | None = None  # set while the server refuses the credentials (not "down")
+        self.pool_exhausted = 0  # PoolExhaustedError raised (for "review connection pool sizes")
         self._checked_monotonic = 0.0
 
     def __repr__(self) -> str:
@@ -117,14 +124,26 @@ class Provider:
         """Whether the cached health is younger than DATABASE_HEALTH_TTL."""
         return self.healthy is not None and time.monotonic() - self._checked_monotonic < self._config.health_ttl
 
+    @property
+    def _password(self) -> str | None:
+        return self.credentials.password
+
     def probe(self) -> HealthResult:
         """Connect directly (not through the pool), run `SELECT 1`, and record the result.
 
         Bounded by DATABASE_CONNECT_TIMEOUT for a provider that accepts TCP and never answers.
+        Refused credentials give an unhealthy result that is not recorded as down.
         """
+        try:
+            return self._probe()
+        except AuthenticationFailedError as exc:
+            return HealthResult(self.name, False, None, str(exc), utcnow())
+
+    def _probe(self) -> HealthResult:
+        """Probe as `probe`, but raise `AuthenticationFailedError` when the credentials are refused."""
         start = time.perf_counter()
         try:
-            with psycopg.connect(self._conninfo, autocommit=True, **self._kwargs) as conn:
+            with self._connect(autocommit=True) as conn:
                 conn.execute("SELECT 1").fetchone()
         except psycopg.Error as exc:
             result = HealthResult(self.name, False, None, describe(exc, self._password), utcnow())
@@ -133,6 +152,22 @@ class Provider:
             result = HealthResult(self.name, True, latency, None, utcnow())
         self._record(result)
         return result
+
+    def _connect(self, **kwargs: Any) -> psycopg.Connection:
+        """Open a new connection with the current credentials (re-read once if refused).
+
+        Raises `AuthenticationFailedError` (recorded in `auth_error`, never
+        marking the provider down) or the `psycopg.Error` of any other failure.
+        """
+        try:
+            conn = self.credentials.connect(lambda url: psycopg.connect(url, **self._kwargs, **kwargs))
+        except AuthenticationFailedError as exc:
+            if self.auth_error is None:
+                logger.error("provider %s: %s", self.name, exc)
+            self.auth_error = str(exc)
+            raise
+        self.auth_error = None
+        return conn
 
     def _record(self, result: HealthResult) -> None:
         with self._lock:
@@ -161,13 +196,15 @@ class Provider:
             return pool
         # Probe before opening: a pool on a dead server would make its first
         # client wait the whole DATABASE_POOL_TIMEOUT before failing over.
-        result = self.probe()
+        result = self._probe()
         if not result.healthy:
             raise ProviderFailure(result.error or "unreachable", confirmed=True)
         with self._lock:
             if self._pool is None:
+                credentials = self.credentials
                 self._pool = ConnectionPool(
-                    self._conninfo,
+                    lambda: credentials.url,
+                    connection_class=connection_class(credentials),
                     kwargs=self._kwargs,
                     min_size=self._config.pool_min_size,
                     max_size=self._config.pool_max_size,
@@ -176,6 +213,7 @@ class Provider:
                     max_lifetime=self._config.pool_max_lifetime,
                     max_idle=self._config.pool_max_idle,
                     name=f"agent_factory.{self.name}",
+                    configure=vector.configure,  # pgvector's adapter and columns, once per connection
                     open=False,
                 )
                 self._pool.open(wait=False)
@@ -215,8 +253,8 @@ class Provider:
         """Return psycopg_pool's stats, or zeros when the pool is not open."""
         pool = self._pool
         if pool is None:
-            return {"pool_size": 0, "pool_available": 0, "requests_waiting": 0}
-        return pool.get_stats()
+            return {"pool_size": 0, "pool_available": 0, "requests_waiting": 0, "pool_exhausted": self.pool_exhausted}
+        return {**pool.get_stats(), "pool_exhausted": self.pool_exhausted}
 
     # ---- work -----------------------------------------------------------------
 
@@ -261,7 +299,7 @@ class Provider:
     def _fresh_connection(self) -> psycopg.Connection:
         """Open a direct connection outside the pool; mark the provider down if that fails."""
         try:
-            return psycopg.connect(self._conninfo, **self._kwargs)
+            return self._connect()
         except psycopg.Error as exc:
             reason = describe(exc, self._password)
             self.mark_down(reason)
@@ -360,6 +398,7 @@ class Provider:
         except PoolClosed:
             raise ProviderFailure(self.last_error or "pool closed: provider marked down", confirmed=True) from None
         except TooManyRequests:
+            self.pool_exhausted += 1
             raise PoolExhaustedError(
                 f"provider {self.name}: {self._config.pool_max_waiting} requests are already waiting for a "
                 "connection; raise DATABASE_POOL_MAX_WAITING or DATABASE_POOL_MAX_SIZE, or reduce concurrency"
@@ -368,9 +407,10 @@ class Provider:
             stats = pool.get_stats()
             busy = stats.get("pool_size", 0) - stats.get("pool_available", 0)
             if busy < self._config.pool_max_size:
-                result = self.probe()
+                result = self._probe()  # refused credentials raise AuthenticationFailedError: never a failover
                 if not result.healthy:
                     raise ProviderFailure(result.error or "unreachable", confirmed=True) from None
+            self.pool_exhausted += 1
             raise PoolExhaustedError(
                 f"couldn't get a connection after {self._config.pool_timeout:.2f} sec from provider "
                 f"{self.name}: all {busy} connections are busy; raise DATABASE_POOL_MAX_SIZE or "

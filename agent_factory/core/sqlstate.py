@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 
 import psycopg
 
@@ -14,7 +15,24 @@ class Action(enum.Enum):
 
     FAILOVER = "failover"  # the provider cannot serve: try the next one
     RETRY = "retry"  # serialization failure or deadlock: retry on the same provider
-    RAISE = "raise"  # data, constraint, syntax or permission error: the caller's problem
+    RAISE = "raise"  # data, constraint, syntax, permission or authentication error: the caller's problem
+
+
+AUTH_SQLSTATES = frozenset({"28P01", "28000"})  # invalid_password, invalid_authorization_specification
+_AUTH_MESSAGE = re.compile(
+    r"password authentication failed|authentication failed for user|no pg_hba\.conf entry"
+    r"|role \"[^\"]*\" does not exist|SASL authentication failed|password is required",
+    re.IGNORECASE,
+)
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    """Return whether `exc` is the server refusing the credentials (28P01/28000), not an outage."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if exc.sqlstate in AUTH_SQLSTATES:
+        return True
+    return exc.sqlstate is None and isinstance(exc, psycopg.OperationalError) and bool(_AUTH_MESSAGE.search(str(exc)))
 
 
 _SHUTDOWN = {"57P01", "57P02", "57P03"}  # admin_shutdown, crash_shutdown, cannot_connect_now
@@ -23,8 +41,8 @@ _RETRY = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 
 def classify(exc: BaseException) -> Action:
     """Return the routing action for an exception raised while talking to a provider."""
-    if not isinstance(exc, psycopg.Error):
-        return Action.RAISE
+    if not isinstance(exc, psycopg.Error) or is_auth_failure(exc):
+        return Action.RAISE  # a refused login is never an outage (see core.credentials)
     state = exc.sqlstate
     if state is None:
         # No SQLSTATE: the network or the client connection failed, unless it is

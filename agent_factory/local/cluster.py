@@ -68,7 +68,7 @@ class LocalProviders:
 
     def _save(self, providers: dict[str, LocalProvider]) -> None:
         tmp = self._catalog_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({n: asdict(p) for n, p in providers.items()}, indent=2))
+        _write_private(tmp, json.dumps({n: asdict(p) for n, p in providers.items()}, indent=2))
         tmp.replace(self._catalog_path)
 
     def get(self, name: str) -> LocalProvider:
@@ -98,8 +98,14 @@ class LocalProviders:
     # ---- lifecycle ---------------------------------------------------------
 
     def up(self, names: tuple[str, ...] = DEFAULT_NAMES) -> dict[str, LocalProvider]:
-        """Create (first time) and start every named provider; return them all."""
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        """Create (first time) and start every named provider; return them all.
+
+        Everything under the base directory is private: files 0600, directories
+        0700 (the base directory 0710 with the service user's group when the
+        servers run as that user, so that it can reach its data and nobody else can).
+        """
+        self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._make_private()
         installs = server_installs()
         if not installs:
             raise LocalProviderError(
@@ -115,12 +121,41 @@ class LocalProviders:
                 self._save(providers)
         for name in names:
             self.start(name)
+            self.enable_pgvector(name)
         return {n: providers[n] for n in names}
+
+    def _make_private(self) -> None:
+        """Set the modes `up` promises on the base directory and what this code wrote in it (older installs too)."""
+        user = _service_user()
+        os.chmod(self.base_dir, 0o710 if user else 0o700)
+        if user:
+            os.chown(self.base_dir, os.geteuid(), user.pw_gid)
+        for path in [self._catalog_path, *self.base_dir.glob("*/server.log"), *self.base_dir.glob("*/*password")]:
+            if path.is_file():
+                os.chmod(path, 0o600)
+        for home in (p for p in self.base_dir.iterdir() if p.is_dir()):
+            os.chmod(home, 0o700)
+
+    def enable_pgvector(self, name: str) -> bool:
+        """Create the `vector` extension in the application database as the admin role, where the server has it.
+
+        Returns whether pgvector is installed there now; a server without it (Debian's
+        PostgreSQL 15 here) is left as it is: that provider serves text search only.
+        """
+        import psycopg
+
+        from ..vector import enable
+
+        admin = (self.base_dir / name / "admin_password").read_text().strip()
+        conninfo = make_conninfo(host="127.0.0.1", port=self.get(name).port, user="postgres", dbname=APP_DB,
+                                 password=admin)
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+            return enable(conn, name)
 
     def _create(self, name: str, install: PgInstall) -> LocalProvider:
         home = self.base_dir / name
-        home.mkdir(parents=True, exist_ok=True)
-        os.chmod(home, 0o700) if not _is_root() else os.chmod(home, 0o755)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(home, 0o700)
         password, admin_password = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
         _write_secret(home / "password", password)
         _write_secret(home / "admin_password", admin_password)
@@ -130,7 +165,7 @@ class LocalProviders:
         pwfile = home / "initdb.pw"
         _write_secret(pwfile, admin_password)
         if user:
-            _make_traversable(home)
+            _make_traversable(self.base_dir)
             os.chown(home, user.pw_uid, user.pw_gid)
             os.chown(pwfile, user.pw_uid, user.pw_gid)
         try:
@@ -196,9 +231,10 @@ class LocalProviders:
         data = self._data(provider.name)
         log = self.base_dir / provider.name / "server.log"
         user = _service_user()
-        if user and not log.exists():
-            log.touch()
-            os.chown(log, user.pw_uid, user.pw_gid)
+        if not log.exists():
+            _write_private(log, "")
+            if user:
+                os.chown(log, user.pw_uid, user.pw_gid)
         self._run(install, "pg_ctl", ["-D", str(data), "-l", str(log), "-w", "-t", "60", "start"])
         if not wait_for_port(provider.port, 30):
             raise LocalProviderError(f"local provider {provider.name} did not accept connections; see {log}")
@@ -324,7 +360,7 @@ def _service_user() -> pwd.struct_passwd | None:
 
 
 def _make_traversable(path: Path) -> None:
-    """Let the service user reach `path`: add o+x to each ancestor that lacks it."""
+    """Let the service user reach into `path`: add o+x to each ancestor that lacks it (`path` itself: see `up`)."""
     for parent in reversed(path.parents):
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
@@ -332,9 +368,15 @@ def _make_traversable(path: Path) -> None:
 
 
 def _write_secret(path: Path, value: str) -> None:
+    _write_private(path, value + "\n")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `path` created 0600 (never readable by others, not even for a moment)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+        fh.write(text)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
 
 
 def _free_port() -> int:

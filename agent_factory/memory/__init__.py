@@ -5,8 +5,9 @@
 `InvalidInputError` (a `ValueError`) before anything is written.
 """
 
-from ..errors import InvalidInputError, SessionNotFoundError, SessionNotOnProviderError
+from ..errors import InvalidInputError, SessionNotFoundError, SessionNotOnProviderError, SessionOwnerError
 from .base import MemoryStorage, PageCursor
+from .conversation import ConversationLog
 from .in_memory import InMemoryStorage
 from .knowledge import KnowledgeAtom, KnowledgeBase
 from .postgres import PostgresMemoryStorage
@@ -18,6 +19,7 @@ __all__ = [
     "ATOM_TYPES",
     "MEMORY_TYPES",
     "MESSAGE_ROLES",
+    "ConversationLog",
     "InMemoryStorage",
     "InvalidInputError",
     "KnowledgeAtom",
@@ -30,6 +32,7 @@ __all__ = [
     "Session",
     "SessionNotFoundError",
     "SessionNotOnProviderError",
+    "SessionOwnerError",
     "SessionSummary",
     "Settings",
 ]

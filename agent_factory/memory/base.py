@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, SessionOwnerError
 from .ids import WriteStamp, message_row_id, new_stamp, order_key, session_row_id, uuid7, uuid7_batch
 from .session import MemoryAtom, Message, Session, SessionSummary, _restore_session, coerce_message
 from .validation import (
@@ -97,6 +97,17 @@ class PageCursor:
 
 
 DELETED_USER = "(deleted)"  # user_id of a session tombstone written where the session never was
+
+
+def check_owner(session_id: str, owner: str | None, user_id: str) -> None:
+    """Raise `SessionOwnerError` if the session exists (live or deleted) and belongs to someone other than `user_id`.
+
+    `owner` is the stored session's user_id (None: no such session here). The
+    message does not name the owner.
+    """
+    if owner is not None and owner != user_id and owner != DELETED_USER:
+        raise SessionOwnerError(f"session {session_id!r} belongs to another user, not to user_id {user_id!r}; "
+                                "a session's owner never changes (nothing was written)")
 _MEMORY_TYPE_OF_ROLE = {role: "message_" + role for role in MESSAGE_ROLES}
 
 
@@ -227,7 +238,9 @@ class MemoryStorage(ABC):
         Writes its metadata and its messages, and tombstones the session's older
         messages it no longer holds; saving twice writes nothing new. A deleted
         session is brought back. A row stored with a newer version (a later
-        write, by the writers' clocks) is left as it is.
+        write, by the writers' clocks) is left as it is. Raises
+        `SessionOwnerError` (an `InvalidInputError`; nothing written) when the
+        session exists with another `user_id`: a session's owner never changes.
         """
         self._save_session(prepare_session(session))
 
@@ -276,6 +289,9 @@ class MemoryStorage(ABC):
         `memory_type` is one of `MEMORY_TYPES` except `session_metadata`, which
         `save_session` owns. Atoms never appear in `Session.messages`, even with a
         `message_*` type: use `append_messages` for the conversation itself.
+        When the session exists, `user_id` must be its owner: `SessionOwnerError`
+        (an `InvalidInputError`; nothing written) otherwise. An atom of a session
+        not (yet) stored here is accepted.
         """
         session_id = check_id(session_id, "session_id")
         user_id = check_id(user_id, "user_id")

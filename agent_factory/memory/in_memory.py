@@ -23,6 +23,7 @@ from .base import (
     PageCursor,
     PreparedMessages,
     PreparedSession,
+    check_owner,
     session_from_rows,
     summary_from_row,
 )
@@ -127,6 +128,7 @@ class InMemoryStorage(MemoryStorage):
         count = len(session.messages)
         with self._lock:
             meta = self._meta(sid)
+            check_owner(sid, meta.user_id if meta is not None else None, uid)
             if meta is not None and meta.newer_than(stamp):
                 return  # older than the session's metadata: a stale write changes nothing
             if meta is None:
@@ -201,6 +203,8 @@ class InMemoryStorage(MemoryStorage):
     def _save_memory_atom(self, row_id: uuid.UUID, session_id: str, user_id: str, memory_type: str,
                           content: dict[str, Any], metadata: dict[str, Any], stamp: WriteStamp) -> None:
         with self._lock:
+            meta = self._meta(session_id)
+            check_owner(session_id, meta.user_id if meta is not None else None, user_id)
             if row_id not in self._rows:
                 self._add(_Row(row_id, session_id, user_id, memory_type, None, _copy(content), _copy(metadata),
                                stamp.updated_at, stamp.updated_at, stamp.write_id))

@@ -41,6 +41,7 @@ from .base import (
     PageCursor,
     PreparedMessages,
     PreparedSession,
+    check_owner,
     session_from_rows,
     summary_from_row,
 )
@@ -69,19 +70,25 @@ _LOCK_SESSION = f"""
     seen AS (
         SELECT xmin::text AS version FROM session_memories WHERE id = %(row_id)s
     ), locked AS (
-        SELECT xmin::text AS version, updated_at, write_id FROM session_memories WHERE id = %(row_id)s FOR UPDATE
+        SELECT xmin::text AS version, updated_at, write_id, user_id FROM session_memories WHERE id = %(row_id)s
+        FOR UPDATE
     ), current AS (
         -- a write older than the session's metadata row is stale as a whole: it changes nothing
         SELECT NOT EXISTS (SELECT FROM locked AS t WHERE {_NEWER_HERE}) AS applies
     )"""
 
+# A session's owner never changes: when the locked metadata row has another user_id (a tombstone
+# written where the session never was aside), nothing is written and the owner is returned.
 SAVE_SESSION_SQL = f"""
-WITH {_LOCK_SESSION}, meta AS (
+WITH {_LOCK_SESSION}, owned AS (
+    SELECT NOT EXISTS (SELECT FROM locked WHERE user_id NOT IN (%(user_id)s, '{DELETED_USER}')) AS ok
+), meta AS (
     INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, content, metadata, created_at,
                                        updated_at, write_id, message_count, last_active)
     SELECT %(row_id)s, %(session_id)s, %(user_id)s, 'session_metadata', %(content)s, %(session_metadata)s,
            %(created_at)s, %(updated_at)s, %(write_id)s, %(count)s, %(last_active)s
     FROM (SELECT count(*) FROM locked) AS after_lock
+    WHERE (SELECT ok FROM owned)
     ON CONFLICT (id) DO UPDATE
     SET user_id = excluded.user_id, content = excluded.content, metadata = excluded.metadata,
         created_at = excluded.created_at, updated_at = excluded.updated_at, write_id = excluded.write_id,
@@ -99,7 +106,7 @@ WITH {_LOCK_SESSION}, meta AS (
            jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
            %(updated_at)s, %(write_id)s
     FROM {_MESSAGE_ROWS}
-    WHERE (SELECT applies FROM current)
+    WHERE (SELECT applies FROM current) AND (SELECT ok FROM owned)
     ON CONFLICT (id) DO UPDATE
     SET user_id = excluded.user_id, memory_type = excluded.memory_type, message_index = excluded.message_index,
         content = excluded.content, metadata = excluded.metadata, created_at = excluded.created_at,
@@ -112,10 +119,20 @@ WITH {_LOCK_SESSION}, meta AS (
     UPDATE session_memories AS t
     SET deleted_at = %(updated_at)s, updated_at = %(updated_at)s, write_id = %(write_id)s
     WHERE t.session_id = %(session_id)s AND t.message_index IS NOT NULL AND t.deleted_at IS NULL
-      AND t.id <> ALL(%(ids)b::uuid[]) AND {_NEWER} AND (SELECT applies FROM current)
+      AND t.id <> ALL(%(ids)b::uuid[]) AND {_NEWER} AND (SELECT applies FROM current) AND (SELECT ok FROM owned)
 )
-SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserted FROM meta)
+SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserted FROM meta),
+       (SELECT user_id FROM locked)
 """
+
+# The messages, after the `base` messages of the session row `head` (user_id, base), under its user.
+APPEND_AFTER_HEAD = f"""INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index, content, metadata,
+                                       created_at, updated_at, write_id)
+    SELECT e.id, %(session_id)s, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
+           jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
+           %(updated_at)s, %(write_id)s
+    FROM head CROSS JOIN {_MESSAGE_ROWS}
+    ON CONFLICT (id) DO NOTHING"""
 
 # Returns the new message count; NULL if the session is deleted here; no row if it was never here.
 # A replay inserts nothing (the ids exist) and returns the current count.
@@ -125,13 +142,7 @@ WITH head AS (
     WHERE id = %(row_id)s AND deleted_at IS NULL
     FOR UPDATE
 ), added AS (
-    INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index, content, metadata,
-                                       created_at, updated_at, write_id)
-    SELECT e.id, %(session_id)s, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
-           jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
-           %(updated_at)s, %(write_id)s
-    FROM head CROSS JOIN {_MESSAGE_ROWS}
-    ON CONFLICT (id) DO NOTHING
+    {APPEND_AFTER_HEAD}
     RETURNING 1
 ), counted AS (
     UPDATE session_memories AS t
@@ -193,11 +204,19 @@ SELECT synced_through FROM sync_watermarks
 WHERE source = %s AND target = %s AND table_name = 'session_memories' AND synced_through > '-infinity'
 """
 
-SAVE_MEMORY_ATOM_SQL = """
-INSERT INTO session_memories (id, session_id, user_id, memory_type, content, metadata, created_at, updated_at,
-                              write_id)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO NOTHING
+# Written only when `user_id` owns the session (or the session is not here); returns the session's owner.
+SAVE_MEMORY_ATOM_SQL = f"""
+WITH owner AS (
+    SELECT user_id FROM session_memories WHERE id = %(session_row)s
+), atom AS (
+    INSERT INTO session_memories (id, session_id, user_id, memory_type, content, metadata, created_at, updated_at,
+                                  write_id)
+    SELECT %(id)s, %(session_id)s, %(user_id)s, %(memory_type)s, %(content)s, %(metadata)s, %(updated_at)s,
+           %(updated_at)s, %(write_id)s
+    WHERE NOT EXISTS (SELECT FROM owner WHERE user_id NOT IN (%(user_id)s, '{DELETED_USER}'))
+    ON CONFLICT (id) DO NOTHING
+)
+SELECT (SELECT user_id FROM owner)
 """
 
 # A message's position is derived: how many live messages of its session come before it.
@@ -244,7 +263,8 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
     # ---- sessions -------------------------------------------------------------------
 
     def _save_session(self, session: PreparedSession) -> None:
-        self.db.run_statement(save_session_work(session), idempotent=True)
+        owner = self.db.run_statement(save_session_work(session), idempotent=True)
+        check_owner(session.session_id, owner, session.user_id)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("saved session %s (%d messages) on provider %s", session.session_id,
                          len(session.messages), self.db.active_provider)
@@ -267,7 +287,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         params = {"session_id": session_id, "row_id": session_row_id(session_id), **stamp_params(stamp)}
 
         def work(conn: psycopg.Connection) -> bool:
-            inserted = _run_locked(conn, DELETE_SESSION_SQL, params, session_id)
+            inserted = _run_locked(conn, DELETE_SESSION_SQL, params, session_id)[2]
             return inserted is False  # an existing live session was tombstoned
 
         existed = self.db.run_statement(work, idempotent=True)
@@ -323,13 +343,15 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
 
     def _save_memory_atom(self, row_id: uuid.UUID, session_id: str, user_id: str, memory_type: str,
                           content: dict[str, Any], metadata: dict[str, Any], stamp: WriteStamp) -> None:
-        params = (row_id, session_id, user_id, memory_type, Jsonb(content), Jsonb(metadata), stamp.updated_at,
-                  stamp.updated_at, stamp.write_id)
+        params = {"id": row_id, "session_row": session_row_id(session_id), "session_id": session_id,
+                  "user_id": user_id, "memory_type": memory_type, "content": Jsonb(content),
+                  "metadata": Jsonb(metadata), **stamp_params(stamp)}
 
-        def work(conn: psycopg.Connection) -> None:
-            conn.execute(SAVE_MEMORY_ATOM_SQL, params)
+        def work(conn: psycopg.Connection) -> str | None:
+            row = conn.execute(SAVE_MEMORY_ATOM_SQL, params).fetchone()
+            return row[0] if row else None
 
-        self.db.run_statement(work, idempotent=True)
+        check_owner(session_id, self.db.run_statement(work, idempotent=True), user_id)
 
     def _query_memory_atoms(self, session_id: str | None, user_id: str | None, memory_type: str | None,
                             limit: int) -> list[MemoryAtom]:
@@ -348,18 +370,20 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         return list(map(MemoryAtom._make, self.db.run_read(work)))
 
 
-def _run_locked(conn: psycopg.Connection, sql: str, params: dict[str, Any], session_id: str) -> bool | None:
+def _run_locked(conn: psycopg.Connection, sql: str, params: dict[str, Any], session_id: str) -> tuple[Any, ...]:
     """Run a statement that locks the session's metadata row; once more if a writer committed meanwhile.
 
-    Returns whether the metadata row was inserted (None: not written).
+    Returns the statement's row: (version seen, version locked, whether the
+    metadata row was inserted (None: not written), ...), of the last run.
     """
-    seen, locked, inserted = conn.execute(sql, params).fetchone()  # type: ignore[misc]
+    row: tuple[Any, ...] = conn.execute(sql, params).fetchone()  # type: ignore[assignment]
+    seen, locked, inserted = row[:3]
     if (seen != locked) if seen is not None else not inserted:
         # Another writer committed after our snapshot was taken: run again with a fresh
         # snapshot (the same stamp: a replay of this write) so that its rows are covered.
         logger.debug("session %s changed concurrently; writing it again", session_id)
-        conn.execute(sql, params)
-    return inserted  # type: ignore[no-any-return]
+        row = conn.execute(sql, params).fetchone()  # type: ignore[assignment]
+    return row
 
 
 def append_messages_work(session_id: str, messages: PreparedMessages,
@@ -377,8 +401,12 @@ def append_messages_work(session_id: str, messages: PreparedMessages,
     return work
 
 
-def save_session_work(session: PreparedSession) -> Callable[[psycopg.Connection], None]:
-    """Return the statement that saves `session`: safe to run any number of times, anywhere."""
+def save_session_work(session: PreparedSession) -> Callable[[psycopg.Connection], str | None]:
+    """Return the statement that saves `session`: safe to run any number of times, anywhere.
+
+    The statement returns the stored session's owner (None: a new session); it
+    writes nothing when that is another user (see `check_owner`).
+    """
     params = {
         "row_id": session.row_id, "session_id": session.session_id, "user_id": session.user_id,
         "created_at": session.created_at, "content": Jsonb(session.content), "last_active": session.last_active,
@@ -386,7 +414,7 @@ def save_session_work(session: PreparedSession) -> Callable[[psycopg.Connection]
         **stamp_params(session.stamp),
     }
 
-    def work(conn: psycopg.Connection) -> None:
-        _run_locked(conn, SAVE_SESSION_SQL, params, session.session_id)
+    def work(conn: psycopg.Connection) -> str | None:
+        return _run_locked(conn, SAVE_SESSION_SQL, params, session.session_id)[3]  # type: ignore[no-any-return]
 
     return work

@@ -10,6 +10,7 @@ tombstones.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any, TypeVar, cast
@@ -20,7 +21,7 @@ from ..core.database_manager import DatabaseManager
 from ..errors import InvalidInputError
 from ._database import LazyDatabase
 from .ids import new_stamp, setting_row_id
-from .validation import check_id, check_optional_text, check_text
+from .validation import check_id, check_number, check_optional_text, check_text
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,6 +29,7 @@ T = TypeVar("T")
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off"))
 _MISSING = object()
+MAX_TTL = 366 * 86400  # NaN, infinities and absurd cache lifetimes are refused
 
 GET_SQL = "SELECT setting_value FROM settings WHERE setting_key = %s AND deleted_at IS NULL"
 # Last writer wins: a row is only replaced by a write with a greater (updated_at, write_id).
@@ -55,12 +57,19 @@ RETURNING xmax::text <> '0'
 """
 
 
-def _to_text(value: object) -> str:
+def _to_text(value: object, field: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value)
-    return check_text(value, "value")
+        return repr(check_number(value, field))  # NaN and infinities are refused, huge integers too
+    return check_text(value, field)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 class Settings(LazyDatabase):
@@ -72,8 +81,8 @@ class Settings(LazyDatabase):
 
     def __init__(self, db: DatabaseManager | None = None, ttl: float = 30.0) -> None:
         super().__init__(db)
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl < 0:
-            raise InvalidInputError(f"ttl must be a number of seconds >= 0; got {ttl!r}")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 <= ttl <= MAX_TTL:
+            raise InvalidInputError(f"ttl must be a number of seconds from 0 to {MAX_TTL} (a year); got {ttl!r}")
         self.ttl = float(ttl)
         self._cache: dict[str, tuple[float, object]] = {}
         self._cache_lock = threading.Lock()
@@ -121,7 +130,7 @@ class Settings(LazyDatabase):
         key = check_id(key, "key")
         if value is None:
             raise InvalidInputError("value must not be None; use delete() to remove a setting")
-        text = _to_text(value)
+        text = _to_text(value, f"value of setting {key!r}")
         stamp = new_stamp()  # one version per call: a replay writes the same row
         params = {"id": setting_row_id(key), "key": key, "value": text,
                   "category": check_id(category, "category"),
@@ -162,8 +171,8 @@ class Settings(LazyDatabase):
         return cast("int | None", self._typed(key, default, int, "an integer"))
 
     def get_float(self, key: str, default: float | None = None) -> float | None:
-        """Return the setting as a float, or `default` if not set; `InvalidInputError` if not a number."""
-        return cast("float | None", self._typed(key, default, float, "a number"))
+        """Return the setting as a float, or `default` if not set; `InvalidInputError` if not a finite number."""
+        return cast("float | None", self._typed(key, default, _finite_float, "a finite number"))
 
     def get_bool(self, key: str, default: bool | None = None) -> bool | None:
         """Return the setting as a bool (true/false, yes/no, on/off, 1/0), or `default` if not set."""

@@ -8,6 +8,7 @@ constraints are the second line of defence, not the first.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Collection
 from datetime import datetime
@@ -26,6 +27,9 @@ MAX_ID_LENGTH = 255  # session ids, user ids, atom ids, setting keys, categories
 MAX_TEXT_LENGTH = 1_000_000  # any other string, including those nested in JSON content
 MAX_JSON_DEPTH = 64
 MAX_LIMIT = 2**63 - 1  # a limit is bound as a PostgreSQL bigint
+MAX_INT_BITS = 14_000  # about 4200 digits: Python converts at most 4300 to text (json.dumps, repr)
+REAL_MIN = 1.1754943508222875e-38  # the smallest normal PostgreSQL `real`; a smaller non-zero value underflows
+TSVECTOR_MAX_BYTES = 1_048_575  # PostgreSQL's MAXSTRPOS: lexemes plus positions of one tsvector
 
 _MEMORY_TYPE_SET = frozenset(MEMORY_TYPES)
 _ROLE_SET = frozenset(MESSAGE_ROLES)
@@ -183,7 +187,7 @@ def _walk(value: Any, depth: int) -> None:
             if item_kind is str:
                 if item.isascii() and len(item) <= MAX_TEXT_LENGTH and "\x00" not in item:
                     continue
-            elif item is None or item_kind is int or item_kind is bool:
+            elif item is None or item_kind is bool or (item_kind is int and item.bit_length() <= MAX_INT_BITS):
                 continue
             elif item_kind is float and math.isfinite(item):
                 continue
@@ -198,7 +202,10 @@ def _walk(value: Any, depth: int) -> None:
         if problem:
             raise _Bad(problem)
         return
-    if value is None or kind is bool or kind is int:
+    if value is None or kind is bool:
+        return
+    if kind is int:
+        check_int_size(value)
         return
     if kind is float:
         if not math.isfinite(value):
@@ -213,12 +220,105 @@ def _walk(value: Any, depth: int) -> None:
     if isinstance(value, str):  # e.g. StrEnum
         _walk(str(value), depth)
         return
-    if isinstance(value, (bool, int)):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):  # e.g. IntEnum
+        _walk(int(value), depth)
         return
     if isinstance(value, float):
         _walk(float(value), depth)
         return
     raise _Bad(f"is a {type(value).__name__}, which is not JSON (use str, int, float, bool, None, list or dict)")
+
+
+def check_int_size(value: int) -> None:
+    """Raise `_Bad` for an integer too large to write as JSON or text (more than about 4200 digits)."""
+    if value.bit_length() > MAX_INT_BITS:
+        raise _Bad(f"is an integer of about {int(value.bit_length() * 0.30103)} digits; the limit is "
+                   f"{int(MAX_INT_BITS * 0.30103)} digits")
+
+
+def check_number(value: object, field: str) -> int | float:
+    """Return `value` if it is a finite float or an int of at most ~4200 digits (bool is refused).
+
+    Raises `InvalidInputError` naming `field` for NaN, infinities, huge integers and non-numbers.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{field} must be a number, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInputError(f"{field} is {value}; only finite numbers can be stored")
+    if isinstance(value, int):
+        try:
+            check_int_size(value)
+        except _Bad as bad:
+            raise InvalidInputError(f"{field} {bad.reason}") from None
+    return value
+
+
+def check_real(value: object, field: str) -> float:
+    """Return `value` as a float PostgreSQL can store as `real`: finite, and 0 or at least `REAL_MIN` in size.
+
+    Raises `InvalidInputError` naming `field` (a smaller non-zero value would underflow in the database).
+    """
+    number = float(check_number(value, field))
+    if number != 0 and abs(number) < REAL_MIN:
+        raise InvalidInputError(f"{field} is {value!r}, too close to 0 for a PostgreSQL real (use 0, or at least "
+                                f"{REAL_MIN:.2e})")
+    if abs(number) > 3.4028234663852886e38:
+        raise InvalidInputError(f"{field} is {value!r}, too large for a PostgreSQL real")
+    return number
+
+
+# Only ASCII whitespace splits chunks, and every non-ASCII character counts as a letter: PostgreSQL's parser
+# does so in the C locale, so the estimate stays an upper bound in any locale.
+_CHUNK = re.compile(r"[^ \t\n\r\f\v]+")
+_WORD = re.compile(r"[\w\u0080-\U0010ffff]+")
+_LEAD, _TRAIL = "(\"'[{<", ".,;:!?)\"']}>"  # never part of a lexeme; "-", "+", "/" and "@" may be
+_MAX_LEXEME = 2047  # longer words are left out of a tsvector
+_MAX_POSITIONS = 256  # per lexeme
+_PLAIN_CHARS = TSVECTOR_MAX_BYTES // 40  # below this many characters no text can reach the limit (see below)
+
+
+def tsvector_bytes(*texts: str) -> int:
+    """Return an upper bound of the size `to_tsvector` gives `texts` together (lexemes plus positions).
+
+    Mirrors what PostgreSQL's parser can make of the text without running it:
+    every word (run of letters, digits, underscores) is a lexeme, and every
+    compound (a hyphenated word, e-mail, URL, path or version) may also give up
+    to three lexemes its own length (whole, host, path). Per distinct lexeme:
+    its UTF-8 bytes, one alignment byte, a 2-byte count and 2 bytes per
+    position (at most 256). Stemming and stop words only make the real one smaller.
+    """
+    if sum(len(t) for t in texts) < _PLAIN_CHARS:  # 4 bytes a character, 10x for the worst compounds
+        return 0
+    total = 0
+    for text in texts:
+        words: dict[str, int] = {}
+        compounds: dict[str, int] = {}
+        for chunk in _CHUNK.findall(text.lower()):
+            core = chunk.lstrip(_LEAD).rstrip(_TRAIL)
+            parts = _WORD.findall(core)
+            for part in parts:
+                words[part] = words.get(part, 0) + 1
+            if len(parts) > 1 or (parts and parts[0] != core):
+                compounds[core] = compounds.get(core, 0) + 1
+        total += sum(_entry(w, n) for w, n in words.items())
+        total += 3 * sum(_entry(c, n) for c, n in compounds.items())
+    return total
+
+
+def _entry(lexeme: str, count: int) -> int:
+    size = len(lexeme.encode("utf-8", "surrogatepass"))
+    return 0 if size > _MAX_LEXEME else size + 3 + 2 * min(count, _MAX_POSITIONS)
+
+
+def check_tsvector(field: str, *texts: str) -> None:
+    """Raise `InvalidInputError` naming `field` when `texts` could make a tsvector over PostgreSQL's 1 MiB limit."""
+    size = tsvector_bytes(*texts)
+    if size > TSVECTOR_MAX_BYTES:
+        raise InvalidInputError(f"{field} has too many distinct words to index: its search vector could take "
+                                f"{size} bytes; PostgreSQL's limit is {TSVECTOR_MAX_BYTES} (split the text "
+                                "into several atoms)")
 
 
 def json_object_ok(value: object) -> bool:

@@ -20,11 +20,16 @@ Decisions:
   row counts of the manifest are counted in that same snapshot while pg_dump runs.
 - pg_dump is the newest found whose major is >= the server's
   (`server_version_num`); none fits: `ToolNotFoundError` before anything is written.
-- Manifest `<file>.manifest.json`: provider, host (`host:port/dbname`, no
-  credentials), database, server and pg_dump versions, format, size, sha256,
-  start/end/duration, row counts, status, purpose, and `verified_at`/`verify_depth`
-  once verified. A fresh backup is recorded as verified at depth "quick" (its
-  checksum and archive listing were checked from the finished file).
+- Manifest `<file>.manifest.json` (format and signature: `manifest`): provider,
+  host (`host:port/dbname`, no credentials), database, server and pg_dump
+  versions, format, size, sha256, start/end/duration, row counts, status,
+  purpose, `verified_at`/`verify_depth`, and its HMAC signature. A fresh backup
+  is recorded as verified at depth "quick" (its checksum and archive listing
+  were checked from the finished file).
+- Signing: no BACKUP_SIGNING_KEY, no backup (`ConfigError` before anything is
+  written, dry runs included). Generating a key here would sign with a key that
+  the restoring host does not have, and lose it with the host; `agent-factory
+  local up` writes one into `.env`, and production keeps it in its secret store.
 - Catalog: every attempt goes into the state store (`backups` table); a failure
   is recorded with status "failed" and its error, for the monitor to alert on.
 - `backup()` for one provider raises on failure; with `all_providers=True` it
@@ -33,13 +38,11 @@ Decisions:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,46 +53,22 @@ from ..core.sqlstate import describe
 from ..errors import AgentFactoryError, BackupError, BackupVerificationError, ConfigError, ProviderUnavailableError
 from ..state.backups import BackupCatalog, BackupRecord
 from ..state.store import StateStore, utcnow
-from . import leftovers, pgtools
+from . import leftovers, pgtools, plainsql
 from .locks import operation_lock
+from .manifest import (MANIFEST_SUFFIX, MANIFEST_VERSION, Manifest, SigningKeys, digests, manifest_path, read_manifest,
+                       sha256_of, sign, write_manifest)
 from .pgtools import FORMATS, PgTarget, Progress
+
+__all__ = ["EXTENSIONS", "MANIFEST_SUFFIX", "MANIFEST_VERSION", "BackupResult", "Manifest", "backup",
+           "backup_locked", "backup_provider", "check_archive", "manifest_path", "read_manifest", "sha256_of",
+           "write_manifest"]
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_SUFFIX = ".manifest.json"
-MANIFEST_VERSION = 1
 EXTENSIONS = {"custom": ".dump", "plain": ".sql"}
 _PLAIN_HEADER = b"-- PostgreSQL database dump"
 _PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
 _CUSTOM_MAGIC = b"PGDMP"
-
-
-@dataclass
-class Manifest:
-    """What is known of one backup file; stored as JSON beside it."""
-
-    provider: str
-    host: str
-    database: str
-    format: str
-    file: str
-    size_bytes: int
-    sha256: str
-    server_version: str
-    server_version_num: int
-    pg_dump_version: str
-    started_at: str
-    finished_at: str
-    duration_s: float
-    row_counts: dict[str, int]
-    status: str = "complete"
-    purpose: str = "manual"
-    encoding: str = "UTF8"
-    compression: str = "gzip"
-    verified_at: str | None = None
-    verify_depth: str | None = None
-    tool: str = "agent-factory"
-    manifest_version: int = MANIFEST_VERSION
 
 
 @dataclass
@@ -120,62 +99,13 @@ class BackupResult:
         return self.status in ("ok", "planned")
 
 
-def manifest_path(backup_file: str | Path) -> Path:
-    """Return the manifest path of a backup file."""
-    p = Path(backup_file)
-    return p.with_name(p.name + MANIFEST_SUFFIX)
-
-
-def read_manifest(backup_file: str | Path) -> Manifest:
-    """Load the manifest beside a backup file; raise `BackupVerificationError` when absent or malformed."""
-    path = manifest_path(backup_file)
-    if not path.is_file():
-        raise BackupVerificationError(
-            f"{backup_file} has no manifest ({path.name}); without its checksum it cannot be trusted"
-        )
-    try:
-        raw = json.loads(path.read_text())
-        known = set(Manifest.__dataclass_fields__)
-        manifest = Manifest(**{k: v for k, v in raw.items() if k in known})
-    except (ValueError, TypeError) as exc:
-        raise BackupVerificationError(f"manifest {path} is unreadable: {exc}") from None
-    if manifest.format not in FORMATS:
-        raise BackupVerificationError(f"manifest {path} names an unknown format {manifest.format!r}")
-    return manifest
-
-
-def write_manifest(manifest: Manifest, path: Path) -> None:
-    """Write a manifest atomically (temp file, fsync, rename), mode 0600."""
-    tmp = leftovers.partial_path(path, "tmp")
-    _write_private(tmp, json.dumps(asdict(manifest), indent=2, sort_keys=True).encode() + b"\n")
-    os.replace(tmp, path)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_archive(path: Path, fmt: str, expected_tables: dict[str, int] | None = None,
                   pg_dump_major: int | None = None) -> str:
     """Check that a finished file is a readable archive of `fmt`; return a one-line description.
 
     Custom: the PGDMP header and `pg_restore --list`, with a data entry for every
-    non-empty table of `expected_tables`. Plain: pg_dump's header and its
-    "dump complete" trailer. Raises `BackupVerificationError`.
+    non-empty table of `expected_tables`. Plain: pg_dump's header, its
+    "dump complete" trailer and no psql meta-command (`plainsql`). Raises `BackupVerificationError`.
     """
     with open(path, "rb") as fh:
         head = fh.read(4096)
@@ -186,7 +116,8 @@ def check_archive(path: Path, fmt: str, expected_tables: dict[str, int] | None =
             raise BackupVerificationError(f"{path.name} is not a plain pg_dump script (no pg_dump header)")
         if _PLAIN_TRAILER not in tail:
             raise BackupVerificationError(f"{path.name} is truncated: pg_dump's 'dump complete' trailer is missing")
-        return "plain script with pg_dump header and trailer"
+        lines = plainsql.check_script(path)
+        return f"plain script with pg_dump header and trailer, {lines} lines, no psql meta-commands"
     if not head.startswith(_CUSTOM_MAGIC):
         raise BackupVerificationError(f"{path.name} is not a pg_dump custom archive (unknown format)")
     tool = pgtools.pick_tool("pg_restore", pg_dump_major)
@@ -250,6 +181,7 @@ def backup_provider(
     """Back up one provider under its backup/restore lock; see `backup` for what it raises."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown backup format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    SigningKeys.from_config(db.config).require("backup")
     target = pgtools.target_for(db, provider, "backup")
     with ExitStack() as stack:
         started = utcnow()
@@ -276,6 +208,7 @@ def backup_locked(
 ) -> BackupResult:
     """Back up `target`; the caller holds its operation lock (restore uses this for its pre-restore backup)."""
     catalog = BackupCatalog(StateStore(db.config.state_dir))
+    key = SigningKeys.from_config(db.config).require("backup")
     say = progress or (lambda _msg: None)
     started = utcnow()
     t0 = time.monotonic()
@@ -294,14 +227,14 @@ def backup_locked(
                 f"pg_dump {tool.version} {shown} --snapshot=<exported> --file={path.name} "
                 f"(server {target.host}, PostgreSQL {version})",
                 "count rows of every table in the same snapshot",
-                f"write {path} and {manifest_path(path).name} (mode 0600)",
+                f"write {path} and {manifest_path(path).name} (mode 0600), signed with BACKUP_SIGNING_KEY",
                 "record the backup in the state store catalog",
                 *swept,
             ]
             if check:
                 return result
             say(f"{target.provider}: backing up {target.host} with pg_dump {tool.version} to {path}")
-            _dump(conn, tool, target, fmt, args, path, result, purpose, say)
+            _dump(conn, tool, target, fmt, args, path, result, purpose, say, key)
     except BaseException as exc:
         if check or not isinstance(exc, (AgentFactoryError, psycopg.Error, KeyboardInterrupt)):
             raise
@@ -320,7 +253,7 @@ def backup_locked(
         target.provider, str(path.absolute()), fmt, "ok", started, purpose=purpose, finished_at=result.finished_at,
         duration_s=result.duration_s, size_bytes=result.size_bytes, sha256=result.sha256, host=target.host,
         server_version=result.server_version, pg_dump_version=result.pg_dump_version, row_counts=result.row_counts,
-        verified_at=result.finished_at, verify_depth="quick",
+        verified_at=result.finished_at, verify_depth="quick", signed=True,
     ))
     logger.info("provider %s: backup written to %s (%d bytes, %.1f s)", target.provider, path,
                 result.size_bytes or 0, result.duration_s)
@@ -342,7 +275,7 @@ def _dump_args(target: PgTarget, fmt: str) -> list[str]:
 
 
 def _dump(conn: psycopg.Connection[Any], tool: pgtools.Tool, target: PgTarget, fmt: str, args: list[str],
-          path: Path, result: BackupResult, purpose: str, say: Progress) -> None:
+          path: Path, result: BackupResult, purpose: str, say: Progress, key: bytes) -> None:
     """Run pg_dump in an exported snapshot, count rows in it, then put the file and manifest in place."""
     created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -374,7 +307,7 @@ def _dump(conn: psycopg.Connection[Any], tool: pgtools.Tool, target: PgTarget, f
         finished = utcnow()
         result.row_counts = {k: v for k, v in counts.items() if v is not None}
         result.size_bytes = tmp.stat().st_size
-        result.sha256 = sha256_of(tmp)
+        result.sha256, archive_hmac = digests(tmp, key)
         check_archive(tmp, fmt, result.row_counts, tool.major)
         result.finished_at = finished
         started = result.started_at or finished
@@ -387,7 +320,7 @@ def _dump(conn: psycopg.Connection[Any], tool: pgtools.Tool, target: PgTarget, f
             purpose=purpose, encoding=str(encoding), compression="gzip" if fmt == "custom" else "none",
             verified_at=finished.isoformat(), verify_depth="quick",
         )
-        write_manifest(manifest, tmp_manifest)
+        write_manifest(sign(manifest, key, archive_hmac), tmp_manifest)
         os.replace(tmp_manifest, manifest_path(path))
         os.replace(tmp, path)
         _fsync_dir(path.parent)

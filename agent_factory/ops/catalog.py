@@ -1,23 +1,24 @@
-"""The backups on hand: list them, verify one, prune by retention.
+"""The backups on hand: list them (with their trust) and verify one.
 
 - `list_backups` reads the state store catalog, newest first per provider, with
-  age, verified state and whether the file is still there. Given a directory it
-  first adopts manifests found there that the catalog does not know (backups
-  copied from another host, or made with another state dir).
+  age, verified state, whether the file is still there and whether its
+  manifest's signature checks now (`trust`). Given a directory it first adopts
+  manifests found there that the catalog does not know (backups copied from
+  another host, or made with another state dir): signed ones with their
+  recorded verification, unsigned ones as unverified; a bad signature, a future
+  `started_at`, a symbolic link or a malformed manifest is refused and listed
+  as "invalid" (docs/BACKUPS.md).
 - `verify_backup` checks, in order: the file exists and is a regular file, its
-  manifest, size, sha256, and that it is a readable archive (custom:
-  `pg_restore --list`; plain: pg_dump's header and "dump complete" trailer).
+  manifest and signature (unsigned: only with `allow_unsigned`), size, archive
+  HMAC, sha256, and that it is a readable archive (custom: `pg_restore --list`;
+  plain: pg_dump's header and "dump complete" trailer, no psql meta-command).
   With `deep=True` it creates a scratch database `af_verify_<random>` on the
   backup's provider (or `target`) with the app role's CREATEDB, loads the backup
   into it in one transaction, compares every table's row count with the
   manifest and drops the database, whatever happens. A pass records
   `verified_at`/`verify_depth` in the manifest and the catalog; a failure is
   recorded in the catalog and raised as `BackupVerificationError`.
-- `prune_backups` keeps a backup when it is among the `keep` newest of its
-  provider, or younger than `max_age_days`, or its provider's newest verified
-  backup (always kept); every other one is deleted with its manifest. Check mode
-  reports what would go and deletes nothing. Prune also removes what killed
-  backups left (`leftovers.sweep`): partial files and passfile directories of dead processes.
+- Retention (`prune_backups`) lives in `prune`.
 """
 
 from __future__ import annotations
@@ -33,34 +34,56 @@ from typing import Any
 
 from psycopg import sql
 
-from ..errors import BackupError, BackupVerificationError, ConfigError
+from ..errors import BackupError, BackupVerificationError, UnsignedBackupError
 from ..state.backups import BackupCatalog, BackupRecord
 from ..state.store import StateStore, utcnow
-from . import leftovers, pgtools
-from .backup import Manifest, check_archive, manifest_path, read_manifest, sha256_of, write_manifest
+from . import pgtools
+from .backup import check_archive
+from .manifest import (MANIFEST_SUFFIX, Manifest, SigningKeys, archive_problem, digests, key_id_of, manifest_path,
+                       parse_time, read_manifest_raw, sha256_of, sign, signature_problem, write_manifest)
 from .pgtools import Progress
 
 logger = logging.getLogger(__name__)
 
+CLOCK_SKEW = timedelta(minutes=5)  # how far in the future a started_at may be (clocks differ between hosts)
+
 
 @dataclass
 class BackupEntry:
-    """One catalogued backup as listed: the record plus its age and whether the file exists."""
+    """One backup as listed: the catalog record, its age, whether the file exists and whether it is trusted.
+
+    `trust`: "signed" (its manifest's signature checks), "unsigned", "untrusted"
+    (a bad or unknown signature, or a manifest that no longer matches the catalog)
+    or "invalid" (a manifest found in the directory that could not be read or was refused).
+    """
 
     record: BackupRecord
     age_s: float
     exists: bool
+    trust: str = "signed"
+    problem: str | None = None
 
     @property
     def state(self) -> str:
-        """One word for people: missing, corrupt, verified-deep, verified or unverified."""
+        """One word: missing, invalid, untrusted, corrupt, unsigned, verified-deep, verified or unverified."""
+        if self.trust == "invalid":
+            return "invalid"
         if not self.exists:
             return "missing"
+        if self.trust == "untrusted":
+            return "untrusted"
         if self.record.verify_error:
             return "corrupt"
+        if self.trust == "unsigned":
+            return "unsigned"
         if self.record.verified:
             return "verified-deep" if self.record.verify_depth == "deep" else "verified"
         return "unverified"
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the backup may count: its file exists and its manifest's signature checks."""
+        return self.exists and self.trust == "signed"
 
 
 @dataclass
@@ -79,51 +102,75 @@ class VerifyResult:
     manifest: Manifest | None = field(default=None, repr=False)
 
 
-@dataclass
-class PruneResult:
-    """What retention deleted (or, in check mode, would delete) and what it kept."""
-
-    changed: bool
-    deleted: list[Path] = field(default_factory=list)
-    kept: list[Path] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-
-
 def _catalog(db_or_state: Any) -> BackupCatalog:
     if isinstance(db_or_state, StateStore):
         return BackupCatalog(db_or_state)
     return BackupCatalog(StateStore(db_or_state.config.state_dir))
 
 
-def adopt_directory(state: StateStore, backup_dir: str | Path) -> list[Path]:
-    """Add to the catalog the backups in `backup_dir` whose manifest it does not know; return them."""
+def adopt_directory(state: StateStore, backup_dir: str | Path, keys: SigningKeys | None = None, *,
+                    now: datetime | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Add to the catalog the backups in `backup_dir` whose manifest it does not know.
+
+    Returns (adopted files, refused files with the reason). A manifest whose
+    signature checks is adopted with its recorded verification; an unsigned one
+    as unverified and unsigned; a bad signature, a future `started_at`, a
+    malformed manifest, a symbolic link or a manifest naming another file is refused.
+    """
     catalog = BackupCatalog(state)
+    keys = keys or SigningKeys()
+    now = now or utcnow()
     directory = Path(backup_dir)
     if not directory.is_dir():
-        return []
+        return [], []
     known = {r.path for r in catalog.entries(statuses=("ok", "pruned"))}
-    adopted = []
-    for mpath in sorted(directory.glob("*" + ".manifest.json")):
-        data = mpath.with_name(mpath.name[: -len(".manifest.json")])
-        if mpath.name.startswith(".") or str(data.absolute()) in known or not data.is_file():
+    adopted, refused = [], []
+    for mpath in sorted(directory.glob("*" + MANIFEST_SUFFIX)):
+        data = mpath.with_name(mpath.name[: -len(MANIFEST_SUFFIX)])
+        if mpath.name.startswith(".") or str(data.absolute()) in known:
             continue
         try:
-            m = read_manifest(data)
+            manifest, signed = _adoptable(data, keys, now)
         except BackupVerificationError as exc:
             logger.warning("not adopting %s: %s", data, exc)
+            refused.append((data, str(exc)))
             continue
-        catalog.record(_record_from_manifest(m, data))
+        catalog.record(_record_from_manifest(manifest, data, signed))
         adopted.append(data)
-    return adopted
+    return adopted, refused
 
 
-def _record_from_manifest(m: Manifest, data: Path) -> BackupRecord:
+def _adoptable(data: Path, keys: SigningKeys, now: datetime) -> tuple[Manifest, bool]:
+    """Return a manifest found in a directory and whether it is signed; raise `BackupVerificationError` if refused."""
+    if data.is_symlink() or manifest_path(data).is_symlink():
+        raise BackupVerificationError(f"{data.name} or its manifest is a symbolic link")
+    if not data.is_file():
+        raise BackupVerificationError(f"{manifest_path(data).name} has no backup file {data.name} beside it")
+    manifest, raw = read_manifest_raw(data)
+    if manifest.file != data.name:
+        raise BackupVerificationError(f"manifest {manifest_path(data).name} describes another file ({manifest.file!r})")
+    _check_times(manifest, data, now)
+    problem = signature_problem(manifest, keys, raw)
+    if problem and manifest.signed:
+        raise BackupVerificationError(f"manifest of {data.name}: {problem}")
+    return manifest, problem is None
+
+
+def _check_times(manifest: Manifest, data: Path, now: datetime) -> None:
+    started = parse_time(manifest.started_at)
+    if started > now + CLOCK_SKEW:
+        raise BackupVerificationError(f"manifest of {data.name}: started_at {manifest.started_at} is in the future")
+
+
+def _record_from_manifest(m: Manifest, data: Path, signed: bool) -> BackupRecord:
+    """Return a catalog row for a manifest; an unsigned manifest's claims of verification are not taken."""
+    verified_at = parse_time(m.verified_at) if signed and m.verified_at else None
     return BackupRecord(
-        m.provider, str(data.absolute()), m.format, "ok", datetime.fromisoformat(m.started_at), purpose=m.purpose,
-        finished_at=datetime.fromisoformat(m.finished_at), duration_s=m.duration_s, size_bytes=m.size_bytes,
+        m.provider, str(data.absolute()), m.format, "ok", parse_time(m.started_at), purpose=m.purpose,
+        finished_at=parse_time(m.finished_at), duration_s=m.duration_s, size_bytes=m.size_bytes,
         sha256=m.sha256, host=m.host, server_version=m.server_version, pg_dump_version=m.pg_dump_version,
-        row_counts=m.row_counts, verified_at=datetime.fromisoformat(m.verified_at) if m.verified_at else None,
-        verify_depth=m.verify_depth,
+        row_counts=m.row_counts, verified_at=verified_at, verify_depth=m.verify_depth if verified_at else None,
+        signed=signed,
     )
 
 
@@ -133,74 +180,41 @@ def list_backups(
     backup_dir: str | Path | None = None,
     *,
     now: datetime | None = None,
+    keys: SigningKeys | None = None,
 ) -> list[BackupEntry]:
-    """Return the catalogued backups, per provider newest first (adopting `backup_dir`'s manifests first)."""
-    if backup_dir is not None:
-        adopt_directory(state, backup_dir)
-    now = now or utcnow()
-    return [BackupEntry(r, (now - r.started_at).total_seconds(), Path(r.path).is_file())
-            for r in BackupCatalog(state).entries(provider)]
+    """Return the catalogued backups, per provider newest first, each with its trust; then refused manifests.
 
-
-def prune_backups(
-    state: StateStore,
-    *,
-    keep: int | None = None,
-    max_age_days: float | None = None,
-    provider: str | None = None,
-    backup_dir: str | Path | None = None,
-    check: bool = False,
-    now: datetime | None = None,
-) -> PruneResult:
-    """Delete the backups retention no longer keeps (see the module docstring for the rule).
-
-    Raises `ConfigError` when neither `keep` nor `max_age_days` is given or either is negative.
-    A file that cannot be deleted raises `BackupError` after the others were handled.
+    Adopts `backup_dir`'s new manifests first; one that is refused is listed as
+    "invalid" (with the reason in `problem`) and never enters the catalog.
     """
-    if keep is None and max_age_days is None:
-        raise ConfigError("prune needs a retention: keep N newest and/or max age in days")
-    if (keep is not None and keep < 0) or (max_age_days is not None and max_age_days < 0):
-        raise ConfigError("keep and max_age_days must not be negative")
-    entries = list_backups(state, provider, backup_dir, now=now)
-    catalog = BackupCatalog(state)
-    result = PruneResult(changed=False)
-    by_provider: dict[str, list[BackupEntry]] = {}
-    for entry in entries:
-        by_provider.setdefault(entry.record.provider, []).append(entry)
-    failures = []
-    for name, items in by_provider.items():
-        newest_verified = next((e for e in items if e.exists and e.record.verified), None)
-        for index, entry in enumerate(items):
-            path = Path(entry.record.path)
-            keep_it = (
-                entry is newest_verified
-                or (keep is not None and index < keep)
-                or (max_age_days is not None and entry.age_s < max_age_days * 86400)
-            )
-            if keep_it:
-                result.kept.append(path)
-                continue
-            why = f"{entry.age_s / 86400:.1f} days old, #{index + 1} of provider {name}"
-            result.actions.append(f"delete {path} ({why})")
-            result.deleted.append(path)
-            if check:
-                continue
-            try:
-                path.unlink(missing_ok=True)
-                manifest_path(path).unlink(missing_ok=True)
-            except OSError as exc:
-                failures.append(f"{path}: {exc.strerror}")
-                continue
-            catalog.mark_pruned(path)
-            result.changed = True
-            logger.info("provider %s: pruned backup %s (%s)", name, path, why)
-    directories = [*([Path(backup_dir)] if backup_dir else []), *(Path(e.record.path).parent for e in entries)]
-    swept = leftovers.sweep(*directories, check=check)
-    result.actions += swept
-    result.changed = result.changed or bool(swept and not check)
-    if failures:
-        raise BackupError("could not delete: " + "; ".join(failures))
-    return result
+    keys = keys or SigningKeys()
+    now = now or utcnow()
+    refused: list[tuple[Path, str]] = []
+    if backup_dir is not None:
+        refused = adopt_directory(state, backup_dir, keys, now=now)[1]
+    entries = []
+    for record in BackupCatalog(state).entries(provider):
+        exists = Path(record.path).is_file()
+        trust, problem = _trust(record, keys) if exists else ("signed" if record.signed else "unsigned", None)
+        entries.append(BackupEntry(record, (now - record.started_at).total_seconds(), exists, trust, problem))
+    for data, reason in refused:
+        record = BackupRecord("?", str(data.absolute()), "?", "invalid", now)
+        entries.append(BackupEntry(record, 0.0, data.is_file(), "invalid", reason))
+    return entries
+
+
+def _trust(record: BackupRecord, keys: SigningKeys) -> tuple[str, str | None]:
+    """Check a catalogued backup's manifest as it is now: ("signed" | "unsigned" | "untrusted", problem)."""
+    try:
+        manifest, raw = read_manifest_raw(record.path)
+    except BackupVerificationError as exc:
+        return "untrusted", str(exc)
+    if manifest.sha256 != record.sha256:
+        return "untrusted", "its manifest no longer matches the catalogued backup (sha256 changed)"
+    problem = signature_problem(manifest, keys, raw)
+    if problem is None:
+        return "signed", None
+    return ("unsigned" if not manifest.signed else "untrusted"), problem
 
 
 def verify_backup(
@@ -210,20 +224,27 @@ def verify_backup(
     deep: bool = False,
     target: str | None = None,
     progress: Progress | None = None,
+    allow_unsigned: bool = False,
 ) -> VerifyResult:
     """Verify a backup file (and with `deep`, restore it into a scratch database); record the pass.
 
-    Raises `BackupVerificationError` for a missing, directory, corrupt, truncated
-    or unknown-format file or a row count mismatch; `ConfigError` for an unknown
-    target; `ProviderUnavailableError`/`BackupError` when the deep check cannot run.
+    A signed backup's manifest is signed again with the current key (this is how
+    a key rotation re-signs backups); an unsigned one (only with `allow_unsigned`)
+    stays unsigned and its manifest untouched, the pass is recorded in the catalog only.
+    Raises `BackupVerificationError` for a missing, directory, corrupt, truncated,
+    unsigned, mis-signed or unknown-format file or a row count mismatch; `ConfigError`
+    for an unknown target or no BACKUP_SIGNING_KEY; `ProviderUnavailableError`/`BackupError`
+    when the deep check cannot run.
     """
     t0 = time.monotonic()
     say = progress or (lambda _msg: None)
     file = Path(path)
     catalog = _catalog(db)
+    keys = SigningKeys.from_config(db.config)
     try:
-        manifest, checks = check_file(file)
-        result = VerifyResult(file, manifest.provider, manifest.format, deep, utcnow(), checks,
+        checked = check_file(file, keys, allow_unsigned=allow_unsigned)
+        manifest = checked.manifest
+        result = VerifyResult(file, manifest.provider, manifest.format, deep, utcnow(), checked.checks,
                               dict(manifest.row_counts), manifest=manifest)
         if deep:
             say(f"{file.name}: restoring into a scratch database to compare row counts")
@@ -231,6 +252,8 @@ def verify_backup(
             result.checks.append(f"restored into scratch database {result.scratch_database} on "
                                  f"{target or manifest.provider}; row counts of {len(manifest.row_counts)} "
                                  "tables match the manifest; scratch database dropped")
+    except UnsignedBackupError:
+        raise
     except BackupVerificationError as exc:
         catalog.mark_verify_failed(file, str(exc))
         logger.error("backup %s failed verification: %s", file, exc)
@@ -238,19 +261,37 @@ def verify_backup(
     result.verified_at = utcnow()
     result.duration_s = round(time.monotonic() - t0, 3)
     depth = "deep" if deep else "quick"
-    manifest = replace(manifest, verified_at=result.verified_at.isoformat(), verify_depth=depth)
-    write_manifest(manifest, manifest_path(file))
+    if checked.signed:
+        key = keys.require("verify")
+        rotated = None if manifest.key_id == key_id_of(key) else digests(file, key)[1]  # a previous key's backup
+        manifest = sign(replace(manifest, verified_at=result.verified_at.isoformat(), verify_depth=depth), key,
+                        rotated)
+        write_manifest(manifest, manifest_path(file))
     if catalog.get(file) is None:
-        catalog.record(_record_from_manifest(manifest, file))
-    catalog.mark_verified(file, result.verified_at, depth)
+        catalog.record(_record_from_manifest(manifest, file, checked.signed))
+    catalog.mark_verified(file, result.verified_at, depth, checked.sha256, checked.signed)
     result.manifest = manifest
     return result
 
 
-def check_file(file: Path) -> tuple[Manifest, list[str]]:
-    """Run the quick checks (no database); return the manifest and what was checked.
+@dataclass(frozen=True)
+class CheckedFile:
+    """A backup file that passed the quick checks: its manifest, what was checked, its sha256, whether signed."""
 
-    Raises `BackupVerificationError` at the first failure.
+    manifest: Manifest
+    checks: list[str]
+    sha256: str
+    signed: bool
+
+
+
+def check_file(file: Path, keys: SigningKeys, *, allow_unsigned: bool = False,
+               now: datetime | None = None) -> CheckedFile:
+    """Run the quick checks (no database): file, manifest, signature, size, HMAC and sha256, archive.
+
+    Raises `UnsignedBackupError` for an unsigned backup without `allow_unsigned`,
+    `ConfigError` when a signed one must be checked and no key is set, and
+    `BackupVerificationError` at the first other failure.
     """
     if not file.exists():
         raise BackupVerificationError(f"backup file {file} does not exist")
@@ -258,20 +299,38 @@ def check_file(file: Path) -> tuple[Manifest, list[str]]:
         raise BackupVerificationError(f"{file} is a directory, not a backup file")
     if not file.is_file():
         raise BackupVerificationError(f"{file} is not a regular file")
-    manifest = read_manifest(file)
-    checks = [f"manifest {manifest_path(file).name}: provider {manifest.provider}, format {manifest.format}"]
+    manifest, raw = read_manifest_raw(file)
+    _check_times(manifest, file, now or utcnow())
+    if manifest.signed:
+        keys.require("checking a signed backup")
+        problem = signature_problem(manifest, keys, raw)
+        if problem:
+            raise BackupVerificationError(f"manifest of {file.name}: {problem}")
+    elif not allow_unsigned:
+        raise UnsignedBackupError(
+            f"{file.name} is unsigned (made before backups were signed, or not by agent-factory): refusing it; "
+            "if you trust where it came from, pass --allow-unsigned (allow_unsigned) to verify it deep, "
+            "then to restore it")
+    checks = [f"manifest {manifest_path(file).name}: provider {manifest.provider}, format {manifest.format}, "
+              + (f"signature checks (key id {manifest.key_id})" if manifest.signed else "UNSIGNED (allowed)")]
     size = file.stat().st_size
     if size != manifest.size_bytes:
         raise BackupVerificationError(
             f"{file.name} is {size} bytes but its manifest says {manifest.size_bytes}: truncated or altered"
         )
     checks.append(f"size {size} bytes matches")
-    digest = sha256_of(file)
+    if manifest.signed:
+        problem, digest = archive_problem(file, manifest, keys)
+        if problem:
+            raise BackupVerificationError(problem)
+        checks.append("archive HMAC matches the signed manifest")
+    else:
+        digest = sha256_of(file)
     if digest != manifest.sha256:
         raise BackupVerificationError(f"{file.name} does not match its manifest's sha256: corrupt or altered")
     checks.append("sha256 matches")
     checks.append(check_archive(file, manifest.format, manifest.row_counts, pgtools.major_of(manifest.pg_dump_version)))
-    return manifest, checks
+    return CheckedFile(manifest, checks, digest, manifest.signed)
 
 
 def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Progress) -> str:
@@ -290,7 +349,7 @@ def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Pro
                                               ) from None
             with target.connect(purpose="verify") as conn:
                 counts = pgtools.table_row_counts(conn, manifest.row_counts)
-            diff = {t: (n, counts.get(t)) for t, n in manifest.row_counts.items() if counts.get(t) != n}
+            diff = pgtools.count_mismatches(manifest.row_counts, counts)
             if diff:
                 detail = ", ".join(f"{t}: manifest {a}, restored {b}" for t, (a, b) in sorted(diff.items()))
                 raise BackupVerificationError(f"{file.name}: row counts differ after restore: {detail}")
@@ -301,9 +360,9 @@ def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Pro
 
 
 def newest_backup(state: StateStore, provider: str) -> BackupRecord | None:
-    """Return a provider's newest verified backup whose file still exists (for restore defaults and monitors)."""
+    """Return a provider's newest signed, verified backup whose file still exists (restore defaults, monitors)."""
     for record in BackupCatalog(state).entries(provider):
-        if record.verified and os.path.isfile(record.path):
+        if record.signed and record.verified and os.path.isfile(record.path):
             return record
     return None
 

@@ -27,12 +27,15 @@ _PASSWORD_LITERAL = re.compile(r"(password\s+)('(?:[^']|'')*'|\S+)", re.IGNORECA
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """Return the time meant by "24h", "30m", "7d", "2w" (ago) or an ISO-8601 time (naive = UTC).
 
-    Raises `ValueError` with an example when `text` is neither.
+    Raises `ValueError` with an example when `text` is neither, or reaches back before the year 1.
     """
     match = _SINCE.match(text)
     if match:
         amount, unit = float(match.group(1)), match.group(2).lower()
-        return (now or utcnow()) - timedelta(**{_UNITS[unit]: amount})
+        try:
+            return (now or utcnow()) - timedelta(**{_UNITS[unit]: amount})
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before the year 1; e.g. 24h, 30d or 52w") from None
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -6,14 +6,23 @@
 1. writes a heartbeat row (`monitor_runs`);
 2. probes every provider (forced, concurrently), and on each healthy one runs
    `SELECT 1` and counts the key tables through `provider_connection`;
-3. syncs the primary into each healthy backup (warm backups, see `ops.sync`;
-   MONITOR_SYNC_BACKUPS=false turns it off) and records each run with the
-   backup's lag (`sync_runs`);
+3. merges each healthy backup into the primary (writes acknowledged on a
+   backup by a process that failed over reach the primary, whatever became
+   of that process), then syncs the primary into each healthy backup (warm
+   backups, see `ops.sync`; MONITOR_SYNC_BACKUPS=false turns both off);
+   records each run (`sync_runs`) and what each backup held that the primary
+   lacked, with the oldest such row's age (`divergence`);
 4. stores the samples (`health_samples`) and prunes those past the retention;
-5. evaluates the rules: CRITICAL all providers down, WARNING primary down
-   (failover active), WARNING backup provider down, WARNING last backup
-   failed or newest verified backup taken more than 24 h ago, WARNING a backup
-   more than SYNC_MAX_LAG_MINUTES (10) behind the primary; recovery sends an
+5. records each healthy provider's size and connection figures
+   (`ops.maintenance`), then evaluates the rules: CRITICAL all providers
+   down, WARNING primary down (failover active), WARNING backup provider
+   down, WARNING last backup failed or newest verified backup taken more
+   than 24 h ago, WARNING a backup more than SYNC_MAX_LAG_MINUTES (10)
+   behind the primary, WARNING a backup that held rows the primary lacked
+   (or could not be merged) in consecutive runs (`divergence`: some process
+   keeps serving from it), `capacity` WARNING at 80 % and CRITICAL at 95 %
+   of NAME_STORAGE_QUOTA_MB, WARNING `credentials` when a provider refuses
+   the configured password (instead of "down": it is no outage); recovery sends an
    INFO resolve;
 6. advances the persisted alert state, records fires and resolves in
    `alert_events` and queues notifications (see `alerts.rules`), then
@@ -43,10 +52,11 @@ from psycopg import sql
 
 from ..core import DatabaseManager, default_manager
 from ..core.sqlstate import describe
-from ..errors import AgentFactoryError
+from ..errors import AUTH_REFUSED, AgentFactoryError
 from ..redact import scrub
 from ..replication import SyncResult
 from ..state import monitoring
+from ..state.divergence import Divergence, add_divergence
 from ..state.monitoring import HealthSample
 from ..state.store import StateStore, utcnow
 from .alerts import (
@@ -61,8 +71,8 @@ from .alerts import (
     deliver_pending,
     settings_from_env,
 )
-from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, PRIMARY_DOWN, PROVIDER_DOWN, SYNC_LAG
-from .sync import BackupLag, backup_lags, warm_backups
+from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, CREDENTIALS, PRIMARY_DOWN, PROVIDER_DOWN
+from .monitor_sync import sync_step
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +85,7 @@ class BackupStatus:
     """What the backup catalog says about one provider's backups."""
 
     provider: str
-    newest_backup_at: datetime | None  # started_at of `newest_good_backup` (verified, live, not pre-restore)
+    newest_backup_at: datetime | None  # started_at of `newest_good_backup` (signed, verified, live, not pre-restore)
     last_attempt_status: str | None  # "ok", "failed", "pruned" or None (never backed up)
     last_attempt_at: datetime | None
     last_error: str | None = None
@@ -99,6 +109,7 @@ class MonitorResult:
     run_id: int
     backups: list[BackupStatus] | None = field(default=None)
     syncs: list[SyncResult] | None = field(default=None)  # this run's syncs of the primary into each backup
+    divergence: list[Divergence] | None = field(default=None)  # what each backup held that the primary lacked
 
     @property
     def fired(self) -> list[AlertAction]:
@@ -185,7 +196,10 @@ def build_checks(samples: Sequence[HealthSample], backups: Sequence[BackupStatus
                     if not up else f"{len(up)} of {len(samples)} providers serve")]
     serving = serving_provider(samples)
     for s in samples:
-        if s.is_primary:
+        if not s.healthy and AUTH_REFUSED in (s.error or ""):  # a password problem, not an outage: no failover
+            checks.append(Check(CREDENTIALS, Severity.WARNING, True,
+                                f"{s.error} (provider {s.provider} answers; traffic stays where it is)", s.provider))
+        elif s.is_primary:
             detail = (f"primary provider {s.provider} is down ({s.error}); traffic fails over to {serving}"
                       if not s.healthy else f"primary provider {s.provider} answers ({_ms(s.latency_ms)})")
             checks.append(Check(PRIMARY_DOWN, Severity.WARNING, not s.healthy, detail, s.provider, suppressible=True))
@@ -294,13 +308,17 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
         except Exception:  # a catalog problem must not stop health monitoring
             logger.exception("could not read the backup catalog; skipping the backup rule this run")
     checks = build_checks(samples, backup_states, now, settings)
-    syncs = None
+    checks += _maintenance_checks(db, store, samples, now)
+    syncs = diverged = None
     if settings.sync_backups:
-        syncs, lag_checks = _sync_backups(db, store, samples, now, settings)
-        checks += lag_checks
+        step = sync_step(db, store, samples, now, settings, run_id)
+        syncs, diverged = step.syncs, step.divergence
+        checks += step.checks
     providers_text = status_line(samples)
     with store.connect() as conn:
         monitoring.add_samples(conn, run_id, samples)
+        if diverged:
+            add_divergence(conn, diverged)
         actions = apply_checks(conn, checks, now, settings, channels, context=providers_text)
         pruned = monitoring.prune(conn, now - settings.retention)
         firing = sorted(k for k, a in monitoring.load_alerts(conn).items() if a.firing)
@@ -317,46 +335,20 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
         if action.action in ("fired", "resolved"):
             logger.warning("alert %s: %s", action, action.detail)
     return MonitorResult(now, db.primary_provider, samples, up > 0, actions, firing, report, summary, run_id,
-                         backup_states, syncs)
+                         backup_states, syncs, diverged)
 
 
-def _sync_backups(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample], now: datetime,
-                  settings: MonitorSettings) -> tuple[list[SyncResult], list[Check]]:
-    """Sync the primary into each backup (warm backups) and return the runs and the lag checks.
 
-    No lag check is made while the primary is down (nothing new can reach it) or
-    when SYNC_MAX_LAG_MINUTES is 0.
-    """
-    healthy = [s.provider for s in samples if s.healthy]
+def _maintenance_checks(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample],
+                        now: datetime) -> list[Check]:
+    """Record sizes and pool figures (see `ops.maintenance`); return the `capacity` checks."""
+    from .maintenance import record_monitor_run
+
     try:
-        results = warm_backups(db, store, healthy)
-    except Exception:  # a sync problem must not stop health monitoring
-        logger.exception("warm backups: the sync step failed; lag is checked from earlier runs")
-        results = []
-    if settings.sync_max_lag is None or db.primary_provider not in healthy:
-        return results, []
-    fresh = {r.target: r for r in results if r.ok}
-    checks = [_lag_check(lag, fresh.get(lag.backup), now, settings.sync_max_lag)
-              for lag in backup_lags(db, store)]
-    return results, checks
-
-
-def _lag_check(lag: BackupLag, fresh: SyncResult | None, now: datetime, max_lag: timedelta) -> Check:
-    seconds = fresh.lag_s if fresh is not None and fresh.lag_s is not None else lag.lag_s(now)
-    limit = f"{max_lag.total_seconds() / 60:g} min"
-    if seconds is None:
-        why = f": {lag.error}" if lag.error else ""
-        return Check(SYNC_LAG, Severity.WARNING, False,
-                     f"backup {lag.backup} has no successful sync from {lag.source} on record yet{why}", lag.backup,
-                     suppressible=True)
-    behind = f"{seconds / 60:.1f} min"
-    if seconds > max_lag.total_seconds():
-        why = f"; last sync failed: {lag.error}" if lag.last_ok is False and lag.error else ""
-        return Check(SYNC_LAG, Severity.WARNING, True,
-                     f"backup {lag.backup} is {behind} behind {lag.source} (limit {limit}){why}", lag.backup,
-                     suppressible=True)
-    return Check(SYNC_LAG, Severity.WARNING, False, f"backup {lag.backup} is {behind} behind {lag.source}",
-                 lag.backup, suppressible=True)
+        return record_monitor_run(db, store, samples, now)
+    except Exception:  # a maintenance record must not stop health monitoring
+        logger.exception("recording sizes and pool figures failed; the capacity rule is skipped this run")
+        return []
 
 
 def _passwords(db: DatabaseManager) -> list[str]:

@@ -16,6 +16,13 @@
   create (untrusted ones, for a non-superuser), are skipped: on managed
   providers they belong to the platform, and `DROP EXTENSION` would fail there.
   Objects of the target that are not in the backup are left in place.
+  A target without pgvector (not installed, not creatable) skips the archive's
+  pgvector-only tables (`agent_factory.vector.OPTIONAL_TABLES`: definition, data,
+  indexes, triggers) and run-time vector indexes, so a backup of a provider
+  with vectors restores there without them instead of failing. Optional
+  vector *columns* of other tables (`OPTIONAL_COLUMNS`) are cut out too
+  (`vector_columns.cut_vector_columns`): a custom archive is then written out
+  as a script by pg_restore and loaded by psql, filtered like a plain dump.
 
 There is no overall time limit: a dump or restore takes as long as the data
 needs; connecting is bounded by DATABASE_CONNECT_TIMEOUT and pg_dump waits at
@@ -24,6 +31,7 @@ most 60 s for a table lock.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import tempfile
@@ -41,7 +49,10 @@ from ..errors import ProviderUnavailableError
 from ..keepalive import dead_peer_params
 from ..redact import describe_url
 from ..tls import is_loopback
+from . import plainsql
+from ..vector import EXTENSION, OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX
 from .tools import Progress, Tool, major_of, pick_tool, run_tool
+from .vector_columns import cut_vector_columns
 
 __all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
            "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for", "target_objects"]
@@ -133,6 +144,15 @@ class TargetObjects:
             return name in self.schemas
         return name in self.extensions or name not in self.creatable_extensions
 
+    @property
+    def lacks_pgvector(self) -> bool:
+        """Whether the target neither has nor can create the `vector` extension."""
+        return EXTENSION not in self.extensions and EXTENSION not in self.creatable_extensions
+
+    def skip_vector_object(self, text: str) -> bool:
+        """Whether a TOC line or statement concerns a pgvector-only table or index this target cannot hold."""
+        return self.lacks_pgvector and _VECTOR_OBJECT.search(text) is not None
+
 
 def target_objects(conn: psycopg.Connection[Any]) -> TargetObjects:
     """Read the schemas, installed extensions and extensions this role may create."""
@@ -148,6 +168,12 @@ _TOC_OBJECT = re.compile(r"^\d+; \d+ \d+ (SCHEMA|EXTENSION) - (\S+)")
 _TOC_COMMENT = re.compile(r"^\d+; \d+ \d+ COMMENT - (SCHEMA|EXTENSION) (\S+)")
 
 
+# A pgvector-only table, or any object named after one (its indexes, constraints, triggers), or a run-time index.
+_VECTOR_OBJECT = re.compile(
+    r"(?<![\w$])(?:" + "|".join(map(re.escape, (*OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX))) + r")[\w$]*")
+_STATEMENT_START = re.compile(rb"^(?:CREATE|ALTER|COPY|COMMENT|SELECT|DROP)\b")
+
+
 def filter_toc(listing: str, objects: TargetObjects) -> tuple[str, list[str]]:
     """Comment out the archive's schema/extension entries to skip; return the list and what was skipped."""
     lines, skipped = [], []
@@ -155,6 +181,9 @@ def filter_toc(listing: str, objects: TargetObjects) -> tuple[str, list[str]]:
         match = _TOC_OBJECT.match(line) or _TOC_COMMENT.match(line)
         if match and objects.skip(match.group(1), match.group(2)):
             skipped.append(f"{match.group(1).lower()} {match.group(2)}")
+            line = ";" + line
+        elif not line.startswith(";") and objects.skip_vector_object(line):
+            skipped.append("pgvector-only tables (no pgvector on the target)")
             line = ";" + line
         lines.append(line)
     return "\n".join(lines) + "\n", sorted(set(skipped))
@@ -174,20 +203,28 @@ def _unquote(raw: bytes) -> str:
 
 def filter_plain(lines: Iterable[bytes], objects: TargetObjects, skipped: list[str]) -> Iterator[bytes]:
     """Yield a plain dump's lines, dropping statements on schemas/extensions to skip (never COPY data)."""
-    in_copy = False
+    in_copy = skip_copy = False
     in_skipped_statement = False
     for line in lines:
         if in_copy:
             if line in (b"\\.\n", b"\\.\r\n", b"\\."):
                 in_copy = False
-            yield line
+            if not skip_copy:
+                yield line
             continue
         if in_skipped_statement:
             in_skipped_statement = not line.rstrip().endswith(b";")
             continue
         if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
             in_copy = True
-            yield line
+            skip_copy = objects.skip_vector_object(line.decode("utf-8", "replace"))
+            if not skip_copy:
+                yield line
+            continue
+        if _STATEMENT_START.match(line) and objects.skip_vector_object(line.decode("utf-8", "replace")):
+            if "pgvector-only tables (no pgvector on the target)" not in skipped:
+                skipped.append("pgvector-only tables (no pgvector on the target)")
+            in_skipped_statement = not line.rstrip().endswith(b";")
             continue
         match = _PLAIN_OBJECT.match(line)
         if match:
@@ -219,8 +256,10 @@ def apply_archive(
     """Load a backup into `target` in one transaction; return the entries skipped (schemas, extensions).
 
     Custom archives go through pg_restore (`--clean --if-exists` when `clean`),
-    plain scripts through psql with ON_ERROR_STOP (they carry their own DROP ... IF EXISTS).
-    Any error rolls the whole load back. Raises `BackupError` with the tool's message.
+    plain scripts through psql with ON_ERROR_STOP (they carry their own DROP ... IF EXISTS), checked line by
+    line for meta-commands as psql reads them (`plainsql`). Any error rolls the whole load back. Raises
+    `BackupVerificationError` at a meta-command (psql is killed before its input ends: nothing is committed),
+    `BackupError` with the tool's message.
     """
     with target.connect(purpose="restore-check") as conn:
         objects = target_objects(conn)
@@ -232,19 +271,42 @@ def apply_archive(
         with tempfile.NamedTemporaryFile("w", prefix="agent-factory-toc-", suffix=".list") as list_file:
             list_file.write(toc)
             list_file.flush()
-            args = [f"--dbname={target.conninfo}", "--no-owner", "--no-privileges", "--single-transaction",
-                    "--exit-on-error", f"--use-list={list_file.name}"]
+            args = ["--no-owner", "--no-privileges", f"--use-list={list_file.name}"]
             if clean:
                 args += ["--clean", "--if-exists"]
-            run_tool(tool, [*args, str(path)], target, progress=progress, label=label)
+            if objects.lacks_pgvector:
+                # Vector columns cannot be cut out of an archive: write it out as a script, load that.
+                with tempfile.TemporaryDirectory(prefix="agent-factory-restore-") as scratch:
+                    script = Path(scratch) / "restore.sql"
+                    run_tool(tool, [*args, f"--file={script}", str(path)], label=label)
+                    psql = pick_tool("psql", tool.major, ssl=target.needs_ssl)
+                    _load_script(psql, script, target, objects, skipped, progress, label)
+            else:
+                args += [f"--dbname={target.conninfo}", "--single-transaction", "--exit-on-error"]
+                run_tool(tool, [*args, str(path)], target, progress=progress, label=label)
     else:
-        args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
-        run_tool(tool, args, target, stdin=filter_plain(_read_lines(path), objects, skipped),
-                 progress=progress, label=label)
+        _load_script(tool, path, target, objects, skipped, progress, label)
     skipped = [s for s in skipped if s != "schema public"]  # always there; pg_dump never recreates it
     if skipped:
         logger.info("provider %s: kept the target's own %s", target.provider, ", ".join(skipped))
     return skipped
+
+
+def _load_script(psql: Tool, path: Path, target: PgTarget, objects: TargetObjects, skipped: list[str],
+                 progress: Progress | None, label: str) -> None:
+    """Run a plain script through psql in one transaction, filtered for the target.
+
+    Every script is untrusted, a plain archive and pg_restore's rendering of a
+    custom one alike: `plainsql` refuses its meta-commands before psql sees
+    them, and psql runs in `\\restrict` mode where it has it.
+    """
+    args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
+    lines = plainsql.guard_lines(_read_lines(path), path.name)
+    if objects.lacks_pgvector:
+        lines = cut_vector_columns(lines, skipped)
+    prefix = [plainsql.restrict_prefix()] if plainsql.supports_restrict(psql.version) else []
+    run_tool(psql, args, target, stdin=itertools.chain(prefix, filter_plain(lines, objects, skipped)),
+             progress=progress, label=label)
 
 
 # ---- row counts ---------------------------------------------------------------
@@ -282,3 +344,13 @@ def table_row_counts(conn: psycopg.Connection[Any], tables: Iterable[str] | None
                            ).fetchone()
         counts[key] = int(row[0]) if row else 0
     return counts
+
+
+def count_mismatches(expected: dict[str, int], counts: dict[str, int | None]) -> dict[str, list[int | None]]:
+    """Return {table: [expected, found]} for each table whose row count differs after a load.
+
+    A pgvector-only table that a target without pgvector skipped (`apply_archive`) is absent, not a mismatch.
+    """
+    return {t: [n, counts.get(t)] for t, n in expected.items()
+            if counts.get(t) != n and not (counts.get(t) is None and t.split(".")[-1] in OPTIONAL_TABLES)}
+

@@ -9,14 +9,19 @@ restarted (runbook step 3). Check mode does the same checks and writes nothing.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
 from ..config import load_config
 from ..core import DatabaseManager
+from ..envfile import write_private
 from ..errors import ConfigError, ProviderUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -90,30 +95,29 @@ def switch_primary(
 
 
 def _set_variable(path: Path, value: str) -> None:
-    """Set DATABASE_PROVIDER in a dotenv file, keeping its other lines; atomic, mode 0600."""
-    lines = path.read_text().splitlines()
+    """Set DATABASE_PROVIDER in a dotenv file, keeping everything else byte for byte; atomic, mode 0600.
+
+    The file is read with python-dotenv's own parser (the one `load_config`
+    uses), so a `DATABASE_PROVIDER=` line inside a multi-line quoted value is
+    part of that value and left alone. Raises `ConfigError`, writing nothing,
+    if the result would not read back as every old value with `value` for DATABASE_PROVIDER.
+    """
+    text = path.read_text()
     out, done = [], False
-    for line in lines:
-        key = line.split("=", 1)[0].strip()
-        if key.startswith("export "):
-            key = key[len("export "):].strip()
-        if key == VARIABLE and not line.lstrip().startswith("#"):
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.key == VARIABLE and not binding.error:
             if not done:
-                out.append(f"{VARIABLE}={value}")
+                out.append(f"{VARIABLE}={value}\n")
                 done = True
-            continue  # a repeated line would override ours
-        out.append(line)
+            continue  # a repeated assignment would override ours
+        out.append(binding.original.string)
     if not done:
-        out.append(f"{VARIABLE}={value}")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(out) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        out.append(("\n" if out and not out[-1].endswith("\n") else "") + f"{VARIABLE}={value}\n")
+    new = "".join(out)
+    before = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    after = dotenv_values(stream=io.StringIO(new), interpolate=False)
+    before[VARIABLE] = value
+    if after != before:
+        raise ConfigError(f"cannot set {VARIABLE} in {path} safely (its quoting is ambiguous); edit it by hand, "
+                          "nothing was changed")
+    write_private(path, new)

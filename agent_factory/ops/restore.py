@@ -3,9 +3,13 @@
 Order of work, each step stopping the restore before the target is touched:
 
 1. the target provider is resolved (unknown name: `ConfigError`);
-2. the file is checked (`check_file`: exists, regular file, manifest, size,
-   sha256, readable archive); a corrupt, truncated, unknown-format, missing
-   or directory file raises `BackupVerificationError`;
+2. the file is checked (`check_file`: exists, regular file, manifest and its
+   signature, size, archive HMAC, sha256, readable archive, and for plain
+   scripts no psql meta-command); a corrupt, truncated, mis-signed,
+   unknown-format, missing or directory file raises `BackupVerificationError`.
+   An unsigned backup needs `allow_unsigned=True` *and* a passed deep
+   verification of this very file (same sha256) in the catalog
+   (`UnsignedBackupError` otherwise);
 3. a backup of another provider needs `yes=True` (`ConfirmationRequiredError`);
    the CLI asks on a terminal and refuses elsewhere;
 4. the provider's backup/restore lock is taken (`OperationLockedError`);
@@ -18,7 +22,8 @@ Order of work, each step stopping the restore before the target is touched:
    (plain backups carry their own DROP ... IF EXISTS). Any error rolls back the
    whole load: the target is left as it was. Schemas and extensions the target
    already has are kept as they are (see `pgtools`); objects of the target that
-   are not in the backup are left in place;
+   are not in the backup are left in place; a target without pgvector skips the
+   archive's pgvector-only tables (a warning names them and their row counts);
 8. row counts of every table in the manifest are compared, then the
    deployment check (`agent_factory.ops.verify.verify`) runs; the duration from
    start to end is the RTO. A row count mismatch gives status "mismatch" (`ok`
@@ -38,13 +43,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackupError, BackupVerificationError, ConfirmationRequiredError
+from ..errors import BackupError, BackupVerificationError, ConfirmationRequiredError, UnsignedBackupError
 from ..state.backups import BackupCatalog, RestoreRecord
 from ..state.store import StateStore, utcnow
+from ..vector import is_optional, missing_message
 from . import pgtools
 from .backup import backup_locked
 from .catalog import check_file
 from .locks import operation_lock
+from .manifest import SigningKeys
 from .pgtools import Progress
 from .verify import verify
 
@@ -92,10 +99,12 @@ def restore(
     yes: bool = False,
     backup_dir: str | Path = "backups",
     progress: Progress | None = None,
+    allow_unsigned: bool = False,
 ) -> RestoreResult:
     """Restore `backup_file` into `provider` (default: the provider the backup was made from).
 
-    Raises `ConfigError` (unknown provider), `BackupVerificationError` (bad file),
+    Raises `ConfigError` (unknown provider, no BACKUP_SIGNING_KEY), `BackupVerificationError` (bad, unsigned
+    or mis-signed file; see step 2),
     `ConfirmationRequiredError` (another provider's backup without `yes`),
     `OperationLockedError`, `ToolNotFoundError`, `ProviderUnavailableError`, or
     `BackupError` when the pre-restore backup or the load fails (the load is one
@@ -108,11 +117,16 @@ def restore(
     target = pgtools.target_for(db, provider, "restore") if provider else None
     catalog = BackupCatalog(StateStore(db.config.state_dir))
     try:
-        manifest, checks = check_file(file)
+        checked = check_file(file, SigningKeys.from_config(db.config), allow_unsigned=allow_unsigned)
+        if not checked.signed:
+            _require_deep_verify(catalog, file, checked.sha256)
+    except UnsignedBackupError as exc:
+        raise UnsignedBackupError(f"refusing to restore: {exc}") from None
     except BackupVerificationError as exc:
         if not check:
             catalog.mark_verify_failed(file, str(exc))
         raise BackupVerificationError(f"refusing to restore: {exc}") from None
+    manifest, checks = checked.manifest, checked.checks
     if target is None:
         target = pgtools.target_for(db, manifest.provider, "restore")
     name = target.provider
@@ -176,8 +190,14 @@ def restore(
         result.changed = True
         with target.connect(purpose="restore") as conn:
             result.row_counts_after = pgtools.table_row_counts(conn, manifest.row_counts)
+    # A target without pgvector skipped the pgvector-only tables (pgtools): said, not a mismatch.
+    left_out = {t: n for t, n in manifest.row_counts.items()
+                if is_optional(t.rsplit(".", 1)[-1]) and result.row_counts_after.get(t) is None}
+    if left_out:
+        result.warnings.append(f"{missing_message(name)}; not restored: "
+                               + ", ".join(f"{t} ({n} row(s))" for t, n in left_out.items()))
     result.mismatches = {t: [n, result.row_counts_after.get(t)] for t, n in manifest.row_counts.items()
-                         if result.row_counts_after.get(t) != n}
+                         if result.row_counts_after.get(t) != n and t not in left_out}
     result.status = "mismatch" if result.mismatches else "ok"
     say(f"{name}: running the deployment check")
     report = verify(db)
@@ -187,6 +207,15 @@ def restore(
     _record(catalog, result, result.status, t0, None)
     logger.info("provider %s: restored %s in %.1f s (status %s)", name, file, result.duration_s or 0, result.status)
     return result
+
+
+def _require_deep_verify(catalog: BackupCatalog, file: Path, sha256: str) -> None:
+    """Raise `UnsignedBackupError` unless this very file (same sha256) passed a deep verification here."""
+    record = catalog.get(file)
+    if record is None or not record.verified or record.verify_depth != "deep" or record.sha256 != sha256:
+        raise UnsignedBackupError(
+            f"{file.name} is unsigned and has not passed a deep verification here as it is now; run "
+            f"`agent-factory backups verify --deep --allow-unsigned {file}` first")
 
 
 def _record(catalog: BackupCatalog, result: RestoreResult, status: str, t0: float, error: str | None) -> None:

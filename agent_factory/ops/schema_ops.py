@@ -34,6 +34,7 @@ from ..errors import ConfigError, DatabaseError, ProviderUnavailableError, Schem
 from ..redact import scrub
 from ..schema import apply_schema, load_migrations
 from ..schema.introspect import SchemaSnapshot, canonical_snapshot, compare, snapshot
+from ..vector import missing_message
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class DriftReport:
     differences: list[str]
     unreachable: dict[str, str]
     summary: str
+    notes: list[str] = field(default_factory=list)  # not drift: e.g. a provider without pgvector
 
     @property
     def drifted(self) -> list[str]:
@@ -208,6 +210,7 @@ def schema_verify(db: DatabaseManager) -> DriftReport:
     constraints, indexes and the recorded migrations. Unreachable providers are
     listed, not compared. Read-only: every transaction it opens is rolled back.
     `ok` is False when any difference is found or no provider could be read.
+    A provider without pgvector is not drift: it gets a note (`notes`) instead.
     """
     snapshots: dict[str, SchemaSnapshot] = {}
     unreachable: dict[str, str] = {}
@@ -242,7 +245,8 @@ def schema_verify(db: DatabaseManager) -> DriftReport:
         if name in snapshots:
             differences.extend(compare(expected, snapshots[name]))
     versions = {name: snap.version for name, snap in snapshots.items()}
-    report = DriftReport(not differences, reference, target, versions, differences, unreachable, "")
+    notes = [missing_message(name) for name in db.providers if name in snapshots and not snapshots[name].has_pgvector]
+    report = DriftReport(not differences, reference, target, versions, differences, unreachable, "", notes)
     report.summary = _drift_summary(report)
     return report
 

@@ -6,8 +6,15 @@
   in failover order when it is down), then the hub into each. Afterwards every
   provider holds the winning version of every row any of them had when the run
   started (unreachable providers are reported and skipped).
-- `warm_backups(db, store)`: the monitor's step: the primary into each backup,
-  each run recorded in the state store (`record_sync`) with the backup's lag.
+- `merge_backups(db, store)`: the monitor's first step: each healthy backup
+  into the primary, so a write acknowledged on a backup (by a process that
+  failed over, and perhaps died before failing back) reaches the primary;
+  returns what each backup held that the primary lacked (`Divergence`).
+- `warm_backups(db, store)`: the monitor's second step: the primary into each
+  backup, each run recorded in the state store (`record_sync`) with the
+  backup's lag. Run after `merge_backups`, it also hands every backup the
+  other backups' rows.
+- `divergence(db)`: what `merge_backups` would find now, without writing (`verify`).
 
 Each pair's result is recorded in the state store when one is given. Dry runs
 (`check=True`) write nothing anywhere, not even the state store.
@@ -23,11 +30,13 @@ from datetime import datetime
 from ..core import DatabaseManager
 from ..errors import AgentFactoryError, ConfigError, SyncBusyError
 from ..replication import SyncResult, TableResult, sync_pair
-from ..state.store import StateStore, SyncRun
+from ..state.divergence import Divergence
+from ..state.store import StateStore, SyncRun, utcnow
 
 logger = logging.getLogger(__name__)
 
 PairProgress = Callable[[str, str, TableResult], None]
+MERGE_WAIT_S = 30.0  # how long a merge into the primary waits for another sync into it (a process's fail-back)
 
 
 @dataclass
@@ -196,6 +205,61 @@ def warm_backups(db: DatabaseManager, store: StateStore, healthy: Sequence[str] 
         record(store, result, previous.get((primary, backup)))
         results.append(result)
     return results
+
+
+def merge_backups(db: DatabaseManager, store: StateStore, healthy: Sequence[str] | None = None, *,
+                  now: datetime | None = None, run_id: int | None = None) -> list[Divergence]:
+    """Merge every healthy backup into the primary, record each run, and return what each backup held.
+
+    A backup's rows the primary lacks or holds older are written there (last
+    writer wins, tombstones; derived counters recomputed): the writes of a
+    process that served from a backup reach the primary whatever became of it.
+    `healthy` (default: probe now) names the providers that answer; nothing
+    runs when the primary does not. Waits up to MERGE_WAIT_S for another sync
+    into the primary. Never raises for a provider failure or a busy primary:
+    that backup's `Divergence` has `rows` None (or, part way, `merged` False)
+    and the error. `now` (default: the clock) dates the findings.
+    """
+    found = []
+    for result in _backups_into_primary(db, healthy, dry_run=False):
+        record(store, result)
+        found.append(_divergence(result, now or utcnow(), run_id))
+        if result.rows_copied:
+            logger.warning("merged %d rows that backup %s held and primary %s lacked (oldest written %s)",
+                           result.rows_copied, result.source, result.target, result.oldest_written)
+    return found
+
+
+def divergence(db: DatabaseManager, healthy: Sequence[str] | None = None) -> list[Divergence]:
+    """Return what each healthy backup holds that the primary lacks or holds older, writing nothing.
+
+    A dry run of `merge_backups` (no lock taken); empty when the primary does
+    not answer. Never raises for a provider failure (`rows` None and the error).
+    """
+    return [_divergence(r, utcnow(), None) for r in _backups_into_primary(db, healthy, dry_run=True)]
+
+
+def _backups_into_primary(db: DatabaseManager, healthy: Sequence[str] | None, *, dry_run: bool) -> list[SyncResult]:
+    """Sync each healthy backup into the primary (none when the primary does not answer); never raises for one."""
+    up = set(healthy) if healthy is not None else {n for n, ok in db.health_check_all().items() if ok}
+    primary = db.primary_provider
+    if primary not in up:
+        return []
+    results = []
+    for backup in db.providers:
+        if backup == primary or backup not in up:
+            continue
+        try:
+            results.append(sync_pair(db, backup, primary, dry_run=dry_run, wait_s=MERGE_WAIT_S))
+        except AgentFactoryError as exc:  # busy, schema not deployed, ...: recorded, never raised
+            results.append(failed(backup, primary, str(exc), dry_run))
+    return results
+
+
+def _divergence(result: SyncResult, at: datetime, run_id: int | None) -> Divergence:
+    measured = result.ok or bool(result.tables)
+    return Divergence(result.source, result.target, at, result.rows_copied if measured else None,
+                      result.oldest_written, result.ok and not result.dry_run, result.error, run_id)
 
 
 def backup_lags(db: DatabaseManager, store: StateStore) -> list[BackupLag]:

@@ -185,6 +185,10 @@ def _feed(proc: subprocess.Popen[bytes], chunks: Iterable[bytes]) -> None:
             proc.stdin.write(chunk)
     except BrokenPipeError:
         pass  # the tool stopped early (ON_ERROR_STOP); its exit status says why
+    except BaseException:
+        proc.kill()  # before its input ends: psql --single-transaction would COMMIT at end of input
+        proc.wait()
+        raise
     finally:
         try:
             proc.stdin.close()

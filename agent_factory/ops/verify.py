@@ -1,17 +1,18 @@
 """Verify a deployment the way the runbook's `verify_memory_deployment.py` does.
 
-Seven tests, each a titled group of `[STATUS] detail` lines:
+Eight tests, each a titled group of `[STATUS] detail` lines:
 
 1. imports; 2. DatabaseManager and its primary/failover settings; 3. health of
 each provider with latency, and whether at least one is healthy; 4. a storage
 round trip on a scratch session that is deleted afterwards; 5. the knowledge
 atom count; 6. schema version and drift across providers; 7. each backup's lag
 behind the primary, as the last warm-backup sync recorded it (FAIL past
-SYNC_MAX_LAG_MINUTES).
+SYNC_MAX_LAG_MINUTES); 8. what each backup holds that the primary lacks, with the
+oldest such row's age (a dry run of the monitor's merge: FAIL while any).
 
 The system *can serve* (`VerifyReport.ok`) when at least one provider is
 healthy and the storage round trip passed. Schema drift, lagging backups and providers that are
-down are reported as FAIL/DOWN lines but do not by themselves make `ok` False:
+down, and divergence are reported as FAIL/DOWN lines but do not by themselves make `ok` False:
 failover keeps the system serving, and `agent-factory schema verify` is the
 stricter check.
 """
@@ -87,7 +88,7 @@ class VerifyReport:
 
 
 def verify(db: DatabaseManager | None = None) -> VerifyReport:
-    """Run the six deployment checks and return the report; never raises for an expected failure.
+    """Run the eight deployment checks and return the report; never raises for an expected failure.
 
     With `db=None` a `DatabaseManager` is built from the environment and `.env`
     (a configuration error becomes a FAIL line and `config_error`) and closed at
@@ -105,6 +106,7 @@ def verify(db: DatabaseManager | None = None) -> VerifyReport:
         run.knowledge(db)
         run.schema(db)
         run.sync_lag(db)
+        run.divergence(db)
     return run.report()
 
 
@@ -238,6 +240,8 @@ class _Run:
                 test.add(DOWN, f"{name}: not compared ({drift.unreachable[name]})")
         for line in drift.differences:
             test.add(FAIL, line)
+        for note in drift.notes:
+            test.add(INFO, note)
         self.drifted = drift.drifted
         if drift.versions and not drift.differences:
             test.add(OK, f"No schema drift across {len(drift.versions)} provider(s)")
@@ -276,6 +280,37 @@ class _Run:
             test.add(FAIL if over else OK, self.clean(line))
         if not lags:
             test.add(INFO, "No backup provider configured")
+
+    # ---- TEST 8 ---------------------------------------------------------------
+
+    def divergence(self, db: DatabaseManager) -> None:
+        test = self.test("Checking writes stranded on backups (divergence)")
+        primary = db.primary_provider
+        if primary not in self.healthy:
+            test.add(INFO, f"Primary {primary} does not answer: nothing to compare the backups with")
+            return
+        try:
+            from ..state.store import utcnow
+            from .sync import divergence
+
+            found = divergence(db, self.healthy)
+        except Exception as exc:  # boundary of one check
+            test.add(FAIL, self.clean(f"Divergence unreadable: {type(exc).__name__}: {exc}"))
+            return
+        now = utcnow()
+        for d in found:
+            age = d.age(now)
+            if d.rows is None:
+                test.add(FAIL, self.clean(f"{d.backup}: could not compare with {primary}: {d.error}"))
+            elif d.rows:
+                oldest = f", the oldest {age.total_seconds() / 60:.1f} min old" if age is not None else ""
+                test.add(FAIL, self.clean(
+                    f"{d.backup}: holds {d.rows} rows {primary} lacks{oldest}; the next `agent-factory monitor "
+                    f"--once` merges them (or `agent-factory sync --from {d.backup} --to {primary}`)"))
+            else:
+                test.add(OK, f"{d.backup}: holds no row {primary} lacks")
+        if not found:
+            test.add(INFO, "No healthy backup provider to compare")
 
     # ---- result ---------------------------------------------------------------
 

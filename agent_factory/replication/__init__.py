@@ -1,5 +1,8 @@
 """Merge providers: `sync_pair` copies the rows one provider changed into another (see docs/CONTINUITY.md).
 
+`failback` holds the fail-back loop that every `DatabaseManager` gets (merge the
+backup into the primary, then switch back); the package root registers it.
+
 Library layer: imports `agent_factory.core` and the schema, never ops or the CLI.
 """
 

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -49,7 +50,8 @@ from ..redact import scrub
 from . import sessions
 from .result import SyncResult, TableResult
 from .tables import (
-    TABLES,
+    FOLLOWERS,
+    SYNCED_TABLES,
     TableSpec,
     batch_summary_sql,
     catalog_columns,
@@ -73,6 +75,24 @@ DEFAULT_MARGIN_S = 5.0
 BULK_FACTOR = 10
 
 Progress = Callable[[TableResult], None]
+
+
+class _Batch(NamedTuple):
+    """What one batch did on the target (the report row of `tables.merge_sql`)."""
+
+    written: int
+    tombstones: int
+    conflicts: int
+    read: int
+    last_ts: datetime | None  # the batch's last (changed_at, id) on the source: the cursor moves there
+    last_id: UUID | None
+    deferred: int  # rows held back: their parent is not on the target yet
+    deferred_from: datetime | None
+    sessions: list[str]  # session ids whose derived figures are rebuilt on the target
+    oldest_written: datetime | None  # the oldest updated_at (writer's clock) of the rows written
+
+
+_NO_BATCH = _Batch(0, 0, 0, 0, None, None, 0, None, [], None)
 
 
 @dataclass(frozen=True)
@@ -163,11 +183,11 @@ def _check_args(db: DatabaseManager, source: str, target: str, tables: Sequence[
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
     if tables is None:
-        return list(TABLES)
-    unknown = [t for t in tables if t not in TABLES]
+        return list(SYNCED_TABLES)
+    unknown = [t for t in tables if t not in SYNCED_TABLES]
     if unknown:
-        raise ConfigError(f"unknown table(s) {', '.join(map(repr, unknown))}; tables: {', '.join(TABLES)}")
-    return [t for t in TABLES if t in set(tables)]  # keep parents before children
+        raise ConfigError(f"unknown table(s) {', '.join(map(repr, unknown))}; tables: {', '.join(SYNCED_TABLES)}")
+    return [t for t in SYNCED_TABLES if t in set(tables)]  # keep parents before children
 
 
 _RELAY_CHUNK = 1 << 20
@@ -216,6 +236,7 @@ class _TableRun:
     rows_read: int = 0
     deferred: int = 0
     deferred_from: datetime | None = None
+    oldest_written: datetime | None = None
     batches: int = 0
     longest_batch_s: float = 0.0
 
@@ -231,7 +252,7 @@ class _TableRun:
 
     def result(self, synced_through: datetime | None) -> TableResult:
         return TableResult(self.spec.name, self.rows_copied, self.conflicts, self.tombstones, self.rows_read,
-                           self.deferred, synced_through, self.batches, self.longest_batch_s)
+                           self.deferred, synced_through, self.batches, self.longest_batch_s, self.oldest_written)
 
 
 class _Run:
@@ -267,6 +288,7 @@ class _Run:
         src.rollback()
         dst.rollback()
         specs = table_specs(self.source, src_cols, self.target, dst_cols, names)
+        self.expected = len(specs)  # pgvector-only tables one side lacks are left out
         marks = {} if full else read_watermarks(dst, self.source, self.target)
         changed = self._changed_tables(src, specs, marks, horizon)
         empty = self._empty_tables(dst, [spec for spec in specs if spec.name in changed])
@@ -311,7 +333,7 @@ class _Run:
                 params.append(since)
             parts.append(sql.SQL("EXISTS (SELECT FROM {t} WHERE {cond} AND changed_at < %s::timestamptz)").format(
                 t=sql.Identifier(spec.name), cond=cond))
-            params.append(horizon.now)
+            params.append(horizon.until(spec.name, FOLLOWERS))
         row = src.execute(sql.SQL("SELECT ARRAY[{}]").format(sql.SQL(", ").join(parts)), params).fetchone()
         src.rollback()
         flags = row[0] if row else []
@@ -336,29 +358,27 @@ class _Run:
             batch_size = self.batch_size * BULK_FACTOR if bulk else self.batch_size
             since, after = run.cursor
             copy_out = copy_out_sql(spec, resume=after is not None, batch_size=batch_size)
-            params = {"since": since, "after_id": after, "until": horizon.now}
+            params = {"since": since, "after_id": after, "until": horizon.until(spec.name, FOLLOWERS)}
             began = time.monotonic()
             try:
                 direct = self._copy_batch(src, dst, spec, params, batch_size) if bulk and not spec.parents else None
                 if direct is None and not spec.parents:
                     bulk = False  # the table is no longer empty on the target (or this is no bulk load)
                 if direct is not None:
-                    row = direct
+                    batch = direct
                 else:
-                    row = self._staged_batch(src, dst, spec, copy_out, params, merge, prev, bulk)
-                    bulk = bulk and row[-1] is not None
-                    row = row[:-1]
-                written, tombs, conflicts, read, last_ts, last_id, n_deferred, deferred_from, touched = row
-                if read == 0:
+                    batch, bulk_used = self._staged_batch(src, dst, spec, copy_out, params, merge, prev, bulk)
+                    bulk = bulk and bulk_used
+                if batch.read == 0:
                     dst.rollback()
                     return
-                if touched and not self.dry_run:
-                    sessions.recompute(dst, touched)
-                run.cursor = (last_ts, last_id)
-                if n_deferred:
-                    run.deferred_from = deferred_from if not run.deferred else _earlier(run.deferred_from,
-                                                                                          deferred_from)
-                run.deferred += n_deferred
+                if batch.sessions and not self.dry_run:
+                    sessions.recompute(dst, batch.sessions)
+                run.cursor = (batch.last_ts, batch.last_id)
+                if batch.deferred:
+                    run.deferred_from = (batch.deferred_from if not run.deferred
+                                         else _earlier(run.deferred_from, batch.deferred_from))
+                run.deferred += batch.deferred
                 if self.dry_run:
                     dst.rollback()
                 else:
@@ -371,34 +391,36 @@ class _Run:
                 raise
             run.batches += 1
             run.longest_batch_s = max(run.longest_batch_s, time.monotonic() - began)
-            run.rows_copied += written
-            run.tombstones += tombs
-            run.conflicts += conflicts
-            run.rows_read += read
+            run.rows_copied += batch.written
+            run.tombstones += batch.tombstones
+            run.conflicts += batch.conflicts
+            run.rows_read += batch.read
+            if batch.oldest_written is not None:
+                run.oldest_written = min(filter(None, (run.oldest_written, batch.oldest_written)))
             logger.debug("sync %s -> %s: %s batch of %d rows, %d written", self.source, self.target, spec.name,
-                         read, written)
-            if read < batch_size:
+                         batch.read, batch.written)
+            if batch.read < batch_size:
                 return
 
     def _staged_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec,
                       copy_out: sql.Composable, params: dict, merge: sql.Composable, prev: datetime | None,
-                      bulk: bool) -> tuple:
+                      bulk: bool) -> tuple[_Batch, bool]:
         """Stage the next batch on the target and merge it (bulk: plain insert); return its report.
 
-        The report's last item is True when the bulk insert was used, None when it fell back to the merge.
+        The flag is True when the bulk insert was used, False when it fell back to the merge.
         """
         dst.execute(create_stage_sql(spec))
         with src.cursor() as out_cur, dst.cursor() as in_cur:
             with out_cur.copy(copy_out, params) as out, in_cur.copy(copy_in_sql(spec)) as into:
                 _relay(out, into)
         src.rollback()
-        row = self._bulk_insert(dst, spec, prev) if bulk else None
-        if row is not None:
-            return (*row, True)
-        return (*self._merge(dst, merge, prev, spec), None)
+        batch = self._bulk_insert(dst, spec, prev) if bulk else None
+        if batch is not None:
+            return batch, True
+        return self._merge(dst, merge, prev, spec), False
 
     def _copy_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec, params: dict,
-                    batch_size: int) -> tuple | None:
+                    batch_size: int) -> _Batch | None:
         """COPY the next batch from the source straight into the table on the target (bulk, no parents).
 
         Leaves the target transaction open on success; returns None (target transaction rolled back,
@@ -407,10 +429,10 @@ class _Run:
         resume = params["after_id"] is not None
         summary = src.execute(batch_summary_sql(spec, resume=resume, batch_size=batch_size), params).fetchone()
         assert summary is not None
-        read, tombs, touched, last_ts, last_id = summary
+        read, tombs, touched, last_ts, last_id, oldest = summary
         if read == 0:
             src.rollback()
-            return (0, 0, 0, 0, None, None, 0, None, [])
+            return _NO_BATCH
         window = {**params, "last_ts": last_ts, "last_id": last_id}
         dst.execute(PLAN_SETTINGS)  # the batch transaction starts here: a failed COPY rolls back nothing else
         try:
@@ -426,9 +448,9 @@ class _Run:
             return None
         finally:
             src.rollback()
-        return (written, tombs, 0, read, last_ts, last_id, 0, None, list(touched))
+        return _Batch(written, tombs, 0, read, last_ts, last_id, 0, None, list(touched), oldest)
 
-    def _bulk_insert(self, dst: psycopg.Connection, spec: TableSpec, prev: datetime | None) -> tuple | None:
+    def _bulk_insert(self, dst: psycopg.Connection, spec: TableSpec, prev: datetime | None) -> _Batch | None:
         """Insert the batch with no conflict handling; return None (batch untouched) if a row was there after all."""
         dst.execute("SAVEPOINT agent_factory_bulk")
         try:
@@ -440,10 +462,10 @@ class _Run:
             return None
         dst.execute("RELEASE SAVEPOINT agent_factory_bulk")
         assert row is not None
-        return row
+        return _Batch(*row)
 
     def _merge(self, dst: psycopg.Connection, merge: sql.Composable, prev: datetime | None,
-               spec: TableSpec) -> tuple:
+               spec: TableSpec) -> _Batch:
         try:
             row = dst.execute(merge, {"prev": prev}).fetchone()
         except psycopg.errors.UniqueViolation as exc:
@@ -453,4 +475,4 @@ class _Run:
                 f"{self.source} and {self.target} (written before ids were deterministic?); "
                 "keep one of the two rows and delete the other, then sync again") from None
         assert row is not None
-        return row
+        return _Batch(*row)

@@ -20,6 +20,7 @@ class TableResult:
     synced_through: datetime | None = None  # None: nothing synced yet
     batches: int = 0
     longest_batch_s: float = 0.0  # the longest batch transaction on the target: what a writer may wait at most
+    oldest_written: datetime | None = None  # the oldest updated_at (writer's clock) of the rows written
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class SyncResult:
         return cls(source, target, tuple(tables), sum(t.rows_copied for t in tables),
                    sum(t.conflicts_resolved for t in tables), sum(t.tombstones_applied for t in tables),
                    synced_through, lag_s, duration_s, dry_run, error is None, error)
+
+    @property
+    def oldest_written(self) -> datetime | None:
+        """The oldest `updated_at` (the writer's clock) of the rows written (with dry_run: that would be)."""
+        found = [t.oldest_written for t in self.tables if t.oldest_written is not None]
+        return min(found) if found else None
 
     @property
     def rows_read(self) -> int:

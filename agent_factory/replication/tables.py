@@ -8,6 +8,10 @@ deletion is a version like any other (a tombstone). `changed_at` (local to each
 database, migration 0003), generated columns and derived columns (a session's
 `message_count` and `last_active`, rebuilt by `recompute_session` after a
 merge) are never copied.
+
+Tables and columns that exist only where pgvector does (`agent_factory.vector`:
+`OPTIONAL_TABLES`, `OPTIONAL_COLUMNS`) are synced when both sides have them and
+left out of the spec, without error, when one side lacks them.
 """
 
 from __future__ import annotations
@@ -19,14 +23,26 @@ import psycopg
 from psycopg import sql
 
 from ..errors import SchemaError
+from ..vector import OPTIONAL_COLUMNS, OPTIONAL_TABLES
 
-# Parents before children: upload_jobs references video_scripts.
+# Parents before children: upload_jobs references video_scripts. A LangGraph checkpoint references
+# its channel blobs and has pending writes: both go before it, and every table of a run reads up to the
+# same horizon, so a checkpoint never reaches a provider before the blobs and writes it had on the source
+# (docs/INTEGRATIONS.md).
 TABLES: tuple[str, ...] = (
     "settings", "knowledge_atoms", "research_staging", "video_scripts", "upload_jobs",
-    "agent_messages", "session_memories",
+    "agent_messages", "session_memories", "langgraph_store",
+    "langgraph_checkpoint_blobs", "langgraph_checkpoint_writes", "langgraph_checkpoints",
 )
+# Tables whose rows reference rows of the tables before them by more than one column (a checkpoint
+# names its blobs by channel versions): a run copies only their changes that were committed when it
+# began (`Horizon.settled`), so everything they reference was visible to the earlier tables' reads.
+FOLLOWERS: frozenset[str] = frozenset({"langgraph_checkpoints"})
+# Every table a sync may merge: TABLES, then the pgvector-only ones (parents still before children).
+SYNCED_TABLES: tuple[str, ...] = TABLES + OPTIONAL_TABLES
 # {child table: {column: parent table}}: rows whose parent is not on the target yet are deferred.
-PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_scripts"}}
+PARENTS: dict[str, dict[str, str]] = {"upload_jobs": {"video_script_id": "video_scripts"},
+                                      "langgraph_store_vectors": {"item_id": "langgraph_store"}}
 LOCAL_COLUMN = "changed_at"
 DERIVED = ("message_count", "last_active")  # recomputed on each provider, never copied
 REQUIRED = ("id", "updated_at", "write_id", "deleted_at", LOCAL_COLUMN)
@@ -49,6 +65,9 @@ class TableSpec:
     name: str
     columns: tuple[str, ...]  # data columns in catalog order: not changed_at, generated or derived ones
     parents: tuple[tuple[str, str], ...] = ()  # (column, parent table)
+    # optional columns only the target has: a version merged from the source clears them (NULL), as it
+    # was written where they could not be (an atom edited on a provider without pgvector loses its stale embedding)
+    target_only: tuple[str, ...] = ()
 
     @property
     def touches_sessions(self) -> bool:
@@ -70,10 +89,14 @@ def table_specs(source: str, source_cols: dict[str, tuple[list[str], set[str]]],
                 target_cols: dict[str, tuple[list[str], set[str]]], tables: Sequence[str]) -> list[TableSpec]:
     """Check that both sides have each table with the same columns and return the specs.
 
+    An optional table (pgvector only) missing on either side is left out; an
+    optional column missing on either side is dropped from the spec.
     Raises `SchemaError` naming the provider and what is missing or different.
     """
     specs = []
     for table in tables:
+        if table in OPTIONAL_TABLES and (table not in source_cols or table not in target_cols):
+            continue
         for name, cols in ((source, source_cols), (target, target_cols)):
             if table not in cols:
                 raise SchemaError(f"provider {name} has no table {table}; run `agent-factory schema deploy`")
@@ -84,6 +107,10 @@ def table_specs(source: str, source_cols: dict[str, tuple[list[str], set[str]]],
         skip = {LOCAL_COLUMN, *DERIVED}
         src = [c for c in source_cols[table][0] if c not in source_cols[table][1] and c not in skip]
         dst = [c for c in target_cols[table][0] if c not in target_cols[table][1] and c not in skip]
+        one_sided = (set(src) ^ set(dst)) & set(OPTIONAL_COLUMNS.get(table, ()))
+        target_only = tuple(sorted(c for c in one_sided if c in dst))
+        src = [c for c in src if c not in one_sided]
+        dst = [c for c in dst if c not in one_sided]
         if set(src) != set(dst):
             only_src = sorted(set(src) - set(dst))
             only_dst = sorted(set(dst) - set(src))
@@ -91,7 +118,7 @@ def table_specs(source: str, source_cols: dict[str, tuple[list[str], set[str]]],
                 f"table {table} differs between providers {source} and {target} (only on {source}: "
                 f"{only_src or 'none'}; only on {target}: {only_dst or 'none'}); deploy the same schema on both "
                 "with `agent-factory schema deploy`")
-        specs.append(TableSpec(table, tuple(dst), tuple(PARENTS.get(table, {}).items())))
+        specs.append(TableSpec(table, tuple(dst), tuple(PARENTS.get(table, {}).items()), target_only))
     return specs
 
 
@@ -131,7 +158,8 @@ def _after_cursor(resume: bool) -> sql.Composable:
 
 
 def batch_summary_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.Composable:
-    """Return the source query that sizes the next bulk batch: rows, tombstones, session ids, last (changed_at, id).
+    """Return the source query that sizes the next bulk batch: rows, tombstones, session ids, last (changed_at, id),
+    the oldest updated_at.
 
     Same parameters as `copy_out_sql`; the last changed_at is None for -infinity.
     """
@@ -140,8 +168,8 @@ def batch_summary_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.
     return sql.SQL("""
         SELECT count(*), count(*) FILTER (WHERE deleted_at IS NOT NULL), {sessions},
                (array_agg(CASE WHEN isfinite(changed_at) THEN changed_at END ORDER BY changed_at DESC, id DESC))[1],
-               (array_agg(id ORDER BY changed_at DESC, id DESC))[1]
-        FROM (SELECT changed_at, id, deleted_at{session_col} FROM {table}
+               (array_agg(id ORDER BY changed_at DESC, id DESC))[1], min(updated_at)
+        FROM (SELECT changed_at, id, deleted_at, updated_at{session_col} FROM {table}
               WHERE {start} AND changed_at < %(until)s::timestamptz
               ORDER BY changed_at, id LIMIT {limit}) AS batch""").format(
         sessions=sessions, session_col=sql.SQL(", session_id") if spec.touches_sessions else sql.SQL(""),
@@ -210,8 +238,9 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
     row changed after it counts as a conflict (both sides changed since the last sync).
     Returns one row: rows written, tombstones written, conflicts, rows in the batch,
     the batch's last (src_changed_at, id), the number of deferred rows and the earliest src_changed_at of a deferred
-    row (its parent is not on the target yet) and the session ids of the batch (written or
-    not: their derived figures are rebuilt on the target either way); timestamps
+    row (its parent is not on the target yet), the session ids of the batch (written or
+    not: their derived figures are rebuilt on the target either way) and the oldest
+    `updated_at` of the rows written (None when none was); timestamps
     come back as None for -infinity (rows older than migration 0003).
     """
     table = sql.Identifier(spec.name)
@@ -224,12 +253,12 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
         FROM {stage} s""").format(session_col=session_col, parents_ok=_parents_ok(spec, "s"), stage=stage)
         written = sql.SQL("""
             INSERT INTO {table} ({cols}) SELECT {scols} FROM {stage} s WHERE {parents_ok}
-            RETURNING id, deleted_at IS NOT NULL AS tomb""").format(
+            RETURNING id, deleted_at IS NOT NULL AS tomb, updated_at""").format(
             table=table, cols=_ident_list(spec.columns), scols=_ident_list(spec.columns, "s"), stage=stage,
             parents_ok=_parents_ok(spec, "s"))
         return _report(compare, written, stage)
     compare = sql.SQL("""
-        SELECT s.id, s.src_changed_at, s.deleted_at IS NOT NULL AS tomb, {session_col} AS session_id,
+        SELECT s.id, s.src_changed_at, s.deleted_at IS NOT NULL AS tomb, {session_col} AS session_id, s.updated_at,
                {parents_ok} AS ready,
                t.id IS NOT NULL AND {incoming} IS DISTINCT FROM {current}
                    AND t.updated_at >= coalesce(%(prev)s::timestamptz, '-infinity') AS conflict,
@@ -238,17 +267,19 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
         session_col=session_col, parents_ok=_parents_ok(spec, "s"), incoming=incoming, current=current,
         stage=stage, table=table)
     if dry_run:
-        written = sql.SQL("SELECT id, tomb, session_id FROM cmp WHERE ready AND wins")
+        written = sql.SQL("SELECT id, tomb, session_id, updated_at FROM cmp WHERE ready AND wins")
     else:
         updates = sql.SQL(", ").join(
-            sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in spec.columns if c != "id")
+            [sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in spec.columns if c != "id"]
+            + [sql.SQL("{c} = NULL").format(c=sql.Identifier(c)) for c in spec.target_only])
         returning_session = sql.SQL("t.session_id") if spec.touches_sessions else sql.SQL("NULL::text")
         written = sql.SQL("""
             INSERT INTO {table} AS t ({cols})
             SELECT {scols} FROM {stage} s WHERE {parents_ok}
             ON CONFLICT (id) DO UPDATE SET {updates}
             WHERE {excluded} > {current}
-            RETURNING t.id, t.deleted_at IS NOT NULL AS tomb, {returning_session} AS session_id""").format(
+            RETURNING t.id, t.deleted_at IS NOT NULL AS tomb, {returning_session} AS session_id,
+                      t.updated_at""").format(
             table=table, cols=_ident_list(spec.columns), scols=_ident_list(spec.columns, "s"), stage=stage,
             parents_ok=_parents_ok(spec, "s"), updates=updates, excluded=version_key("excluded"),
             current=current, returning_session=returning_session)
@@ -264,5 +295,6 @@ def _report(compare: sql.Composable, written: sql.Composable, stage: sql.Composa
                (SELECT CASE WHEN isfinite(src_changed_at) THEN src_changed_at END FROM last), (SELECT id FROM last),
                (SELECT count(*) FROM cmp WHERE NOT ready),
                (SELECT CASE WHEN isfinite(m) THEN m END FROM (SELECT min(src_changed_at) AS m FROM cmp WHERE NOT ready) d),
-               (SELECT coalesce(array_agg(DISTINCT session_id), '{{}}') FROM cmp WHERE session_id IS NOT NULL)
+               (SELECT coalesce(array_agg(DISTINCT session_id), '{{}}') FROM cmp WHERE session_id IS NOT NULL),
+               (SELECT min(updated_at) FROM written)
     """).format(compare=compare, written=written, stage=stage)

@@ -44,10 +44,23 @@ class Watermark:
 
 @dataclass(frozen=True)
 class Horizon:
-    """The source clock when the run started (`now`) and the time below which all changes are visible (`safe`)."""
+    """The source clock when the run started (`now`) and the time below which all changes are visible (`safe`).
+
+    `settled` is `now`, or the start of the oldest transaction still writing
+    when one was: every change stamped before it was committed when the run
+    began, so every table read later in the run sees all of them (see
+    `tables.FOLLOWERS`).
+    """
 
     now: datetime
     safe: datetime
+    settled: datetime | None = None
+
+    def until(self, table: str, followers: Iterable[str]) -> datetime:
+        """Return the upper bound of the changes a run copies from `table` (exclusive)."""
+        if table in followers and self.settled is not None:
+            return self.settled
+        return self.now
 
 
 def read_horizon(conn: psycopg.Connection, margin_s: float) -> Horizon:
@@ -59,7 +72,8 @@ def read_horizon(conn: psycopg.Connection, margin_s: float) -> Horizon:
     safe = now - timedelta(seconds=margin_s)
     if oldest is not None and oldest < safe:
         safe = oldest
-    return Horizon(now, safe)
+    settled = oldest if oldest is not None and oldest < now else now
+    return Horizon(now, safe, settled)
 
 
 def read_watermarks(conn: psycopg.Connection, source: str, target: str) -> dict[str, Watermark]:

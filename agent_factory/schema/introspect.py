@@ -11,6 +11,13 @@ different major versions carrying the same schema compare equal.
 `canonical_snapshot` builds the expected schema by applying the shipped
 migrations to a throw-away schema inside a transaction that is always rolled
 back: nothing is written to the provider.
+
+pgvector (agent_factory/vector.py): a table or column that exists only where the
+`vector` extension is installed is not a difference when one side lacks it, and
+indexes made at run time (`RUNTIME_INDEX_PREFIX`) are not compared; the caller
+reports a provider without pgvector in its own words (`vector.missing_message`).
+The extension's schema is on the search path while reading, so its types render
+the same whether the snapshot comes from `public` or from the scratch schema.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from ..vector import EXTENSION, RUNTIME_INDEX_PREFIX, is_optional
 from .migrations import _CREATE_TRACKING, load_migrations
 
 _SPACES = re.compile(r"\s+")
@@ -55,6 +63,12 @@ class SchemaSnapshot:
     tables: dict[str, TableInfo]
     migrations: dict[int, str]  # version -> checksum
     functions: dict[str, str] = field(default_factory=dict)  # name(arguments) -> source text
+    extensions: frozenset[str] = frozenset()
+
+    @property
+    def has_pgvector(self) -> bool:
+        """Whether the database has the `vector` extension installed."""
+        return EXTENSION in self.extensions
 
     @property
     def version(self) -> int:
@@ -116,9 +130,19 @@ def snapshot(conn: psycopg.Connection, source: str, schema: str = "public") -> S
         return _read(conn, source, schema)
 
 
+_EXTENSIONS = """
+SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+"""
+
+
 def _read(conn: psycopg.Connection, source: str, schema: str) -> SchemaSnapshot:
-    # Resolve names relative to the schema itself so that definitions render unqualified.
-    conn.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(sql.Identifier(schema)))
+    extensions = dict(conn.execute(_EXTENSIONS).fetchall())
+    # Resolve names relative to the schema itself so that definitions render unqualified
+    # (and the vector extension's types too, wherever it lives).
+    path = [schema, "pg_catalog"]
+    if extensions.get(EXTENSION) not in (None, schema):
+        path.append(extensions[EXTENSION])
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.SQL(", ").join(map(sql.Identifier, path))))
     rows = conn.execute(_TABLES, {"schema": schema}).fetchall()
     names = {oid: name for oid, name in rows}
     tables = {name: TableInfo() for name in names.values()}
@@ -147,7 +171,7 @@ def _read(conn: psycopg.Connection, source: str, schema: str) -> SchemaSnapshot:
     migrations: dict[int, str] = {}
     if "schema_migrations" in tables:
         migrations = {v: c for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")}
-    return SchemaSnapshot(source, tables, migrations, functions)
+    return SchemaSnapshot(source, tables, migrations, functions, frozenset(extensions))
 
 
 def normalise(text: str, schema: str) -> str:
@@ -170,7 +194,10 @@ def canonical_snapshot(conn: psycopg.Connection) -> SchemaSnapshot:
     with conn.transaction(force_rollback=True):
         conn.execute("SET LOCAL lock_timeout = '5s'")
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
-        conn.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(sql.Identifier(scratch)))
+        path = [scratch, "pg_catalog", *[r[0] for r in conn.execute(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = %s", (EXTENSION,))]]
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.SQL(", ").join(map(sql.Identifier, path))))
         conn.execute(_CREATE_TRACKING)
         for migration in migrations:
             conn.execute(migration.sql)  # type: ignore[call-overload]
@@ -187,11 +214,18 @@ def compare(expected: SchemaSnapshot, actual: SchemaSnapshot) -> list[str]:
     who = actual.source
     lines: list[str] = []
     for table in sorted(expected.tables.keys() - actual.tables.keys()):
-        lines.append(f"{who}: table {table} is missing")
+        if not (is_optional(table) and not actual.has_pgvector):
+            lines.append(f"{who}: table {table} is missing")
     for table in sorted(actual.tables.keys() - expected.tables.keys()):
-        lines.append(f"{who}: table {table} exists only here")
+        if not (is_optional(table) and not expected.has_pgvector):
+            lines.append(f"{who}: table {table} exists only here")
     for table in sorted(expected.tables.keys() & actual.tables.keys()):
-        lines.extend(_compare_table(who, table, expected.tables[table], actual.tables[table]))
+        want, have = expected.tables[table], actual.tables[table]
+        if expected.has_pgvector != actual.has_pgvector:  # one side cannot have the vector columns
+            keep = set(want.columns) & set(have.columns)
+            want = _without(want, table, keep)
+            have = _without(have, table, keep)
+        lines.extend(_compare_table(who, table, want, have))
     for name in sorted(expected.functions.keys() - actual.functions.keys()):
         lines.append(f"{who}: function {name} is missing")
     for name in sorted(expected.functions.keys() & actual.functions.keys()):
@@ -199,6 +233,19 @@ def compare(expected: SchemaSnapshot, actual: SchemaSnapshot) -> list[str]:
             lines.append(f"{who}: function {name} has a different body than the shipped migrations create")
     lines.extend(_compare_migrations(who, expected.migrations, actual.migrations))
     return lines
+
+
+def _without(info: TableInfo, table: str, keep: set[str]) -> TableInfo:
+    """Return `info` without the optional (pgvector) columns that are not in `keep`, nor the indexes on them."""
+    columns = {c: v for c, v in info.columns.items() if c in keep or not is_optional(table, c)}
+    dropped = [re.compile(rf"\b{re.escape(c)}\b") for c in info.columns.keys() - columns.keys()]
+    indexes = {n: d for n, d in info.indexes.items() if not any(p.search(d) for p in dropped)}
+    return TableInfo(columns, info.constraints, indexes, info.triggers)
+
+
+def _declared(indexes: dict[str, str]) -> dict[str, str]:
+    """Return the indexes a migration declares (not the ones the application makes at run time)."""
+    return {n: d for n, d in indexes.items() if not n.startswith(RUNTIME_INDEX_PREFIX)}
 
 
 def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> list[str]:
@@ -220,7 +267,7 @@ def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> li
             lines.append(f"{who}: column {table}.{column} is generated as {h.generated or 'nothing'}, "
                          f"expected {w.generated or 'a plain column'}")
     for kind, w_map, h_map in (("constraint", want.constraints, have.constraints),
-                               ("index", want.indexes, have.indexes),
+                               ("index", _declared(want.indexes), _declared(have.indexes)),
                                ("trigger", want.triggers, have.triggers)):
         for name in sorted(w_map.keys() - h_map.keys()):
             lines.append(f"{who}: {kind} {name} on {table} is missing")

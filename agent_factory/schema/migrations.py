@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 EXPECTED_TABLES = (
     "session_memories", "knowledge_atoms", "settings", "research_staging",
     "video_scripts", "upload_jobs", "agent_messages",
+    "langgraph_checkpoint_blobs", "langgraph_checkpoint_writes", "langgraph_checkpoints",
+    "langgraph_store",
 )
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x4146_5343  # "AFSC": serializes concurrent deploys on one database

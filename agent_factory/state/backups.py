@@ -2,7 +2,9 @@
 
 A row per attempt: `status` is "ok" (the file was written and checked),
 "failed" (nothing usable was left; `error` says why) or "pruned" (deleted by
-retention, `deleted_at` set). Paths are absolute. No credentials are stored:
+retention, `deleted_at` set). `signed` says whether the manifest's signature
+checked when the row was written (backups made here, signed manifests adopted);
+only signed rows count as good backups. Paths are absolute. No credentials are stored:
 hosts are `host:port/dbname` and errors are scrubbed before they get here.
 """
 
@@ -16,11 +18,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .schema import user_version
 from .store import StateStore, utcnow
 
 _COLUMNS = ("id", "provider", "path", "format", "purpose", "status", "started_at", "finished_at", "duration_s",
             "size_bytes", "sha256", "host", "server_version", "pg_dump_version", "row_counts", "verified_at",
-            "verify_depth", "verify_error", "error", "deleted_at")
+            "verify_depth", "verify_error", "error", "deleted_at", "signed")
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -50,6 +53,7 @@ class BackupRecord:
     verify_error: str | None = None
     error: str | None = None
     deleted_at: datetime | None = None
+    signed: bool = False  # its manifest's signature checked when this row was written
     id: int | None = None
 
     @property
@@ -67,7 +71,7 @@ class BackupRecord:
             sha256=v["sha256"], host=v["host"], server_version=v["server_version"],
             pg_dump_version=v["pg_dump_version"], row_counts=json.loads(v["row_counts"] or "{}"),
             verified_at=_dt(v["verified_at"]), verify_depth=v["verify_depth"], verify_error=v["verify_error"],
-            error=v["error"], deleted_at=_dt(v["deleted_at"]),
+            error=v["error"], deleted_at=_dt(v["deleted_at"]), signed=bool(v.get("signed")),
         )
 
 
@@ -96,7 +100,8 @@ class BackupCatalog:
         """Insert one backup attempt and return its id."""
         values = [getattr(rec, c) for c in _COLUMNS[1:]]
         values = [json.dumps(v, sort_keys=True) if isinstance(v, dict)
-                  else v.isoformat() if isinstance(v, datetime) else v for v in values]
+                  else v.isoformat() if isinstance(v, datetime) else int(v) if isinstance(v, bool) else v
+                  for v in values]
         with self.store.connect() as conn:
             cur = conn.execute(
                 f"INSERT INTO backups ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' * (len(_COLUMNS) - 1))})",
@@ -124,23 +129,23 @@ class BackupCatalog:
         return found[0] if found else None
 
     def newest_verified(self, provider: str) -> BackupRecord | None:
-        """Return the newest verified backup of a provider that has not been pruned."""
-        return next((r for r in self.entries(provider) if r.verified), None)
+        """Return the newest signed, verified backup of a provider that has not been pruned."""
+        return next((r for r in self.entries(provider) if r.signed and r.verified), None)
 
-    def mark_verified(self, path: str | Path, at: datetime, depth: str) -> None:
-        """Record a passed verification."""
+    def mark_verified(self, path: str | Path, at: datetime, depth: str, sha256: str, signed: bool) -> None:
+        """Record a passed verification of the file with this sha256, and whether its signature checked."""
         with self.store.connect() as conn:
             conn.execute(
-                "UPDATE backups SET verified_at = ?, verify_depth = ?, verify_error = NULL "
+                "UPDATE backups SET verified_at = ?, verify_depth = ?, verify_error = NULL, sha256 = ?, signed = ? "
                 "WHERE path = ? AND status = 'ok'",
-                (at.isoformat(), depth, str(Path(path).absolute())),
+                (at.isoformat(), depth, sha256, int(signed), str(Path(path).absolute())),
             )
 
     def mark_verify_failed(self, path: str | Path, error: str) -> None:
-        """Record a failed verification (the backup no longer counts as verified)."""
+        """Record a failed verification (the backup no longer counts as verified, nor as signed)."""
         with self.store.connect() as conn:
             conn.execute(
-                "UPDATE backups SET verify_error = ? WHERE path = ? AND status = 'ok'",
+                "UPDATE backups SET verify_error = ?, signed = 0 WHERE path = ? AND status = 'ok'",
                 (error[:1000], str(Path(path).absolute())),
             )
 
@@ -186,7 +191,8 @@ def _restore(r: tuple[Any, ...]) -> RestoreRecord:
 def backup_rows(conn: sqlite3.Connection, provider: str | None = None,
                 statuses: tuple[str, ...] = ("ok",)) -> list[BackupRecord]:
     """Return catalog rows with the given statuses on an open connection, per provider newest first."""
-    query = f"SELECT {', '.join(_COLUMNS)} FROM backups WHERE status IN ({', '.join('?' * len(statuses))})"
+    columns = ", ".join(_COLUMNS if user_version(conn) >= 4 else [*_COLUMNS[:-1], "0 AS signed"])
+    query = f"SELECT {columns} FROM backups WHERE status IN ({', '.join('?' * len(statuses))})"
     args: list[Any] = list(statuses)
     if provider is not None:
         query += " AND provider = ?"
@@ -201,13 +207,16 @@ def latest_restore(conn: sqlite3.Connection) -> RestoreRecord | None:
     return _restore(row) if row else None
 
 
-def newest_good_backup(records: Iterable[BackupRecord]) -> BackupRecord | None:
-    """Return the newest backup that counts for the RPO: verified, live (not pruned or failed), not `pre-restore`.
+def newest_good_backup(records: Iterable[BackupRecord], now: datetime | None = None) -> BackupRecord | None:
+    """Return the newest backup that counts for the RPO: signed, verified, live (not pruned/failed), not `pre-restore`.
 
     "Newest" is by `started_at`, the time the data was taken: verifying an old
-    backup again does not make it fresh.
+    backup again does not make it fresh. Given `now`, a backup that claims to
+    start later than `now` (plus 5 minutes of clock skew) never counts.
     """
-    good = [r for r in records if r.status == "ok" and r.verified and r.purpose != "pre-restore"]
+    latest = now + timedelta(minutes=5) if now is not None else None
+    good = [r for r in records if r.status == "ok" and r.signed and r.verified and r.purpose != "pre-restore"
+            and (latest is None or r.started_at <= latest)]
     return max(good, key=lambda r: (r.started_at, r.id or 0), default=None)
 
 
@@ -216,5 +225,5 @@ def backup_age(records: Iterable[BackupRecord], now: datetime) -> timedelta | No
 
     The one definition of backup age: the monitor's backup rule and the status page's RPO both use it.
     """
-    newest = newest_good_backup(records)
+    newest = newest_good_backup(records, now)
     return now - newest.started_at if newest is not None else None

@@ -155,9 +155,10 @@ def add_samples(conn: sqlite3.Connection, run_id: int, samples: list[HealthSampl
 def prune(conn: sqlite3.Connection, before: datetime) -> dict[str, int]:
     """Delete monitor history older than `before`; return counts per table.
 
-    Samples, heartbeats, alert events, finished deliveries and sync runs go;
-    the newest sync run of each (source, target) stays, so a sync that stopped
-    long ago still shows how far behind its target is.
+    Samples, heartbeats, alert events, finished deliveries, sync runs and
+    divergence rows go; the newest sync run of each (source, target) and the
+    newest divergence row of each backup stay, so a sync that stopped long ago
+    still shows how far behind its target is.
     """
     cutoff = ts(before)
     return {
@@ -169,6 +170,9 @@ def prune(conn: sqlite3.Connection, before: datetime) -> dict[str, int]:
         "sync_runs": conn.execute(
             "DELETE FROM sync_runs WHERE at < ? AND id NOT IN (SELECT MAX(id) FROM sync_runs GROUP BY source, target)",
             (cutoff,)).rowcount,
+        "divergence": conn.execute(
+            "DELETE FROM divergence WHERE at < ? AND id NOT IN "
+            "(SELECT MAX(id) FROM divergence GROUP BY backup, primary_provider)", (cutoff,)).rowcount,
     }
 
 

@@ -156,11 +156,67 @@ _SYNC_RUNS = [
     "CREATE INDEX sync_runs_target_at ON sync_runs(target, at)",
 ]
 
+_EVENT_KINDS_AND_DIVERGENCE = [
+    # A postponed fail-back was stored as a "failover" from the backup to itself with the reason
+    # "fail-back to <primary> postponed: <why>"; it becomes its own kind, from the backup to the primary.
+    "ALTER TABLE failover_events ADD COLUMN kind TEXT NOT NULL DEFAULT 'switch'",
+    """UPDATE failover_events
+       SET kind = 'failback-postponed',
+           to_provider = substr(reason, 14, instr(reason, ' postponed: ') - 14),
+           reason = substr(reason, instr(reason, ' postponed: ') + 12)
+       WHERE from_provider = to_provider AND reason LIKE 'fail-back to % postponed: %'""",
+    """CREATE TABLE divergence (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER,
+        at TEXT NOT NULL,
+        backup TEXT NOT NULL,
+        primary_provider TEXT NOT NULL,
+        rows INTEGER,
+        oldest_at TEXT,
+        merged INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    )""",
+    "CREATE INDEX divergence_at ON divergence(at)",
+]
+
+_MAINTENANCE_SAMPLES = [
+    """CREATE TABLE size_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        database_bytes INTEGER NOT NULL,
+        tables_bytes INTEGER,
+        quota_bytes INTEGER
+    )""",
+    "CREATE INDEX size_samples_provider_at ON size_samples(provider, at)",
+    """CREATE TABLE pool_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        source TEXT NOT NULL,
+        figures TEXT NOT NULL
+    )""",
+    "CREATE INDEX pool_samples_provider_at ON pool_samples(provider, at)",
+    """CREATE TABLE query_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        query TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        total_ms REAL NOT NULL,
+        rows INTEGER NOT NULL
+    )""",
+    "CREATE INDEX query_samples_provider_at ON query_samples(provider, at)",
+]
+
 # (what it does, its statements); the version after migration N is N (1-based).
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("initial tables", _INITIAL),
     ("monitor_runs.primary_provider/serving_provider, alert_events", _SERVING_AND_ALERT_EVENTS),
     ("sync_runs", _SYNC_RUNS),
+    ("backups.signed", ["ALTER TABLE backups ADD COLUMN signed INTEGER NOT NULL DEFAULT 0"]),
+    ("failover_events.kind (fail-back postponed), divergence", _EVENT_KINDS_AND_DIVERGENCE),
+    ("size_samples, pool_samples, query_samples (maintenance history)", _MAINTENANCE_SAMPLES),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

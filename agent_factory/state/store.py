@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, StateStoreMissingError
+from ..errors import InvalidInputError, StateDirError, StateStoreError, StateStoreMissingError
 from ..redact import scrub
 from .schema import migrate, user_version
 
@@ -54,14 +54,29 @@ def _use_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
     raise sqlite3.OperationalError("could not put the state store in WAL mode: another process keeps it locked")
 
 
+SWITCH = "switch"
+FAILBACK_POSTPONED = "failback-postponed"
+
+
 @dataclass(frozen=True)
 class FailoverEvent:
-    """One switch of the serving provider."""
+    """One switch of the serving provider (`kind` "switch"), or a fail-back put off ("failback-postponed").
+
+    A postponed fail-back runs from the backup that keeps traffic to the primary it would have gone to.
+    """
 
     at: datetime
     from_provider: str
     to_provider: str
     reason: str
+    kind: str = SWITCH
+
+    @property
+    def title(self) -> str:
+        """Return "failover supabase -> railway" or "fail-back neon postponed", for people."""
+        if self.kind == FAILBACK_POSTPONED:
+            return f"fail-back {self.from_provider} -> {self.to_provider} postponed"
+        return f"{self.from_provider} -> {self.to_provider}"
 
 
 @dataclass(frozen=True)
@@ -154,39 +169,66 @@ class StateStore:
         with self._lock:
             if self._ready:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = self._open()
             try:
                 conn.execute("PRAGMA busy_timeout = 30000")
                 _use_wal(conn)
                 migrate(conn)
+            except sqlite3.DatabaseError as exc:
+                if "not a database" not in str(exc):
+                    raise
+                raise StateStoreError(f"{self.path.absolute()} is not a state store (not a SQLite database); "
+                                      "move it away or point AGENT_FACTORY_STATE_DIR elsewhere") from None
             finally:
                 conn.close()
             self.path.chmod(0o600)
             self._ready = True
 
+    def _open(self) -> sqlite3.Connection:
+        """Create the directory (0700) and open the file; raise `StateDirError` when either is impossible."""
+        where = self.path.parent.absolute()
+        hint = "point AGENT_FACTORY_STATE_DIR (--state-dir) at a directory"
+        if where.exists() and not where.is_dir():
+            raise StateDirError(f"the state directory {where} is a file, not a directory; {hint}")
+        try:
+            where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:  # a file among its parents, no permission, read-only file system
+            raise StateDirError(f"cannot create the state directory {where}: {exc.strerror}; {hint}") from None
+        if self.path.is_dir():
+            raise StateDirError(f"{self.path.absolute()} is a directory, not a state store file; {hint}")
+        try:
+            return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise StateDirError(f"cannot open the state store {self.path.absolute()}: {exc}; {hint}") from None
+
     # ---- failover events ------------------------------------------------
 
     def record_failover(self, from_provider: str, to_provider: str, reason: str) -> FailoverEvent:
-        """Append one failover (or fail-back) event and return it."""
-        event = FailoverEvent(utcnow(), from_provider, to_provider, reason)
+        """Append one switch of the serving provider (failover, fail-back, `set_provider`) and return it."""
+        return self._record_event(FailoverEvent(utcnow(), from_provider, to_provider, reason))
+
+    def record_failback_postponed(self, backup: str, primary: str, reason: str) -> FailoverEvent:
+        """Append a fail-back from `backup` to `primary` that did not happen, with why, and return it."""
+        return self._record_event(FailoverEvent(utcnow(), backup, primary, reason, FAILBACK_POSTPONED))
+
+    def _record_event(self, event: FailoverEvent) -> FailoverEvent:
         with self.connect() as conn:
             conn.execute(
-                "INSERT INTO failover_events (at, from_provider, to_provider, reason) VALUES (?, ?, ?, ?)",
-                (event.at.isoformat(), from_provider, to_provider, reason),
+                "INSERT INTO failover_events (at, from_provider, to_provider, reason, kind) VALUES (?, ?, ?, ?, ?)",
+                (event.at.isoformat(), event.from_provider, event.to_provider, event.reason, event.kind),
             )
         return event
 
     def failovers(self, since: datetime | None = None) -> list[FailoverEvent]:
-        """Return failover events, oldest first, optionally only those at or after `since`."""
-        query = "SELECT at, from_provider, to_provider, reason FROM failover_events"
+        """Return failover events (switches and postponed fail-backs), oldest first, optionally from `since` on."""
+        query = "SELECT at, from_provider, to_provider, reason, kind FROM failover_events"
         args: tuple[str, ...] = ()
         if since is not None:
             query += " WHERE at >= ?"
             args = (since.astimezone(timezone.utc).isoformat(),)
         with self.connect() as conn:
             rows = conn.execute(query + " ORDER BY id", args).fetchall()
-        return [FailoverEvent(datetime.fromisoformat(r[0]), r[1], r[2], r[3]) for r in rows]
+        return [FailoverEvent(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
     # ---- sync runs ------------------------------------------------------
 

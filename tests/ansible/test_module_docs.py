@@ -27,8 +27,9 @@ def load(name: str) -> ModuleType:
 
 def test_every_module_of_the_issue_is_there():
     assert MODULES == sorted([
-        "memory_backup", "memory_backup_info", "memory_backup_prune", "memory_backup_verify", "memory_health",
-        "memory_primary", "memory_restore", "memory_schema", "memory_schema_info", "memory_sync", "memory_verify",
+        "memory_backup", "memory_backup_info", "memory_backup_prune", "memory_backup_verify", "memory_capacity",
+        "memory_credentials", "memory_health", "memory_maintenance", "memory_primary", "memory_restore",
+        "memory_schema", "memory_schema_info", "memory_sync", "memory_verify",
     ])
 
 

@@ -210,7 +210,7 @@ def test_sync_bad_input(module, project: Project, db: DatabaseManager, args: dic
 
 REQUIRED = {"memory_backup_prune": {"keep": 1}, "memory_backup_verify": {"path": "x"},
             "memory_restore": {"backup": "x"}, "memory_primary": {"provider": "neon"},
-            "memory_sync": {"mode": "all"}}
+            "memory_sync": {"mode": "all"}, "memory_maintenance": {"action": "pools"}}
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -249,7 +249,7 @@ def test_missing_and_corrupt_backups(module, project: Project, db: DatabaseManag
         fh.write(b"garbage!")
     for name, args in (("memory_restore", {"backup": str(corrupt)}), ("memory_backup_verify", {"path": str(corrupt)})):
         run = module(name, **args)
-        assert run.rc == 1 and "sha256" in run.result["msg"], run.stdout
+        assert run.rc == 1 and "HMAC" in run.result["msg"], run.stdout
     assert not list(project.backups.glob("*pre*"))
 
 

@@ -266,7 +266,7 @@ def test_sync_all_makes_every_provider_hold_the_same_rows(playbook, project: Pro
     assert rows == snapshot(db, "supabase") == snapshot(db, "railway")  # the rows, not just the counts
     assert all(value_of(db, n, "shared") == ("newest", False) for n in PROVIDERS)
     assert all(value_of(db, n, "gone") == ("x", True) for n in PROVIDERS)  # the tombstone travelled
-    assert sum(len(v) for v in rows.values()) == 3 * 9 + 2
+    assert sum(len(v) for v in rows.values()) == 3 * 12 + 2
     assert {(r.source, r.target) for r in StateStore(project.state).latest_syncs()} == {
         ("supabase", "neon"), ("railway", "neon"), ("neon", "supabase"), ("neon", "railway")}
     _no_secret(proc, passwords)
@@ -286,7 +286,7 @@ def test_sync_check_mode_changes_nothing_then_one_pair(playbook, project: Projec
     _no_secret(proc, passwords)
     out = " ".join(_ok(playbook("sync", source="supabase", target="neon")).split())
     assert "Step 1: Merge supabase into neon" in out
-    assert "supabase -> neon: 10 rows copied, 0 conflicts resolved, 1 tombstones applied, lag" in out
+    assert "supabase -> neon: 13 rows copied, 0 conflicts resolved, 1 tombstones applied, lag" in out
     assert value_of(db, "neon", "key-supabase") == ("value-supabase", False)
     assert value_of(db, "neon", "gone") == ("x", True)
     assert value_of(db, "neon", "key-railway") is None  # only the pair ran

@@ -12,7 +12,7 @@ import pytest
 from agent_factory.core import DatabaseManager
 from agent_factory.errors import SessionNotOnProviderError
 from agent_factory.memory import Message, PostgresMemoryStorage, Session
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_until
 
 
 @dataclass
@@ -46,15 +46,6 @@ def _writer(storage: PostgresMemoryStorage, seed: int, stop: threading.Event, ac
             time.sleep(0.01)
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 @pytest.mark.timeout(300)
 def test_acknowledged_messages_stay_visible_through_three_failovers_and_fail_backs(make_db, env, local, db):
     manager = make_db(DATABASE_HEALTH_TTL="0.3", DATABASE_FAILBACK_CHECKS="2")
@@ -68,10 +59,10 @@ def test_acknowledged_messages_stay_visible_through_three_failovers_and_fail_bac
         for cycle in range(3):
             time.sleep(0.7)
             local.kill("neon")
-            assert _wait_for(lambda: manager.active_provider != "neon", 10), f"cycle {cycle}: no failover"
+            assert wait_until(lambda: manager.active_provider != "neon", 10), f"cycle {cycle}: no failover"
             time.sleep(0.7)  # writes land on the backup
             local.start("neon")
-            assert _wait_for(lambda: manager.active_provider == "neon", 30), f"cycle {cycle}: no fail-back"
+            assert wait_until(lambda: manager.active_provider == "neon", 30), f"cycle {cycle}: no fail-back"
         time.sleep(0.5)
     finally:
         stop.set()

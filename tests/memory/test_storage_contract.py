@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agent_factory.memory import Message, Session, SessionNotFoundError
+from agent_factory.memory import InvalidInputError, Message, Session, SessionNotFoundError, SessionOwnerError
 
 from agent_factory.memory.base import prepare_messages, prepare_session
 from agent_factory.memory.ids import new_stamp
@@ -265,14 +265,44 @@ def test_list_sessions_pages_by_key_without_skips_or_repeats(storage):
         storage.list_sessions(before="s-03")
 
 
-def test_saving_under_another_user_moves_the_session(storage):
+def test_a_session_owner_never_changes_and_a_refused_save_writes_nothing(storage):
     session = conversation("alice", count=2)
     storage.save_session(session)
-    session.user_id = "bob"
+    before = fingerprint(storage)
+    hijack = conversation("bob", count=1, session_id=session.session_id)
+    with pytest.raises(SessionOwnerError, match=f"session '{session.session_id}' belongs to another user, "
+                                                "not to user_id 'bob'") as info:
+        storage.save_session(hijack)
+    assert isinstance(info.value, InvalidInputError) and "alice" not in str(info.value)
+    assert fingerprint(storage) == before
+    assert storage.load_session(session.session_id) == session
+    assert storage.delete_session(session.session_id) is True
+    after_delete = fingerprint(storage)
+    with pytest.raises(SessionOwnerError):
+        storage.save_session(hijack)  # a deleted session still has its owner
+    assert fingerprint(storage) == after_delete
+    storage.save_session(session)  # its owner may bring it back
+    assert storage.load_session(session.session_id) == session
+
+
+def test_memory_atoms_must_name_the_session_owner(storage):
+    session = conversation("alice", count=1)
     storage.save_session(session)
-    assert storage.list_sessions("alice") == []
-    assert [s.session_id for s in storage.list_sessions("bob")] == [session.session_id]
-    assert {a.user_id for a in storage.query_memory_atoms(session_id=session.session_id)} == {"bob"}
+    before = fingerprint(storage)
+    with pytest.raises(SessionOwnerError, match="not to user_id 'bob'"):
+        storage.save_memory_atom(session.session_id, "bob", "context", {"n": 1})
+    assert fingerprint(storage) == before
+    atom_id = storage.save_memory_atom(session.session_id, "alice", "context", {"n": 1})
+    assert [a.id for a in storage.query_memory_atoms(memory_type="context")] == [atom_id]
+    storage.save_memory_atom("not-stored-here", "bob", "context", {"n": 2})  # no session: nothing to own it
+
+
+def test_a_tombstone_of_a_session_never_here_has_no_owner(storage):
+    storage.delete_session("elsewhere")
+    storage.save_memory_atom("elsewhere", "carol", "log", {"n": 1})
+    session = conversation("carol", count=1, session_id="elsewhere")
+    storage.save_session(session)
+    assert storage.load_session("elsewhere") == session
 
 
 def test_memory_atoms_filters_limit_and_newest_first(storage):

@@ -64,6 +64,13 @@ def test_cli_failovers_and_errors(monkeypatch, tmp_path, env, capsys):
     assert "neon -> supabase: connection refused" in out and "1 switches since" in out
     assert main(["--json", "failovers"]) == 0
     assert json.loads(capsys.readouterr().out)["result"][0]["to_provider"] == "supabase"
+    StateStore(env["AGENT_FACTORY_STATE_DIR"]).record_failback_postponed("supabase", "neon", "requests still ran")
+    assert main(["failovers"]) == 0
+    out = capsys.readouterr().out
+    assert "fail-back supabase -> neon postponed: requests still ran" in out
+    assert "1 switches, 1 fail-backs postponed since" in out
+    assert main(["--json", "failovers"]) == 0
+    assert [e["kind"] for e in json.loads(capsys.readouterr().out)["result"]] == ["switch", "failback-postponed"]
     assert main(["errors", "--since", "2h"]) == 0
     assert capsys.readouterr().out.startswith("no errors recorded since")
     with pytest.raises(SystemExit) as info:

@@ -165,12 +165,13 @@ def test_backup_rule_reads_the_catalog(monitor):
     [neon] = backup_status(monitor.store, ["neon", "supabase", "railway"])
     assert (neon.provider, neon.newest_backup_at, neon.last_attempt_status) == ("neon", None, None)
     catalog.record(BackupRecord(provider="neon", path="/b/neon-1.dump", format="custom", status="ok",
-                                started_at=T0 - timedelta(hours=30), verified_at=T0 - timedelta(hours=29)))
+                                started_at=T0 - timedelta(hours=30), verified_at=T0 - timedelta(hours=29),
+                                signed=True))
     settings = MonitorSettings(delivery_timeout=3)
     monitor(settings=settings)
     assert fired(monitor(settings=settings)) == ["fired WARNING backup-overdue/neon"]
     catalog.record(BackupRecord(provider="neon", path="/b/neon-2.dump", format="custom", status="ok",
-                                started_at=T0, verified_at=T0 + timedelta(minutes=1)))
+                                started_at=T0, verified_at=T0 + timedelta(minutes=1), signed=True))
     monitor(settings=settings)
     assert fired(monitor(settings=settings)) == ["resolved backup-overdue/neon"]
 

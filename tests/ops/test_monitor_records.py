@@ -67,7 +67,7 @@ def test_fires_and_resolves_are_recorded_as_alert_events_in_the_same_transaction
 
 def _backup(path: str, started: datetime, **kwargs) -> BackupRecord:
     values = {"provider": "neon", "format": "custom", "status": "ok", "verified_at": started + timedelta(minutes=1),
-              **kwargs}
+              "signed": True, **kwargs}
     return BackupRecord(path=path, started_at=started, **values)
 
 

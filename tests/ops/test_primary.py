@@ -7,8 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from agent_factory.cli import main
+from agent_factory.config import load_config
 from agent_factory.errors import ConfigError, ProviderUnavailableError
 from agent_factory.local import LocalProviders
 from agent_factory.local.cluster import write_env_file
@@ -87,3 +89,33 @@ def test_cli_primary_set(env_file: Path, monkeypatch: pytest.MonkeyPatch, capsys
     err = capsys.readouterr().err
     assert "unknown provider 'nope'" in err
     assert not any(p in out + err for p in passwords)
+
+
+QUOTED = 'NOTE="the old runbook said:\nDATABASE_PROVIDER=neon\nthen restart"\n'
+
+
+def test_an_assignment_inside_a_quoted_value_is_not_the_variable(env: dict[str, str], tmp_path: Path):
+    path = tmp_path / "quoted.env"
+    path.write_text(QUOTED)
+    write_env_file(path, env)
+    note = dotenv_values(path)["NOTE"]
+    result = switch_primary(path, "supabase", check=False, env={}, require_healthy=False)
+    assert (result.previous, result.current, result.changed) == ("neon", "supabase", True)
+    assert load_config({}, path).primary == "supabase", "the switch is real"
+    assert dotenv_values(path)["NOTE"] == note and path.read_text().startswith(QUOTED), "the quoted value is kept"
+    assert switch_primary(path, "neon", check=False, env={}, require_healthy=False).changed
+    assert load_config({}, path).primary == "neon" and dotenv_values(path)["NOTE"] == note
+
+
+def test_cli_primary_set_with_a_quoted_lookalike(env: dict[str, str], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    path = tmp_path / ".env"
+    path.write_text(QUOTED)
+    write_env_file(path, env)
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.endswith("_DB_URL") or key.startswith("DATABASE_"):
+            monkeypatch.delenv(key)
+    assert main(["primary", "set", "railway", "--skip-health-check"]) == 0
+    assert "[OK] primary switched from neon to railway" in capsys.readouterr().out
+    assert load_config({}, path).primary == "railway"

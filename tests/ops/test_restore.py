@@ -29,8 +29,9 @@ from agent_factory.ops.locks import operation_lock
 from agent_factory.ops.restore import restore
 from agent_factory.schema import EXPECTED_TABLES
 from agent_factory.state.backups import BackupCatalog
-from agent_factory.state.store import StateStore
+from agent_factory.state.store import StateStore, utcnow
 
+from .signing import write_signed_manifest
 from .test_backup import ATOMS, SESSION_ROWS, checksums, seed
 
 
@@ -82,7 +83,8 @@ def test_plain_backup_of_another_provider_restores_with_yes(db: DatabaseManager,
     assert checksums(db, "supabase") == untouched
 
     result = restore(db, "supabase", made.path, yes=True, backup_dir=tmp_path)  # ... into 15
-    assert result.status == "ok" and any("backup of provider neon" in w for w in result.warnings)
+    assert result.status == "ok", result.mismatches
+    assert any("backup of provider neon" in w for w in result.warnings)
     assert checksums(db, "supabase") == expected
 
 
@@ -109,7 +111,7 @@ def test_damaged_backup_is_refused_before_touching_the_target(db: DatabaseManage
     bad = corrupt(made.path, how, tmp_path)
     files_before = sorted(os.listdir(tmp_path / "b"))
 
-    with pytest.raises(BackupVerificationError, match="truncated or altered" if how == "truncated" else "sha256"):
+    with pytest.raises(BackupVerificationError, match="truncated or altered" if how == "truncated" else "HMAC"):
         verify_backup(db, bad)
     with pytest.raises(BackupVerificationError, match="refusing to restore"):
         restore(db, "neon", bad, backup_dir=tmp_path / "b")
@@ -132,6 +134,10 @@ def test_unknown_format_and_files_without_manifest_are_refused(db: DatabaseManag
         "pg_dump_version": "16.2", "started_at": "2025-12-15T02:00:00+00:00",
         "finished_at": "2025-12-15T02:00:01+00:00", "duration_s": 1.0, "row_counts": {},
     }))
+    with pytest.raises(BackupVerificationError, match="is unsigned"):
+        restore(db, "neon", garbage, backup_dir=tmp_path)
+    # Nor does a signed one.
+    write_signed_manifest(garbage, "neon", utcnow())
     with pytest.raises(BackupVerificationError, match="unknown format"):
         restore(db, "neon", garbage, backup_dir=tmp_path)
     assert checksums(db) == before

@@ -13,6 +13,7 @@ from agent_factory.ops.alerts import MonitorSettings
 from agent_factory.ops.monitor import run_monitor_once
 from agent_factory.ops.sync import backup_lags, sync
 from agent_factory.ops.verify import verify
+from agent_factory.replication import TABLES
 from agent_factory.replication.watermarks import LOCK_KEY
 from agent_factory.state.store import StateStore, utcnow
 
@@ -32,13 +33,13 @@ def test_cli_syncs_a_pair_with_progress_lines_and_a_summary(cli_env, clean, caps
     assert main(["sync", "--from", "neon", "--to", "supabase"]) == 0
     captured = capsys.readouterr()
     progress = [line for line in captured.err.splitlines() if line.startswith("neon -> supabase  ")]
-    assert len(progress) == 7  # one line per table
+    assert len(progress) == len(TABLES)  # one line per table (supabase has no pgvector-only tables)
     assert any("settings" in line and "1 copied" in line for line in progress)
-    assert "neon -> supabase: 9 rows copied, 0 conflicts resolved, 0 tombstones applied, lag " in captured.out
-    assert "1 syncs: 9 rows copied" in captured.out
+    assert "neon -> supabase: 12 rows copied, 0 conflicts resolved, 0 tombstones applied, lag " in captured.out
+    assert "1 syncs: 12 rows copied" in captured.out
     assert snapshot(clean, "neon") == snapshot(clean, "supabase")
     [run] = [r for r in StateStore(cli_env["AGENT_FACTORY_STATE_DIR"]).latest_syncs() if r.target == "supabase"]
-    assert run.ok and run.rows_copied == 9 and run.lag_s is not None and run.synced_through is not None
+    assert run.ok and run.rows_copied == 12 and run.lag_s is not None and run.synced_through is not None
     assert not any(p in captured.out + captured.err for p in passwords)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent_factory.cli import main
 from agent_factory.ops.verify import verify
+from agent_factory.schema import load_migrations
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOK_HEAD = """[TEST 1] Verifying imports...
@@ -22,6 +23,8 @@ RUNBOOK_HEAD = """[TEST 1] Verifying imports...
 
 [TEST 3] Testing provider health checks...
 """
+
+LATEST = load_migrations()[-1].version
 
 
 def scratch_sessions(db) -> dict[str, int]:
@@ -44,9 +47,9 @@ def test_everything_ok(db):
     assert "[OK] Atleast one provider is healthy" in text
     assert "[OK] Storage round trip on neon: scratch session saved, loaded and deleted" in text
     assert "[OK] Knowledge atoms: 0 (on neon)" in text
-    assert "[INFO] supabase: schema version 3 (expected 3)" in text
+    assert f"[INFO] supabase: schema version {LATEST} (expected {LATEST})" in text
     assert "[OK] No schema drift across 3 provider(s)" in text
-    assert [t.number for t in report.tests] == [1, 2, 3, 4, 5, 6, 7]
+    assert [t.number for t in report.tests] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert {c.status for c in report.checks} <= {"OK", "INFO"}
     assert report.summary == ("The memory system can serve: 3 of 3 providers healthy, "
                               "storage round trip passed on neon.")

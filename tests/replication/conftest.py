@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from agent_factory.core import DatabaseManager
 from agent_factory.replication import TABLES
+from agent_factory.vector import OPTIONAL_COLUMNS
 
 # Columns that differ between providers by design: changed_at is local to each database.
 LOCAL_COLUMNS = {"changed_at"}
@@ -37,14 +38,19 @@ def empty(db: DatabaseManager) -> None:
 
 
 def snapshot(db: DatabaseManager, provider: str, tables: tuple[str, ...] = TABLES) -> dict[str, list[tuple]]:
-    """Return every row of every table on one provider (all columns but changed_at), ordered by id."""
+    """Return every row of every table on one provider, ordered by id.
+
+    All columns but changed_at and the pgvector columns, which only some providers have
+    (tests/memory/test_knowledge_semantic.py checks how the sync carries those).
+    """
     out: dict[str, list[tuple]] = {}
     with db.provider_connection(provider) as conn:
         for table in tables:
             cols = [r[0] for r in conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
                 "AND NOT attisdropped ORDER BY attnum", (table,))]
-            keep = sql.SQL(", ").join(sql.Identifier(c) for c in cols if c not in LOCAL_COLUMNS)
+            skip = {*LOCAL_COLUMNS, *OPTIONAL_COLUMNS.get(table, ())}
+            keep = sql.SQL(", ").join(sql.Identifier(c) for c in cols if c not in skip)
             out[table] = [tuple(r) for r in conn.execute(
                 sql.SQL("SELECT {} FROM {} ORDER BY id").format(keep, sql.Identifier(table)))]
         conn.rollback()
@@ -99,6 +105,39 @@ def one_of_each(db: DatabaseManager, provider: str, tag: str) -> None:
     write(db, provider, "upload_jobs", video_script_id=script, platform="youtube", attempts=1)
     write(db, provider, "agent_messages", sender="a", recipient="b", payload={"tag": tag})
     session(db, provider, f"s-{tag}", ["hello", "world"])
+    checkpoint(db, provider, f"thread-{tag}", f"cp-{tag}", value=b"values", pending=b"pending")
+
+
+def langgraph_id(db: DatabaseManager, provider: str, *parts: str) -> uuid.UUID:
+    """Return the row id migration 0004 derives from a LangGraph row's kind and natural key."""
+    with db.provider_connection(provider) as conn:
+        row = conn.execute("SELECT af_langgraph_id(VARIADIC %s::text[])", (list(parts),)).fetchone()
+        conn.rollback()
+    assert row is not None
+    return row[0]
+
+
+def checkpoint(db: DatabaseManager, provider: str, thread: str, checkpoint_id: str, *, value: bytes | None = None,
+               pending: bytes | None = None, at: datetime | None = None, deleted: bool = False) -> uuid.UUID:
+    """Write a LangGraph checkpoint on one provider: its channel blob, a pending write, then the checkpoint row."""
+    when = at or datetime.now(timezone.utc)
+    gone = when if deleted else None
+    versions = {}
+    if value is not None:
+        versions["ch"] = f"v-{checkpoint_id}"
+        write(db, provider, "langgraph_checkpoint_blobs",
+              id=langgraph_id(db, provider, "blob", thread, "", "ch", versions["ch"]), at=when, thread_id=thread,
+              checkpoint_ns="", channel="ch", version=versions["ch"], type="bytes", blob=value, deleted_at=gone)
+    if pending is not None:
+        write(db, provider, "langgraph_checkpoint_writes",
+              id=langgraph_id(db, provider, "write", thread, "", checkpoint_id, "task", "0"), at=when,
+              thread_id=thread, checkpoint_ns="", checkpoint_id=checkpoint_id, task_id="task", idx=0,
+              channel="ch", type="bytes", blob=pending, deleted_at=gone)
+    return write(
+        db, provider, "langgraph_checkpoints", id=langgraph_id(db, provider, "checkpoint", thread, "", checkpoint_id),
+        at=when, thread_id=thread, checkpoint_ns="", checkpoint_id=checkpoint_id,
+        checkpoint={"v": 4, "id": checkpoint_id, "channel_values": {}, "channel_versions": versions},
+        metadata={"step": 0}, deleted_at=gone)
 
 
 def session(db: DatabaseManager, provider: str, session_id: str, texts: list[str], *,

@@ -24,8 +24,9 @@ def test_copies_every_table_and_a_second_run_changes_nothing(sdb):
     assert first.ok, first.error
     assert {t.table: t.rows_copied for t in first.tables} == {
         "settings": 1, "knowledge_atoms": 1, "research_staging": 1, "video_scripts": 1, "upload_jobs": 1,
-        "agent_messages": 1, "session_memories": 3}
-    assert first.rows_copied == 9 and first.conflicts_resolved == 0 and first.tombstones_applied == 0
+        "agent_messages": 1, "session_memories": 3, "langgraph_store": 0,  # no store vectors: supabase lacks pgvector
+        "langgraph_checkpoint_blobs": 1, "langgraph_checkpoint_writes": 1, "langgraph_checkpoints": 1}
+    assert first.rows_copied == 12 and first.conflicts_resolved == 0 and first.tombstones_applied == 0
     assert snapshot(sdb, "neon") == snapshot(sdb, "supabase")
     assert message_count(sdb, "supabase", "s-a") == 2  # derived figures rebuilt on the target
     assert first.synced_through is not None and first.lag_s is not None and first.lag_s >= 0
@@ -122,13 +123,13 @@ def test_dry_run_counts_and_writes_nothing(sdb):
     dry = sync_pair(sdb, "neon", "supabase", dry_run=True, batch_size=2)
     assert dry.ok and dry.dry_run
     # The upload job's script is not on the target yet, and a dry run copies no parent: it shows as deferred.
-    assert dry.rows_copied == 8
+    assert dry.rows_copied == 11
     assert [t.deferred for t in dry.tables if t.table == "upload_jobs"] == [1]
     assert snapshot(sdb, "supabase") == before
     with sdb.provider_connection("supabase") as conn:
         assert conn.execute("SELECT count(*) FROM sync_watermarks").fetchone()[0] == 0
         conn.rollback()
-    assert sync_pair(sdb, "neon", "supabase").rows_copied == 9
+    assert sync_pair(sdb, "neon", "supabase").rows_copied == 12
 
 
 def test_an_interrupted_sync_resumes_from_its_last_batch(sdb):
@@ -241,3 +242,18 @@ def test_changed_at_moves_on_a_change_and_not_on_a_rewrite_of_the_same_values(sd
         conn.commit()
     assert same == first
     assert moved > first
+
+
+def test_reports_the_oldest_write_it_copies_in_every_mode(sdb):
+    """The monitor's divergence age: the writer's clock of the oldest row copied (or that a dry run would copy)."""
+    setting(sdb, "supabase", "old", "1", at=NOW - timedelta(minutes=30))
+    setting(sdb, "supabase", "new", "2", at=NOW - timedelta(minutes=1))
+    setting(sdb, "neon", "newer-on-primary", "3", at=NOW - timedelta(hours=2))  # not on the backup: not its age
+    dry = sync_pair(sdb, "supabase", "neon", dry_run=True, margin_s=0)
+    assert dry.rows_copied == 2 and dry.oldest_written == NOW - timedelta(minutes=30)
+    bulk = sync_pair(sdb, "supabase", "railway", margin_s=0)  # railway is empty: the bulk path
+    assert bulk.rows_copied == 2 and bulk.oldest_written == NOW - timedelta(minutes=30)
+    merged = sync_pair(sdb, "supabase", "neon", margin_s=0)  # neon has rows: the merge path
+    assert merged.rows_copied == 2 and merged.oldest_written == NOW - timedelta(minutes=30)
+    again = sync_pair(sdb, "supabase", "neon", margin_s=0)
+    assert again.rows_copied == 0 and again.oldest_written is None

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent_factory.errors import InvalidInputError, StateStoreMissingError
+from agent_factory.errors import (
+    ConfigError,
+    InvalidInputError,
+    StateDirError,
+    StateStoreError,
+    StateStoreMissingError,
+)
 from agent_factory.state import SCHEMA_VERSION, StateStore, SyncRun, monitoring
 from agent_factory.state.schema import _INITIAL, MIGRATIONS
 
@@ -162,3 +168,72 @@ def test_prune_drops_old_history_but_keeps_the_newest_sync_of_each_pair(tmp_path
         pruned = monitoring.prune(conn, datetime.now(timezone.utc) + timedelta(days=1))
     assert pruned["sync_runs"] == 1 and pruned["alert_events"] == 1
     assert sorted((s.target, s.rows_copied) for s in store.latest_syncs()) == [("railway", 0), ("supabase", 7)]
+
+
+def test_a_file_where_the_state_dir_should_be_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "var"
+    blocker.write_text("x")
+    for state_dir in (blocker, blocker / "below"):
+        with pytest.raises(StateDirError) as info:
+            StateStore(state_dir).record_failover("neon", "supabase", "r")
+        assert isinstance(info.value, ConfigError) and "AGENT_FACTORY_STATE_DIR" in str(info.value)
+    assert blocker.read_text() == "x"
+    with pytest.raises(StateStoreMissingError):
+        StateStore(blocker).schema_version()
+
+
+def test_a_directory_named_state_db_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a" / "state.db").mkdir(parents=True)
+    with pytest.raises(StateDirError, match="is a directory, not a state store file"):
+        StateStore(tmp_path / "a").failovers()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "state.db").write_bytes(b"\x00garbage" * 200)
+    with pytest.raises(StateStoreError, match="not a SQLite database"):
+        StateStore(tmp_path / "b").failovers()
+    assert (tmp_path / "b" / "state.db").read_bytes() == b"\x00garbage" * 200
+
+
+def test_the_store_is_private(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "var" / "state")
+    store.record_failover("neon", "supabase", "r")
+    assert (tmp_path / "var" / "state").stat().st_mode & 0o777 == 0o700
+    assert store.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_postponed_fail_back_stored_as_a_self_switch_becomes_its_own_kind(tmp_path):
+    path = old_store(tmp_path / "state")
+    with sqlite3.connect(path) as conn:  # as DatabaseManager recorded them before migration 5
+        conn.executemany("INSERT INTO failover_events (at, from_provider, to_provider, reason) VALUES (?, ?, ?, ?)", [
+            ("2026-01-01T00:00:00+00:00", "neon", "supabase", "neon failed: connection refused"),
+            ("2026-01-01T00:01:00+00:00", "supabase", "supabase",
+             "fail-back to neon postponed: merging the writes made on supabase failed: busy"),
+        ])
+    store = StateStore(tmp_path / "state")
+    switch, postponed = store.failovers()
+    assert (switch.kind, switch.from_provider, switch.to_provider) == ("switch", "neon", "supabase")
+    assert switch.title == "neon -> supabase"
+    assert (postponed.kind, postponed.from_provider, postponed.to_provider) == ("failback-postponed", "supabase",
+                                                                                 "neon")
+    assert postponed.reason == "merging the writes made on supabase failed: busy"
+    assert postponed.title == "fail-back supabase -> neon postponed"
+    recorded = store.record_failback_postponed("railway", "neon", "requests still ran on railway after 35 s")
+    assert store.failovers()[-1] == recorded and recorded.kind == "failback-postponed"
+
+
+def test_divergence_rows_keep_the_newest_per_backup_through_pruning(tmp_path):
+    from agent_factory.state.divergence import Divergence, add_divergence, latest_divergence
+
+    store = StateStore(tmp_path / "state")
+    old = Divergence("supabase", "neon", T0, 3, T0 - timedelta(minutes=4), True, run_id=1)
+    new = Divergence("supabase", "neon", T0 + timedelta(days=40), 0, None, True, run_id=9)
+    failed = Divergence("railway", "neon", T0, None, None, False, "provider neon is busy", run_id=1)
+    with store.connect() as conn:
+        add_divergence(conn, [old, failed])
+        add_divergence(conn, [new])
+        assert latest_divergence(conn) == [failed, new]
+        assert monitoring.prune(conn, T0 + timedelta(days=10))["divergence"] == 1  # the old supabase row
+        assert latest_divergence(conn) == [failed, new]
+    assert old.summary(T0) == "backup supabase held 3 rows the primary neon lacked, the oldest 4.0 min old; " \
+                              "merged into neon"
+    assert failed.summary(T0) == "could not compare backup railway with the primary neon: provider neon is busy"
+    assert new.summary(T0) == "backup supabase holds no row the primary neon lacks"

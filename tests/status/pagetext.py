@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import re
+import string
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
+from status_app.text import WORD_JOINER
+
+_ESCAPED = re.compile(r"\\([" + re.escape(string.punctuation) + "])")
+
+
+def shown(markdown: str) -> str:
+    """The characters a Markdown source escaped by `status_app.text.plain` renders as (escapes removed)."""
+    return _ESCAPED.sub(r"\1", markdown).replace(WORD_JOINER, "")
+
 
 def metrics(at: AppTest) -> dict[str, str]:
     """Every metric, label: value."""
-    return {m.label: m.value for m in at.metric}
+    return {shown(m.label): m.value for m in at.metric}
 
 
 def charts(at: AppTest) -> list[Any]:
@@ -31,9 +42,9 @@ def table(at: AppTest, column: str) -> pd.DataFrame:
 
 def everything(at: AppTest) -> str:
     """Every text the page shows (elements, table cells, chart alt text, spec and data), as one string."""
-    parts = [str(e.value) for kind in ("title", "header", "subheader", "markdown", "caption", "success", "warning",
-                                       "error", "info") for e in getattr(at, kind)]
-    parts += [f"{m.label} {m.value} {m.proto.help}" for m in at.metric]
+    kinds = ("title", "header", "subheader", "markdown", "caption", "success", "warning", "error", "info")
+    parts = [shown(str(e.value)) for kind in kinds for e in getattr(at, kind)]
+    parts += [shown(f"{m.label} {m.value} {m.proto.help}") for m in at.metric]
     parts += [df.value.to_csv() for df in at.dataframe]
     for chart in charts(at):
         parts += [chart.proto.alt, chart.proto.spec] + [d.to_csv() for d in chart_data(chart)]

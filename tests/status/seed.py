@@ -67,7 +67,7 @@ def seed(state_dir: str | Path, spec: Seed) -> StateStore:
                 provider=provider, path=f"/srv/backups/{provider}-{started:%Y%m%dT%H%M%S}.dump", format="custom",
                 status="ok", started_at=started, finished_at=started + timedelta(seconds=4), duration_s=4.2,
                 size_bytes=1_250_000 + n, verified_at=started + timedelta(minutes=1), verify_depth="restore",
-                host="db.internal:5432/app"))
+                host="db.internal:5432/app", signed=True))
     return store
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from agent_factory.state import StateStore, monitoring
 from agent_factory.state.backups import BackupCatalog, BackupRecord, RestoreRecord
 
-from .pagetext import chart_data, charts, everything, metrics, table
+from .pagetext import chart_data, charts, everything, metrics, shown, table
 
 MIN = timedelta(minutes=1)
 ALL = ("neon", "supabase", "railway")
@@ -19,10 +19,11 @@ ALL = ("neon", "supabase", "railway")
 def test_healthy(seeded, page):
     at = page(seeded(days=2))
     assert not at.exception
-    assert [s.value for s in at.success] == ["All systems operational"]
+    assert [shown(s.value) for s in at.success] == ["All systems operational"]
     assert not at.warning and not at.error
     assert at.title[0].value == "Agent Factory status"
-    assert at.caption[0].value.startswith("Last updated ") and at.caption[0].value.endswith("(2 min ago)")
+    last_updated = shown(at.caption[0].value)
+    assert last_updated.startswith("Last updated ") and last_updated.endswith("(2 min ago)")
     m = metrics(at)
     assert m["neon status"] == "Up" and m["railway status"] == "Up"
     assert m["neon uptime 24 h"] == "100.00 %" and m["neon latency now"].endswith(" ms")
@@ -30,7 +31,7 @@ def test_healthy(seeded, page):
     providers = at.dataframe[0].value
     assert list(providers["provider"]) == list(ALL) and list(providers["primary"]) == [True, False, False]
     assert list(providers["serving"]) == [True, False, False]
-    assert "Nothing happened: no outage, failover, alert or failure recorded." in [c.value for c in at.caption]
+    assert "Nothing happened: no outage, failover, alert or failure recorded." in [shown(c.value) for c in at.caption]
 
 
 def test_degraded_primary_down_backup_serving(seeded, page, now):
@@ -38,11 +39,11 @@ def test_degraded_primary_down_backup_serving(seeded, page, now):
     StateStore(state).record_failover("neon", "supabase", "connection refused")
     at = page(state)
     assert not at.exception
-    assert [w.value for w in at.warning] == [
+    assert [shown(w.value) for w in at.warning] == [
         "Degraded: primary neon is down, supabase serving; alert firing: primary-down/neon"]
     m = metrics(at)
     assert m["neon status"] == "Down" and m["supabase status"] == "Up" and m["neon latency now"] == "—"
-    assert "Error: connection refused" in [c.value for c in at.caption]
+    assert "Error: connection refused" in [shown(c.value) for c in at.caption]
     providers = at.dataframe[0].value.set_index("provider")
     assert providers.loc["neon", "state"] == "down" and providers.loc["supabase", "serving"]
     assert not providers.loc["neon", "serving"] and providers.loc["neon", "primary"]
@@ -54,7 +55,7 @@ def test_degraded_primary_down_backup_serving(seeded, page, now):
 def test_all_down(seeded, page, now):
     at = page(seeded(down={n: [(now - 30 * MIN, now)] for n in ALL}))
     assert not at.exception
-    assert [e.value for e in at.error] == ["Major outage: no provider answers"]
+    assert [shown(e.value) for e in at.error] == ["Major outage: no provider answers"]
     assert not at.success
     assert all(metrics(at)[f"{n} status"] == "Down" for n in ALL)
 
@@ -62,10 +63,10 @@ def test_all_down(seeded, page, now):
 def test_backup_overdue(seeded, page):
     at = page(seeded(backup_ages={"neon": timedelta(hours=30)}))
     assert not at.exception
-    assert [w.value for w in at.warning] == [
+    assert [shown(w.value) for w in at.warning] == [
         "Degraded: backup of neon overdue (newest good backup 30 h old, target 24 h)"]
     assert metrics(at)["RPO neon"] == "30 h"
-    assert any(c.value.startswith(":material/warning: overdue: newest good backup 30 h old") for c in at.caption)
+    assert any(shown(c.value).startswith(":material/warning: overdue: newest good backup 30 h old") for c in at.caption)
     backups = table(at, "file")
     assert len(backups) == 3 and set(backups["verified"]) == {"yes (restore)"}
     assert not backups["file"].str.contains("/").any(), "backups are named by file, never by path"
@@ -73,16 +74,16 @@ def test_backup_overdue(seeded, page):
 
 def test_backup_target_from_the_environment(seeded, page):
     at = page(seeded(backup_ages={"neon": timedelta(hours=30)}), MONITOR_BACKUP_MAX_AGE_HOURS="48")
-    assert [s.value for s in at.success] == ["All systems operational"]
+    assert [shown(s.value) for s in at.success] == ["All systems operational"]
 
 
 def test_stale_monitor_overrides_everything(seeded, page, now):
     at = page(seeded(last_run_age=timedelta(minutes=25), down={n: [(now - 60 * MIN, now)] for n in ALL}))
     assert not at.exception
-    assert [w.value for w in at.warning] == ["Status unknown: monitor last ran 25 min ago"]
+    assert [shown(w.value) for w in at.warning] == ["Status unknown: monitor last ran 25 min ago"]
     assert not at.error and not at.success
-    assert at.caption[0].value.endswith("(25 min ago)")
-    assert at.caption[1].value.startswith("As the monitor saw them at "), "old states are labelled as old"
+    assert shown(at.caption[0].value).endswith("(25 min ago)")
+    assert shown(at.caption[1].value).startswith("As the monitor saw them at "), "old states are labelled as old"
 
 
 def test_empty_store(tmp_path, page):
@@ -91,22 +92,22 @@ def test_empty_store(tmp_path, page):
         pass
     at = page(state)
     assert not at.exception
-    assert [i.value for i in at.info] == ["No data yet: run `agent-factory monitor --once`"]
-    assert at.caption[0].value == "Last updated: never"
+    assert [shown(i.value) for i in at.info] == ["No data yet: run `agent-factory monitor --once`"]
+    assert shown(at.caption[0].value) == "Last updated: never"
     assert not at.metric and not charts(at)
 
 
 def test_missing_store(tmp_path, page):
     at = page(tmp_path / "nowhere")
     assert not at.exception
-    assert [i.value for i in at.info] == [f"No state store at {tmp_path / 'nowhere' / 'state.db'}"]
+    assert [shown(i.value) for i in at.info] == [f"No state store at {tmp_path / 'nowhere' / 'state.db'}"]
     assert not (tmp_path / "nowhere").exists()
 
 
 def test_a_bad_setting_is_named(seeded, page):
     at = page(seeded(), MONITOR_RETENTION_DAYS="a month")
     assert not at.exception
-    assert at.error[0].value.startswith("Configuration error: MONITOR_RETENTION_DAYS")
+    assert shown(at.error[0].value).startswith("Configuration error: MONITOR_RETENTION_DAYS")
 
 
 def test_charts_carry_alt_text_specs_and_data(seeded, page, now):
@@ -143,7 +144,7 @@ def test_sync_lag_shown_per_backup(seeded, page, now):
     state = seeded()
     at = page(state)
     assert metrics(at)["Sync lag supabase"] == "no sync recorded yet"
-    assert "No sync recorded yet." in [c.value for c in at.caption]
+    assert "No sync recorded yet." in [shown(c.value) for c in at.caption]
     store = StateStore(state)
     store.record_sync("neon", "supabase", ok=True, rows_copied=3, synced_through=now - 3 * MIN, lag_s=0.5)
     store.record_sync("neon", "railway", ok=True, synced_through=now - 45 * MIN, lag_s=0.5)
@@ -151,7 +152,7 @@ def test_sync_lag_shown_per_backup(seeded, page, now):
     at = page(state)
     m = metrics(at)
     assert m["Sync lag supabase"] == "3 min" and m["Sync lag railway"] == "45 min"
-    captions = [c.value for c in at.caption]
+    captions = [shown(c.value) for c in at.caption]
     assert any(c.startswith(":material/check_circle: within the 10 min target; last sync from neon ") and c.endswith(", ok")
                for c in captions)
     assert any(c.startswith(":material/warning: over the 10 min target") for c in captions)
@@ -164,7 +165,7 @@ def test_restore_shows_rto(seeded, page, now):
         "/srv/backups/supabase-pre.dump", None))
     at = page(state)
     assert metrics(at)["Last restore RTO"] == "61.5 s"
-    assert any("supabase from neon-x.dump, ok" in c.value for c in at.caption)
+    assert any("supabase from neon-x.dump, ok" in shown(c.value) for c in at.caption)
     assert "/srv/backups" not in everything(at)
 
 
@@ -187,10 +188,10 @@ def test_no_secret_reaches_the_page(seeded, page, now):
         error="pg_dump: password=hunter2 rejected", host="db.neon.tech:5432/app"))
     at = page(state)
     assert not at.exception
-    shown = everything(at)
-    assert "delivery failed" in shown and "pg_dump: password=*** rejected" in shown
+    text = everything(at)
+    assert "delivery failed" in text and "pg_dump: password=*** rejected" in text
     for secret in SECRETS + ["/secret/dir"]:
-        assert secret not in shown
+        assert secret not in text
 
 
 def test_thirty_days_of_samples_render(seeded, page):
@@ -202,3 +203,25 @@ def test_thirty_days_of_samples_render(seeded, page):
     [daily] = chart_data(charts(at)[0])
     assert len(daily) == 90 and (daily["band"] == "no data").sum() == 0
     assert len(chart_data(charts(at)[1])[0]) == 3 * 288
+
+
+def test_divergence_and_a_postponed_fail_back_are_shown(seeded, page, now):
+    from agent_factory.state.divergence import Divergence, add_divergence
+
+    state = seeded()
+    store = StateStore(state)
+    store.record_failback_postponed("supabase", "neon", "merging the writes made on supabase failed: busy")
+    with store.connect() as conn:
+        add_divergence(conn, [Divergence("railway", "neon", now - 2 * MIN, 0, None, True),
+                              Divergence("supabase", "neon", now - 2 * MIN, 1014, now - 9 * MIN, True)])
+    at = page(state)
+    m = metrics(at)
+    assert m["Not on the primary: supabase"] == "1014 rows" and m["Not on the primary: railway"] == "0 rows"
+    captions = [shown(c.value) for c in at.caption]
+    assert any(c.startswith(":material/warning: backup supabase held 1014 rows the primary neon lacked, the oldest 9.0 "
+                            "min old; merged into neon") for c in captions), captions
+    assert not at.exception
+    events = table(at, "kind")
+    postponed = events[events["kind"] == "fail-back postponed"]
+    assert postponed["subject"].tolist() == ["supabase → neon"]
+    assert postponed["detail"].tolist() == ["merging the writes made on supabase failed: busy"]

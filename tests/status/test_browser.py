@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from agent_factory.state import StateStore
 
+from status_app.text import WORD_JOINER
+
+from .hostile import hostile_texts, seed_hostile
 from .seed import Seed, seed
 from .server import chromium_path, serve
 
@@ -77,7 +82,7 @@ def test_the_page_renders_in_chromium_accessibly(browser, tmp_path, now):
         assert labels[0].startswith("Daily uptime over 30 days. neon: 30 of 30 days with data")
         assert labels[1].startswith("Health-check latency over 24 h (each sample): neon median")
         assert page.locator("svg.marks").count() == 2, "both charts drew"
-        body = page.locator("body").inner_text()
+        body = page.locator("body").inner_text().replace(WORD_JOINER, "")
         for text in ("neon status", "Down", "supabase status", "RPO neon", "Sync lag railway", "Timeline"):
             assert text in body
         ARTIFACTS.mkdir(exist_ok=True)
@@ -93,3 +98,56 @@ def test_the_page_says_when_there_is_no_store(browser, tmp_path):
         page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=60_000)
         assert page.locator("[data-testid=stException]").count() == 0
     assert not (tmp_path / "nowhere").exists()
+
+
+class _Hits(BaseHTTPRequestHandler):
+    """Record every request: an image the page should not have rendered lands here."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.hits.append(self.path)
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def capture():
+    """An HTTP server on 127.0.0.1 that records the paths asked of it; yields (host:port, hits)."""
+    hits: list[str] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Hits", (_Hits,), {"hits": hits}))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize(("run_failed", "banner"), [(True, "Status unknown: the last monitor run"),
+                                                      (False, "Degraded: primary")])
+def test_the_page_shows_untrusted_text_as_text(browser, tmp_path, now, capture, run_failed, banner):
+    host, hits = capture
+    payload = hostile_texts(host)
+    state = tmp_path / "state"
+    seed_hostile(state, now, payload, run_failed=run_failed)
+    with serve(state, tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 3000})
+        page.goto(url)
+        settled(page, banner)
+        assert page.locator("[data-testid=stException]").count() == 0
+        hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
+        sources = page.eval_on_selector_all("img, image, source", "els => els.map(e => e.outerHTML)")
+        body = page.locator("body").inner_text().replace(WORD_JOINER, "")
+        html = page.content()
+    assert [h for h in hrefs if "evil" in h or "mailto:" in h or host in h] == [], hrefs
+    assert [s for s in sources if host in s or "evil" in s] == [], "an image from the data"
+    assert "CLICKME</a>" not in html and "<b>bold</b>" not in html and "<strong>bold" not in html
+    assert hits == [], "the browser fetched an image named in the data"
+    assert "[CLICKME](https:evil.example)" in body, "a provider name is shown as its characters"
+    assert "[CLICKME](https://evil.example/phish)" in body, "an error is shown as its characters"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent_factory.cli import main
-from agent_factory.cli.status_page import INSTALL_HINT, streamlit_command
+from agent_factory.cli.status_page import INSTALL_HINT, PAGE_VARIABLES, page_environment, streamlit_command
 from agent_factory.errors import ConfigError
 
 from .seed import Seed, seed
@@ -65,3 +66,49 @@ def test_the_library_never_imports_streamlit():
             "agent_factory.cli.build_parser(); print('streamlit' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+PAGE_SECRETS = {"TELEGRAM_BOT_TOKEN": "42:tg-Secret-Token", "TELEGRAM_CHAT_ID": "chat-4711",
+                "SMTP_PASSWORD": "smtp-Secret-Pw", "PAGERDUTY_ROUTING_KEY": "pd-Secret-Key",
+                "BACKUP_SIGNING_KEY": "sign-Secret-Key", "NEON_DB_URL": "postgresql://app:neon-Secret-Pw@h/app",
+                "SUPABASE_DIRECT_URL": "postgresql://app:supa-Secret-Pw@h/app", "SOME_API_KEY": "other-Secret"}
+
+
+def _environ_of_server_on(port: int) -> dict[str, str]:
+    """The process environment of the page server listening on `port` (found by its command line)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"--server.port" in cmdline and cmdline[cmdline.index(b"--server.port") + 1] == str(port).encode():
+                pairs = (proc / "environ").read_bytes().split(b"\0")
+                return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+        except (OSError, IndexError):
+            continue
+    raise AssertionError(f"no page server on port {port}")
+
+
+def test_the_page_process_holds_no_secret_in_its_environment(tmp_path, now):
+    seed(tmp_path / "state", Seed(now=now))
+    command = [CLI or "agent-factory", "status-page", "--port", "{port}", "--state-dir", str(tmp_path / "state")]
+    with serve(tmp_path / "elsewhere-not-used", tmp_path, command=command,
+               env={**PAGE_SECRETS, "MONITOR_RETENTION_DAYS": "7"}) as url:
+        environ = _environ_of_server_on(int(url.rsplit(":", 1)[1]))
+    assert environ["MONITOR_RETENTION_DAYS"] == "7" and environ["AGENT_FACTORY_STATE_DIR"] == str(tmp_path / "state")
+    assert "PATH" in environ
+    dump = "\n".join(f"{k}={v}" for k, v in environ.items())
+    for name, secret in PAGE_SECRETS.items():
+        assert name not in environ and secret not in dump
+
+
+def test_the_page_environment_lets_through_every_setting_the_page_reads():
+    source = (Path(__file__).resolve().parents[2] / "status_app" / "data.py").read_text()
+    read = set(re.findall(r"\"((?:AGENT_FACTORY|MONITOR|SYNC)_[A-Z_]+)\"", source))
+    assert read and read <= PAGE_VARIABLES
+    assert page_environment({"PATH": "/bin", "LC_ALL": "C", "TELEGRAM_BOT_TOKEN": "x", "NEON_DB_URL": "y"}) == \
+        {"PATH": "/bin", "LC_ALL": "C"}
+
+
+def test_the_service_unit_sets_no_environment():
+    unit = (Path(__file__).resolve().parents[2] / "roles" / "status_page" / "templates" /
+            "status_page.service.j2").read_text()
+    assert "Environment" not in unit, "systemd starts the page with a clean environment; keep it so"

@@ -114,7 +114,7 @@ def test_pre_restore_pruned_and_failed_backups_do_not_count_but_are_listed(seede
     for path, kwargs in [("/b/pre.dump", {"purpose": "pre-restore"}), ("/b/gone.dump", {"status": "pruned"}),
                          ("/b/bad.dump", {"status": "failed", "error": "pg_dump: disk full", "verified_at": None})]:
         catalog.record(BackupRecord(provider="neon", path=path, format="custom", started_at=now - MIN,
-                                    **{"status": "ok", "verified_at": now, **kwargs}))
+                                    **{"status": "ok", "verified_at": now, "signed": True, **kwargs}))
     snap = snapshot(state, now)
     assert model.rpos(snap, SETTINGS, now)[0].age is None
     table = model.backup_table(snap.backups)

@@ -34,6 +34,9 @@ PRIMARY_DOWN = "primary-down"
 PROVIDER_DOWN = "provider-down"
 BACKUP_OVERDUE = "backup-overdue"
 SYNC_LAG = "sync-lag"
+DIVERGENCE = "divergence"
+CAPACITY = "capacity"
+CREDENTIALS = "credentials"
 
 _TITLES = {
     ALL_DOWN: "all database providers are down",
@@ -41,6 +44,9 @@ _TITLES = {
     PROVIDER_DOWN: "backup provider {subject} is down",
     BACKUP_OVERDUE: "backup of {subject} failed or is overdue",
     SYNC_LAG: "backup provider {subject} is behind the primary (warm-backup sync lagging)",
+    DIVERGENCE: "backup provider {subject} holds writes the primary lacks (a process served from it)",
+    CAPACITY: "provider {subject} is near its storage quota",
+    CREDENTIALS: "provider {subject} refuses the configured credentials (not an outage)",
 }
 _RECOVERED = {
     ALL_DOWN: "database providers are serving again",
@@ -48,6 +54,9 @@ _RECOVERED = {
     PROVIDER_DOWN: "backup provider {subject} recovered",
     BACKUP_OVERDUE: "backups of {subject} are current again",
     SYNC_LAG: "backup provider {subject} caught up with the primary",
+    DIVERGENCE: "backup provider {subject} holds nothing the primary lacks",
+    CAPACITY: "provider {subject} is below 80 % of its storage quota again",
+    CREDENTIALS: "provider {subject} accepts the configured credentials again",
 }
 
 

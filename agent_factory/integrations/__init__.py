@@ -1,0 +1,1 @@
+"""Adapters for agent frameworks (LangGraph, LangChain): the only package that imports them."""

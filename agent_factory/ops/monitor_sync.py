@@ -1,0 +1,106 @@
+"""The monitor's sync step: bring the backups' writes home, keep the backups warm, check divergence and lag.
+
+Step 3 of a monitor run (`ops.monitor`), in this order:
+
+1. merge each healthy backup into the primary (`ops.sync.merge_backups`): a
+   write acknowledged on a backup reaches the primary within one run, whatever
+   became of the process that wrote it (a write made less than
+   SYNC_MARGIN_SECONDS before the run is taken by the next one);
+2. sync the primary into each healthy backup (`ops.sync.warm_backups`), which
+   also hands each backup the rows the other backups brought home in step 1;
+3. one `divergence` check per backup (failing while it held rows the primary
+   lacked, or could not be compared) and one `sync-lag` check per backup.
+
+Nothing here raises: a failed merge or sync is logged and recorded, and the
+checks say what is known.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..core import DatabaseManager
+from ..replication import SyncResult
+from ..state.divergence import Divergence
+from ..state.monitoring import HealthSample
+from ..state.store import StateStore
+from .alerts import Check, MonitorSettings, Severity
+from .alerts.rules import DIVERGENCE, SYNC_LAG
+from .sync import BackupLag, backup_lags, merge_backups, warm_backups
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncStep:
+    """What the sync step did and the checks it makes."""
+
+    syncs: list[SyncResult] = field(default_factory=list)  # the primary into each backup
+    divergence: list[Divergence] = field(default_factory=list)  # what each backup held that the primary lacked
+    checks: list[Check] = field(default_factory=list)
+
+
+def sync_step(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample], now: datetime,
+              settings: MonitorSettings, run_id: int | None = None) -> SyncStep:
+    """Merge the backups into the primary, then the primary into the backups; return the runs and checks."""
+    diverged = _merge_backups(db, store, samples, now, run_id)
+    syncs, lag_checks = _sync_backups(db, store, samples, now, settings)
+    return SyncStep(syncs, diverged, [_divergence_check(d, now) for d in diverged] + lag_checks)
+
+
+def _merge_backups(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample], now: datetime,
+                   run_id: int | None) -> list[Divergence]:
+    """Merge each healthy backup into the primary (see `ops.sync.merge_backups`); never raises."""
+    try:
+        return merge_backups(db, store, [s.provider for s in samples if s.healthy], now=now, run_id=run_id)
+    except Exception:  # a merge problem must not stop health monitoring
+        logger.exception("merging the backups into the primary failed; divergence is not measured this run")
+        return []
+
+
+def _divergence_check(d: Divergence, now: datetime) -> Check:
+    """Fail while a backup holds rows the primary lacked (one run finding some is healed by its own merge)."""
+    failing = d.rows is None or d.rows > 0
+    return Check(DIVERGENCE, Severity.WARNING, failing, d.summary(now), d.backup, suppressible=True)
+
+
+def _sync_backups(db: DatabaseManager, store: StateStore, samples: Sequence[HealthSample], now: datetime,
+                  settings: MonitorSettings) -> tuple[list[SyncResult], list[Check]]:
+    """Sync the primary into each backup (warm backups) and return the runs and the lag checks.
+
+    No lag check is made while the primary is down (nothing new can reach it) or
+    when SYNC_MAX_LAG_MINUTES is 0.
+    """
+    healthy = [s.provider for s in samples if s.healthy]
+    try:
+        results = warm_backups(db, store, healthy)
+    except Exception:  # a sync problem must not stop health monitoring
+        logger.exception("warm backups: the sync step failed; lag is checked from earlier runs")
+        results = []
+    if settings.sync_max_lag is None or db.primary_provider not in healthy:
+        return results, []
+    fresh = {r.target: r for r in results if r.ok}
+    checks = [_lag_check(lag, fresh.get(lag.backup), now, settings.sync_max_lag)
+              for lag in backup_lags(db, store)]
+    return results, checks
+
+
+def _lag_check(lag: BackupLag, fresh: SyncResult | None, now: datetime, max_lag: timedelta) -> Check:
+    seconds = fresh.lag_s if fresh is not None and fresh.lag_s is not None else lag.lag_s(now)
+    limit = f"{max_lag.total_seconds() / 60:g} min"
+    if seconds is None:
+        why = f": {lag.error}" if lag.error else ""
+        return Check(SYNC_LAG, Severity.WARNING, False,
+                     f"backup {lag.backup} has no successful sync from {lag.source} on record yet{why}", lag.backup,
+                     suppressible=True)
+    behind = f"{seconds / 60:.1f} min"
+    if seconds > max_lag.total_seconds():
+        why = f"; last sync failed: {lag.error}" if lag.last_ok is False and lag.error else ""
+        return Check(SYNC_LAG, Severity.WARNING, True,
+                     f"backup {lag.backup} is {behind} behind {lag.source} (limit {limit}){why}", lag.backup,
+                     suppressible=True)
+    return Check(SYNC_LAG, Severity.WARNING, False, f"backup {lag.backup} is {behind} behind {lag.source}",
+                 lag.backup, suppressible=True)
