@@ -9,6 +9,8 @@ missing part fails the test instead.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -91,6 +93,15 @@ class Firewall:
         return [line for line in out.splitlines() if f"agent-factory-test-{os.getpid()}" in line]
 
 
+def sweep_stale_rules() -> None:
+    """Remove the DROP rules of test processes that died before their teardown (a SIGKILLed pytest)."""
+    out = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        match = re.search(r"agent-factory-test-(\d+)", line)
+        if match and line.startswith("-A ") and not os.path.exists(f"/proc/{match.group(1)}"):
+            subprocess.run(["iptables", "-w", "-D", *shlex.split(line)[1:]], check=False, capture_output=True)
+
+
 @pytest.fixture
 def firewall() -> Iterator[Firewall]:
     """Real iptables DROP rules, removed after the test even when it fails (and checked gone)."""
@@ -98,6 +109,7 @@ def firewall() -> Iterator[Firewall]:
     require(shutil.which("iptables") is not None, "iptables is not installed (apt-get install iptables)")
     probe = subprocess.run(["iptables", "-w", "-S", "INPUT"], capture_output=True, text=True)
     require(probe.returncode == 0, f"iptables does not work here: {probe.stderr.strip()[:200]}")
+    sweep_stale_rules()
     wall = Firewall()
     try:
         yield wall

@@ -85,9 +85,8 @@ def test_client_tools_get_the_settings_in_their_conninfo_without_the_password(kd
     monkeypatch.setattr(subprocess, "Popen", recording)
     [custom] = backup(kdb, "neon", fmt="custom", backup_dir=tmp_path)
     [plain] = backup(kdb, "neon", fmt="plain", backup_dir=tmp_path)
-    # Deep verify loads into a scratch database where the app role cannot create pgvector: the
-    # plain script goes through psql there. A restore into neon (pgvector) runs pg_restore --dbname.
     verify_backup(kdb, plain.path, deep=True)
+    verify_backup(kdb, custom.path, deep=True)
     restore(kdb, "neon", custom.path, backup_dir=tmp_path)
     with_conninfo = [a for a in argvs if any(x.startswith("--dbname=") for x in a)]
     tools = {Path(a[0]).name for a in with_conninfo}

@@ -136,8 +136,15 @@ def _connect(url: str, port: int) -> psycopg.Connection:
 def test_each_way_a_silent_peer_shows_is_bounded(firewall, relay, env):
     """A SYN unanswered: connect_timeout; unacked data: tcp_user_timeout; waiting for a reply: keepalives."""
     url = env["NEON_DB_URL"]
-    sending = _connect(url, relay.port)
-    waiting = _connect(url, relay.port)
+    with _connect(url, relay.port) as sending, _connect(url, relay.port) as waiting:
+        outcome = _cut_each_way(firewall, relay, url, sending, waiting)
+    assert set(outcome) == {"sending", "waiting", "connecting"}, outcome
+    assert all(seconds < BOUND_S for seconds in outcome.values()), outcome
+
+
+def _cut_each_way(firewall, relay: CountingProxy, url: str, sending: psycopg.Connection,
+                  waiting: psycopg.Connection) -> dict[str, float]:
+    """Drop the relay's packets with one connection idle, one in a long query; time how each ends."""
     outcome: dict[str, float] = {}
 
     def long_query() -> None:
@@ -160,10 +167,7 @@ def test_each_way_a_silent_peer_shows_is_bounded(firewall, relay, env):
         _connect(url, relay.port)
     outcome["connecting"] = time.monotonic() - started
     query.join(timeout=30)
-    for conn in (sending, waiting):
-        conn.close()
-    assert set(outcome) == {"sending", "waiting", "connecting"}, outcome
-    assert all(seconds < BOUND_S for seconds in outcome.values()), outcome
+    return outcome
 
 
 @pytest.mark.timeout(120)
