@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -398,3 +399,36 @@ def test_what_is_loaded_is_the_copy_that_was_checked(db: DatabaseManager, tmp_pa
     with db.provider_connection("railway") as conn:
         assert conn.execute("SELECT to_regclass('public.af_swapped_in')").fetchone() == (None,)
     assert not list(Path(db.config.state_dir).glob(".checked-backup-*"))  # the private copies are gone
+
+
+def test_a_custom_archive_rendered_to_a_script_runs_no_meta_command(db: DatabaseManager, tmp_path: Path) -> None:
+    """Into a provider without pgvector, a custom archive is rendered by pg_restore and loaded by psql.
+
+    A meta-command planted in the archive's table of contents (by a key holder, or
+    by a hostile server that was dumped) reaches that script: the same guard as for
+    plain archives refuses it, and nothing runs.
+    """
+    name = "q" * 28
+    with db.provider_connection("neon") as conn:
+        conn.execute(f"CREATE TABLE {name} (a integer)")
+        conn.commit()
+    try:
+        [made] = backup(db, "neon", fmt="custom", backup_dir=tmp_path)
+    finally:
+        with db.provider_connection("neon") as conn:
+            conn.execute(f"DROP TABLE {name}")
+            conn.commit()
+    marker_dir = Path(tempfile.mkdtemp(prefix="m", dir="/tmp"))
+    marker = marker_dir / "x"
+    old = f"CREATE TABLE public.{name}".encode()
+    planted = f"\\! touch {marker}".encode().ljust(len(old) - 1) + b"\n"  # same length: the archive stays valid
+    data = made.path.read_bytes()
+    assert data.count(old) == 1 and len(planted) == len(old)
+    made.path.write_bytes(data.replace(old, planted))
+    resign(made.path)
+    try:
+        with pytest.raises(BackupError, match=r"rolled back.*psql meta-command \\!"):
+            restore(db, "supabase", made.path, yes=True, backup_dir=tmp_path)
+        assert not marker.exists()
+    finally:
+        shutil.rmtree(marker_dir, ignore_errors=True)
