@@ -129,8 +129,9 @@ class SessionNotOnProviderError(DatabaseError):
         super().__init__(
             f"session {session_id!r} is not on provider {serving}, which serves while the primary {primary} is "
             f"unavailable: it was most likely created on {primary} after the last sync into {serving}{when}. "
-            f"Nothing was written. Retry after the fail-back to {primary}; do not save it again as a new session "
-            "(that would fork it)."
+            f"Nothing was written on {serving}. If this call reached {primary} just as it failed, the write may "
+            f"have landed there: after the fail-back to {primary}, load the session before writing it again; "
+            "do not save it again as a new session (that would fork it)."
         )
         self.session_id = session_id
         self.serving = serving

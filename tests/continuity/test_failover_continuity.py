@@ -20,7 +20,7 @@ class Acknowledged:
     """What one writer was told was saved: per session, its messages in order."""
 
     sessions: dict[str, list[str]] = field(default_factory=dict)
-    refused: int = 0  # appends refused with SessionNotOnProviderError (documented, not acknowledged)
+    refused: dict[str, set[str]] = field(default_factory=dict)  # appends refused with SessionNotOnProviderError
     failures: list[BaseException] = field(default_factory=list)
 
 
@@ -33,14 +33,15 @@ def _writer(storage: PostgresMemoryStorage, seed: int, stop: threading.Event, ac
         try:
             if not ack.sessions or rng.random() < 0.3:
                 session = Session(user_id=f"user-{seed}", messages=[Message("user", text)])
+                session_id = session.session_id
                 storage.save_session(session)
-                ack.sessions[session.session_id] = [text]
+                ack.sessions[session_id] = [text]
             else:
                 session_id = rng.choice(list(ack.sessions))
                 storage.append_messages(session_id, [{"role": "assistant", "content": text}])
                 ack.sessions[session_id].append(text)
-        except SessionNotOnProviderError:
-            ack.refused += 1
+        except SessionNotOnProviderError:  # not acknowledged; it may have reached neon as neon died (documented)
+            ack.refused.setdefault(session_id, set()).add(text)
         except Exception as exc:  # asserted by the test
             ack.failures.append(exc)
             time.sleep(0.01)
@@ -72,6 +73,7 @@ def test_acknowledged_messages_stay_visible_through_three_failovers_and_fail_bac
     failures = [f for ack in acks for f in ack.failures]
     assert not failures, failures[:3]
     expected = {sid: msgs for ack in acks for sid, msgs in ack.sessions.items()}
+    refused = {sid: texts for ack in acks for sid, texts in ack.refused.items()}
     assert sum(len(m) for m in expected.values()) > 100
 
     with DatabaseManager(make_config(env)) as fresh:  # default settings, as a new process would
@@ -85,7 +87,12 @@ def test_acknowledged_messages_stay_visible_through_three_failovers_and_fail_bac
             contents = [m.content for m in loaded.messages]
             invisible += sum(1 for text in messages if text not in contents)
             duplicated += len(contents) - len(set(contents))
-            assert contents == messages, f"session {session_id}: order or content differs"
+            # Exactly the acknowledged messages, in order; besides them only a refused append may be there (one that
+            # reached neon as it was killed, then was refused on the backup: docs/FAILOVER.md, "What a fleet sees").
+            extra = [text for text in contents if text not in set(messages)]
+            assert set(extra) <= refused.get(session_id, set()), f"session {session_id}: unexpected {extra}"
+            assert [text for text in contents if text in set(messages)] == messages, \
+                f"session {session_id}: order or content differs"
         assert fresh.active_provider == "neon"
     assert unloadable == []
     assert invisible == 0

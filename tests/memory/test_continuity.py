@@ -234,7 +234,7 @@ def test_append_during_a_failover_to_a_session_the_backup_never_saw_fails_and_wr
     with sync_watermark(db, "supabase", "neon", datetime(2026, 11, 24, 20, 31, 5, tzinfo=timezone.utc)):
         with pytest.raises(SessionNotOnProviderError,
                            match=r"after the last sync into supabase \(which covered neon's changes up to "
-                                 r"2026-11-24 20:31:05 UTC\)\. Nothing was written"):
+                                 r"2026-11-24 20:31:05 UTC\)\. Nothing was written on supabase"):
             backup.append_messages(unknown.session_id, [{"role": "user", "content": "lost?"}])
     assert table_rows(db, "supabase") == before
 
