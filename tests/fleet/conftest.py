@@ -14,8 +14,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,6 @@ import pytest
 from agent_factory.errors import LocalProviderError
 from agent_factory.local import LocalPooler, LocalProviders
 from agent_factory.local.pooler import find_pgbouncer
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll `predicate` every 50 ms until it holds (True) or `timeout` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def require(condition: bool, reason: str) -> None:

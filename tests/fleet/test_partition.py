@@ -14,16 +14,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent_factory.core import DatabaseManager
 from agent_factory.errors import CommitOutcomeUnknownError
 from agent_factory.keepalive import dead_peer_params
 from agent_factory.local.proxy import CountingProxy
 from agent_factory.memory import Message, PostgresMemoryStorage, Session
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_until, with_port
 
-from .conftest import wait_until
 
 FLEET = {"DATABASE_DEAD_PEER_TIMEOUT": "3", "DATABASE_CONNECT_TIMEOUT": "2", "DATABASE_HEALTH_TTL": "0.5"}
 BOUND_S = 6.0  # dead-peer + connect timeouts + 1 s of work
@@ -36,16 +34,10 @@ def relay(local) -> Iterator[CountingProxy]:
         yield proxy
 
 
-def _through(url: str, port: int) -> str:
-    params = conninfo_to_dict(url)
-    params["port"] = str(port)
-    return make_conninfo(**params)
-
-
 @pytest.fixture
 def cut_env(env, relay) -> dict[str, str]:
     """`env` with the fleet settings and neon reached through the relay."""
-    return {**env, **FLEET, "NEON_DB_URL": _through(env["NEON_DB_URL"], relay.port)}
+    return {**env, **FLEET, "NEON_DB_URL": with_port(env["NEON_DB_URL"], relay.port)}
 
 
 class Writers:
@@ -129,7 +121,7 @@ def test_a_long_query_on_a_healthy_provider_through_the_same_path_is_not_cut(rel
 
 
 def _connect(url: str, port: int) -> psycopg.Connection:
-    return psycopg.connect(_through(url, port), autocommit=True, connect_timeout=2, **dead_peer_params(3))
+    return psycopg.connect(with_port(url, port), autocommit=True, connect_timeout=2, **dead_peer_params(3))
 
 
 @pytest.mark.timeout(120)

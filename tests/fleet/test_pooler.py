@@ -11,10 +11,9 @@ import pytest
 from agent_factory.cli import main
 from agent_factory.core import DatabaseManager
 from agent_factory.memory import Message, PostgresMemoryStorage, Session
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_until
 
 from ..replication.conftest import empty, setting, snapshot
-from .conftest import wait_until
 
 
 @pytest.fixture
