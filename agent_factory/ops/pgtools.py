@@ -356,6 +356,6 @@ def count_mismatches(expected: dict[str, int], counts: dict[str, int | None]) ->
 
     A pgvector-only table that a target without pgvector skipped (`apply_archive`) is absent, not a mismatch.
     """
-    return {t: [n, counts.get(t)] for t, n in expected.items()
-            if counts.get(t) != n and not (counts.get(t) is None and t.split(".")[-1] in OPTIONAL_TABLES)}
+    left_out = vector_tables_left_out(expected, counts)
+    return {t: [n, counts.get(t)] for t, n in expected.items() if counts.get(t) != n and t not in left_out}
 

@@ -207,8 +207,7 @@ def _restore(db: Any, provider: str | None, file: Path, stack: ExitStack, *, che
     if left_out:
         result.warnings.append(f"{missing_message(name)}; not restored: "
                                + ", ".join(f"{t} ({n} row(s))" for t, n in left_out.items()))
-    result.mismatches = {t: [n, result.row_counts_after.get(t)] for t, n in manifest.row_counts.items()
-                         if result.row_counts_after.get(t) != n and t not in left_out}
+    result.mismatches = pgtools.count_mismatches(manifest.row_counts, result.row_counts_after)
     result.status = "mismatch" if result.mismatches else "ok"
     say(f"{name}: running the deployment check")
     report = verify(db)
