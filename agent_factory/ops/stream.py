@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -49,6 +50,7 @@ __all__ = ["PUBLISH", "StreamState", "StreamStatus", "drop_streams", "pause_stre
 
 StreamStatus = Literal["streaming", "catching_up", "paused", "stopped", "absent", "unsupported"]
 PUBLISH = "insert, update, delete"
+START_TIMEOUT_S = 30.0  # how long setup/resume wait for a subscription's apply worker to connect
 _MAX_IDENTIFIER = 63
 
 
@@ -97,7 +99,7 @@ def setup_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = No
             continue
         if _setup_one(db, publisher, subscriber):
             _catch_up(db, publisher, subscriber)
-        states.append(_state(db, publisher, subscriber))
+        states.append(_started(db, publisher, subscriber))
     return states
 
 
@@ -321,6 +323,17 @@ def _state(db: DatabaseManager, publisher: str, subscriber: str) -> StreamState:
     return state("streaming", f"streaming from {publisher}, lag {shown}, {lag_bytes} bytes", lag_seconds, lag_bytes)
 
 
+def _started(db: DatabaseManager, publisher: str, subscriber: str) -> StreamState:
+    """Return the state once the apply worker has connected (it starts asynchronously), or as it is after
+    `START_TIMEOUT_S` (then "stopped", with the reason)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        state = _state(db, publisher, subscriber)
+        if state.status != "stopped" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
 def _unsupported(publisher: str, subscriber: str) -> StreamState:
     return StreamState(subscriber=subscriber, publisher=publisher, status="unsupported", lag_seconds=None,
                        lag_bytes=None, detail=f"{subscriber.upper()}_STREAM=false: follows {publisher} with "
@@ -337,7 +350,7 @@ def _toggle(db: DatabaseManager, subscribers: Sequence[str] | None, *, enable: b
             if _subscription(conn, name) is not None:
                 _run(conn, subscriber, sql.SQL("ALTER SUBSCRIPTION {} " + verb).format(sql.Identifier(name)))
                 logger.info("stream %s -> %s: %s", publisher, subscriber, "resumed" if enable else "paused")
-        states.append(_state(db, publisher, subscriber))
+        states.append(_started(db, publisher, subscriber) if enable else _state(db, publisher, subscriber))
     return states
 
 

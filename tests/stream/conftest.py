@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,9 +18,9 @@ def streams(db: DatabaseManager) -> Iterator[DatabaseManager]:
     drop_streams(db)
 
 
-def visible(db: DatabaseManager, provider: str, query: str, params: tuple[object, ...] = ()) -> Callable[[], bool]:
-    """Return a predicate: `query` returns a row on `provider`."""
-    def check() -> bool:
-        with db.provider_connection(provider) as conn:
-            return conn.execute(query, params).fetchone() is not None
-    return check
+def caught_up(db: DatabaseManager, timeout: float = 60) -> bool:
+    """Wait until every stream has applied all of the primary's WAL (lag 0 bytes); return whether it did."""
+    from agent_factory.ops.stream import stream_states
+    from tests.conftest import wait_until
+
+    return wait_until(lambda: all(s.lag_bytes == 0 for s in stream_states(db)), timeout)
