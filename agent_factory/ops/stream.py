@@ -252,9 +252,18 @@ def _quiet_statement_logs(conn: psycopg.Connection[Any]) -> None:
 
 
 def _drop_slot(conn: psycopg.Connection[Any], provider: str, name: str) -> None:
-    row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
-    if row is None:
-        return
+    """Drop the slot `name` once no walsender uses it (a dropped subscription's ends within seconds).
+
+    Raises `StreamError` when it is still in use after `START_TIMEOUT_S`.
+    """
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
+        if row is None:
+            return
+        if not row[0] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     if row[0]:
         raise StreamError(f"provider {provider}: replication slot {name} is in use by a subscriber; drop that "
                           "subscription first (`agent-factory stream drop` on the configuration that made it)")
