@@ -87,7 +87,8 @@ def setup_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = No
     Creates what is missing (publication, slot, subscription), re-enables a paused
     subscription and refreshes the published tables and columns. A new stream is
     followed by one sync of the primary into the backup (what was there before the slot).
-    Raises `StreamPoolerUrlError` for a pooler URL, `StreamPrivilegeError` when a role
+    A provider that cannot be reached gives a "stopped" state naming it, and the other
+    backups are still set up. Raises `StreamPoolerUrlError` for a pooler URL, `StreamPrivilegeError` when a role
     lacks a privilege, `StreamError` (or `ProviderUnavailableError`) for anything else,
     `ConfigError` for an unknown provider or the primary named as a subscriber.
     """
@@ -97,8 +98,13 @@ def setup_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = No
         if not db.config.provider(subscriber).stream:
             states.append(_unsupported(publisher, subscriber))
             continue
-        if _setup_one(db, publisher, subscriber):
-            _catch_up(db, publisher, subscriber)
+        try:
+            if _setup_one(db, publisher, subscriber):
+                _catch_up(db, publisher, subscriber)
+        except ProviderUnavailableError as exc:  # one provider down must not keep the other backups from following
+            states.append(StreamState(subscriber=subscriber, publisher=publisher, status="stopped", lag_seconds=None,
+                                      lag_bytes=None, detail=f"not set up: {exc}"))
+            continue
         states.append(_started(db, publisher, subscriber))
     return states
 
