@@ -133,3 +133,14 @@ def test_no_password_in_any_process_title(cli_env: dict[str, str], db: DatabaseM
                 no_secret((proc / "cmdline").read_bytes().decode(errors="replace"), secrets)
             except OSError:
                 continue
+
+
+def test_a_provider_that_cannot_subscribe_is_unsupported(cli_env: dict[str, str], make_db,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    states = setup_streams(make_db(RAILWAY_STREAM="false"), subscribers=["railway"])
+    assert [(s.status, s.detail) for s in states] == [
+        ("unsupported", "RAILWAY_STREAM=false: follows neon with `agent-factory sync --follow`")]
+    monkeypatch.setenv("RAILWAY_STREAM", "false")
+    assert main(["stream", "status", "--provider", "railway"]) == 1
+    assert "railway  unsupported" in capsys.readouterr().out
