@@ -274,7 +274,8 @@ def apply_archive(
         with tempfile.NamedTemporaryFile("w", prefix="agent-factory-toc-", suffix=".list") as list_file:
             list_file.write(toc)
             list_file.flush()
-            args = ["--no-owner", "--no-privileges", f"--use-list={list_file.name}"]
+            args = ["--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
+                    f"--use-list={list_file.name}"]
             if clean:
                 args += ["--clean", "--if-exists"]
             if objects.lacks_pgvector:
