@@ -114,8 +114,8 @@ def db(make_db: Callable[..., DatabaseManager]) -> DatabaseManager:
 
 
 def empty_tables(db: DatabaseManager, tables: Sequence[str] = EXPECTED_TABLES) -> None:
-    """TRUNCATE every table on every provider: the primary first, then (once any stream has applied all the
-    primary's earlier changes, which would otherwise land after the TRUNCATE) the backups."""
+    """TRUNCATE every table on every provider: the primary first, then (once every stream, if any, has applied
+    the primary's earlier changes, which would otherwise land after the TRUNCATE) the backups."""
     from agent_factory.ops.stream import stream_states
 
     primary, *backups = [db.config.primary, *(n for n in db.providers if n != db.config.primary)]
@@ -123,7 +123,7 @@ def empty_tables(db: DatabaseManager, tables: Sequence[str] = EXPECTED_TABLES) -
         with db.provider_connection(name) as conn:
             conn.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
             conn.commit()
-        if name == primary:
+        if name == primary:  # costs one query per backup when no stream is set up
             wait_until(lambda: all(s.lag_bytes in (0, None) or s.status != "streaming" for s in stream_states(db)), 60)
 
 
