@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test bench clean-local
+.PHONY: setup demo test test-streams bench clean-local
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,11 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest
+
+# The failover tests once more with the primary streaming into every backup (docs/CONTINUITY.md, "Streams").
+test-streams: setup
+	AGENT_FACTORY_TEST_STREAMS=1 $(BIN)/pytest tests/continuity tests/fleet tests/core/test_failover.py \
+		tests/memory/test_continuity.py
 
 bench: setup
 	$(BIN)/python bench/run.py
