@@ -105,21 +105,25 @@ def drop_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = Non
 
     Idempotent. When the primary is unreachable the subscription is still dropped and
     the state's detail says the slot is left there (it holds WAL): run `drop` again
-    when the primary is back. Raises `StreamError`/`ProviderUnavailableError` when a
-    backup cannot be reached.
+    when the primary is back; likewise an unreachable backup keeps its subscription while
+    the primary's slot and publication go. Raises `StreamError` when a statement fails.
     """
     publisher = db.config.primary
     states = []
     for subscriber in _subscribers(db, subscribers):
         name = stream_name(publisher, subscriber)
-        with subscriber_target(db, subscriber).connect(purpose="stream drop") as conn:
-            if subscription(conn, name) is not None:
-                ident = sql.Identifier(name)
-                _run(conn, subscriber, sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
-                _run(conn, subscriber, sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
-                _run(conn, subscriber, sql.SQL("DROP SUBSCRIPTION {}").format(ident))
-                logger.info("stream %s -> %s: dropped subscription %s", publisher, subscriber, name)
         detail = "no stream"
+        try:
+            with subscriber_target(db, subscriber).connect(purpose="stream drop") as conn:
+                if subscription(conn, name) is not None:
+                    ident = sql.Identifier(name)
+                    _run(conn, subscriber, sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+                    _run(conn, subscriber, sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+                    _run(conn, subscriber, sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+                    logger.info("stream %s -> %s: dropped subscription %s", publisher, subscriber, name)
+        except ProviderUnavailableError:  # a backup gone for good must not keep the primary's slot holding WAL
+            detail = (f"{subscriber} is unreachable, so its subscription {name} is left there (it fails without "
+                      "its slot): run `agent-factory stream drop` again when it is back")
         try:
             with target(db, publisher, "stream drop").connect(purpose="stream drop") as conn:
                 _drop_slot(conn, publisher, name)

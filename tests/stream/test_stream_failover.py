@@ -89,3 +89,18 @@ def test_a_migration_deployed_subscribers_first_does_not_break_the_stream(stream
             with streams.provider_connection(provider) as conn:
                 conn.execute("ALTER TABLE settings DROP COLUMN IF EXISTS stream_test_note")
                 conn.commit()
+
+
+def test_drop_with_a_backup_down_still_frees_the_primarys_slot(streams: DatabaseManager,
+                                                               local: LocalProviders) -> None:
+    from agent_factory.ops.stream import drop_streams, stream_name
+
+    local.kill("railway")
+    states = drop_streams(streams, subscribers=["railway"])
+    assert states[0].status == "absent" and "railway is unreachable" in states[0].detail
+    with streams.provider_connection("neon") as conn:
+        slots = {r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots")}
+        conn.rollback()
+    assert stream_name("neon", "railway") not in slots and stream_name("neon", "supabase") in slots
+    local.start("railway")
+    assert drop_streams(streams, subscribers=["railway"])[0].detail == "no stream"
