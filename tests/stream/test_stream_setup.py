@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent_factory.core import DatabaseManager
+from agent_factory.local import LocalProviders
 from agent_factory.memory.postgres import PostgresMemoryStorage
 from agent_factory.memory.session import Session
 from agent_factory.ops.stream import setup_streams, stream_name, stream_states
@@ -41,3 +42,9 @@ def test_setup_is_idempotent(streams: DatabaseManager) -> None:
         names = {r[0] for r in conn.execute("SELECT pubname FROM pg_publication")}
         slots = {r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots")}
     assert names == slots == {stream_name("neon", b) for b in BACKUPS}
+
+
+def test_streams_cross_major_versions(streams: DatabaseManager, local: LocalProviders) -> None:
+    majors = {name: local.get(name).major for name in ("neon", "supabase", "railway")}
+    assert majors["neon"] == majors["railway"] != majors["supabase"], majors  # 16 -> 16 and 16 -> 15
+    assert [s.status for s in stream_states(streams)] == ["streaming", "streaming"]
