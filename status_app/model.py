@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from typing import Literal
 
 import pandas as pd
 
@@ -20,13 +21,14 @@ from .data import PageSettings, Snapshot
 WINDOWS = {"24 h": timedelta(hours=24), "7 d": timedelta(days=7), "30 d": timedelta(days=30)}
 DEFAULT_INTERVAL = timedelta(minutes=5)
 BANDS = ["≥ 99.9 %", "≥ 99 %", "≥ 95 %", "< 95 %", "no data"]  # the daily bars' colours, best first
+Level = Literal["operational", "degraded", "outage", "unknown", "empty", "missing"]
 
 
 @dataclass(frozen=True)
 class Banner:
     """The one-line verdict at the top of the page."""
 
-    level: str  # "operational", "degraded", "outage", "unknown", "empty", "missing"
+    level: Level
     title: str
     reasons: list[str] = field(default_factory=list)
     updated_at: datetime | None = None  # when the newest monitor run finished
@@ -49,7 +51,7 @@ class Uptime:
         return "no data" if self.ratio is None else f"{self.ratio * 100:.2f} %"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProviderState:
     """One provider as the newest monitor run saw it, with its uptime per window."""
 
@@ -195,9 +197,10 @@ def provider_states(snap: Snapshot, settings: PageSettings, now: datetime) -> li
         error = now_row["error"].iloc[0] if not now_row.empty and isinstance(now_row["error"].iloc[0], str) else None
         latency = now_row["latency_ms"].iloc[0] if not now_row.empty else None
         result.append(ProviderState(
-            name, up, error, None if latency is None or pd.isna(latency) else float(latency),
-            name == primary, name == serving,
-            {label: uptime(own, now, window, interval) for label, window in WINDOWS.items()}))
+            name=name, up=up, error=error,
+            latency_ms=None if latency is None or pd.isna(latency) else float(latency),
+            primary=name == primary, serving=name == serving,
+            uptime={label: uptime(own, now, window, interval) for label, window in WINDOWS.items()}))
     return result
 
 
