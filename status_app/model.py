@@ -185,7 +185,7 @@ def provider_states(snap: Snapshot, settings: PageSettings, now: datetime) -> li
     """Return every provider seen in the retention window, in the newest run's order (failover order)."""
     run = newest_run(snap, now, settings)
     latest = latest_samples(snap, run)
-    names = list(dict.fromkeys([*latest["provider"], *sorted(set(snap.samples["provider"]))]))
+    names = list(dict.fromkeys([*latest["provider"], *sorted(snap.samples["provider"].unique())]))
     primary = primary_of(snap, run)
     serving = run["serving_provider"] if run is not None and isinstance(run["serving_provider"], str) else None
     interval = sample_interval(snap.samples)
@@ -214,7 +214,7 @@ def daily_uptime(samples: pd.DataFrame, now: datetime, days: int, tz: tzinfo) ->
     days_shown = [today - pd.Timedelta(days=i) for i in range(days - 1, -1, -1)]
     local_day = samples["at"].dt.tz_convert(tz).dt.normalize()
     grouped = samples.groupby([samples["provider"], local_day.rename("day")])["healthy"].agg(["size", "sum"])
-    index = pd.MultiIndex.from_product([list(dict.fromkeys(samples["provider"])), days_shown],
+    index = pd.MultiIndex.from_product([list(samples["provider"].unique()), days_shown],
                                        names=["provider", "day"])
     frame = grouped.reindex(index, fill_value=0).reset_index()
     n, healthy = frame["size"].astype(int), frame["sum"].astype(int)
