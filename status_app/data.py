@@ -71,8 +71,7 @@ class Snapshot:
     loaded_at: datetime
     since: datetime
     schema_version: int
-    runs: pd.DataFrame  # id, started_at, finished_at, can_serve, providers_up, providers_total, summary, error,
-    #                     primary_provider, serving_provider; newest first
+    runs: pd.DataFrame  # id, started_at, finished_at, error, primary_provider, serving_provider; newest first
     samples: pd.DataFrame  # run_id, at, provider, is_primary, healthy, latency_ms, error; oldest first
     firing: pd.DataFrame  # key, rule, severity, subject, summary, fired_at
     alert_events: pd.DataFrame  # at, alert_key, rule, severity, subject, event, summary
@@ -121,8 +120,8 @@ def load_snapshot(state_dir: str | Path, now: datetime, retention: timedelta = t
         version = user_version(conn)
         serving = "primary_provider, serving_provider" if version >= 2 else \
             "NULL AS primary_provider, NULL AS serving_provider"
-        runs = _frame(conn, "SELECT id, started_at, finished_at, can_serve, providers_up, providers_total, summary, "
-                            f"error, {serving} FROM monitor_runs WHERE started_at >= ? ORDER BY id DESC", cutoff)
+        runs = _frame(conn, f"SELECT id, started_at, finished_at, error, {serving} FROM monitor_runs "
+                            "WHERE started_at >= ? ORDER BY id DESC", cutoff)
         samples = _frame(conn, "SELECT run_id, at, provider, is_primary, healthy, latency_ms, error "
                                "FROM health_samples WHERE at >= ? ORDER BY at, id", cutoff)
         firing = _frame(conn, "SELECT key, rule, severity, subject, summary, fired_at FROM alerts "
