@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import streamlit as st
 
-from agent_factory.state import StateStore, monitoring
+from agent_factory.state import StateStore, maintenance, monitoring
 from agent_factory.state.backups import BackupCatalog, BackupRecord, RestoreRecord
+from agent_factory.state.maintenance import SizeSample
 
+from .conftest import TABLE_VIEWS
 from .pagetext import chart_data, charts, everything, metrics, shown, table
 
 MIN = timedelta(minutes=1)
@@ -32,6 +34,21 @@ def test_healthy(seeded, page):
     assert list(providers["provider"]) == list(ALL) and list(providers["primary"]) == [True, False, False]
     assert list(providers["serving"]) == [True, False, False]
     assert "Nothing happened: no outage, failover, alert or failure recorded." in [shown(c.value) for c in at.caption]
+
+
+def test_table_views_are_closed_and_their_tables_are_sent_only_once_opened(seeded, page, now):
+    state = seeded(days=2)
+    with StateStore(state).connect() as conn:  # so the storage section has its table view too
+        maintenance.add_size_samples(conn, [SizeSample("neon", now - MIN, 50 * 1048576, quota_bytes=None)])
+    at = page(state, open_tables=False)
+    assert not at.exception
+    assert [e.label for e in at.expander] == list(TABLE_VIEWS)
+    assert [list(df.value.columns)[:2] for df in at.dataframe] == [["provider", "started"]], "the backups only"
+    assert all(not view.dataframe for view in at.expander)
+    at.session_state["providers_table"] = True  # what opening the view in the browser does
+    at.run()
+    assert list(table(at, "serving")["provider"]) == list(ALL)
+    assert len(at.dataframe) == 2 and at.expander[0].dataframe, "only the opened view's table was added"
 
 
 def test_degraded_primary_down_backup_serving(seeded, page, now):
