@@ -77,3 +77,25 @@ def test_a_multi_statement_write_keeps_its_transaction(proxied):
     trips = count(proxy, lambda: db.execute_query(
         "UPDATE settings SET description = 'x' WHERE setting_key = 'none'", fetch_mode="none"))
     assert trips == 3
+
+
+def test_every_call_is_one_round_trip_including_the_one_that_prepares(proxied):
+    """psycopg prepares a statement on its sixth run on a connection: that call is one round trip too."""
+    db, proxy = proxied
+    storage = PostgresMemoryStorage(db)
+    session = Session(user_id="alice", messages=[Message("user", "hello")])
+    storage.save_session(session)
+    operations: dict[str, Callable[[], object]] = {
+        "save_session": lambda: storage.save_session(session),
+        "load_session": lambda: storage.load_session(session.session_id),
+        "append_messages": lambda: storage.append_messages(session.session_id, [{"role": "user", "content": "x"}]),
+        "list_sessions": lambda: storage.list_sessions("alice"),
+        "query_memory_atoms": lambda: storage.query_memory_atoms(session_id=session.session_id),
+    }
+    trips: dict[str, list[int]] = {name: [] for name in operations}
+    for _ in range(8):  # one pooled connection: runs 1-8 of each statement on it
+        for name, operation in operations.items():
+            proxy.reset()
+            operation()
+            trips[name].append(proxy.round_trips)
+    assert trips == {name: [1] * 8 for name in operations}
