@@ -46,6 +46,8 @@ OPS = ("append_10", "save_50", "load_200")
 class _Recorder:
     """A stand-in connection that records the statements a library `work` function sends."""
 
+    prepare_threshold = None  # so that `memory._execute.execute` calls `execute` plainly
+
     def __init__(self, answer: Any) -> None:
         self.sent: list[tuple[str, Any]] = []
         self._answer = answer
