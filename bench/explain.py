@@ -8,8 +8,9 @@ and load_200 reports, per statement the library sends:
   WAL bytes, the time in each trigger and how often it fired;
 - `pg_stat_statements` over N calls made through the library (planning
   tracked): mean plan and execution time, rows, buffers and WAL per call;
-- the bytes each call sends and receives, counted by `CountingProxy`, beside
-  the peer's (langchain-postgres) when it is installed.
+- the bytes each call sends and receives, counted by `CountingProxy`, and the
+  round trips of 40 calls on a pool grown to 8 connections, beside the bare
+  pool and the peer (langchain-postgres) when it is installed.
 The numbers feed the "Inside the statements" section of docs/BENCHMARKS.md.
 """
 
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +109,7 @@ def stat_statements(admin_url: str, run: Callable[[], Any], calls: int) -> list[
             "SELECT calls, total_plan_time / calls, total_exec_time / calls, rows::float / calls, "
             "(shared_blks_hit + shared_blks_read)::float / calls, shared_blks_dirtied::float / calls, "
             "wal_bytes::float / calls, plans, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) "
-            "FROM pg_stat_statements WHERE calls >= %s AND query NOT ILIKE '%%pg_stat_statements%%' "
+            "FROM pg_stat_statements WHERE calls >= %s / 2 AND query NOT ILIKE '%%pg_stat_statements%%' "
             "ORDER BY total_exec_time DESC LIMIT 3", [calls]).fetchall()
     keys = ("calls", "plan_ms", "exec_ms", "rows", "blocks", "dirtied", "wal_bytes", "plans", "query")
     return [dict(zip(keys, row, strict=True)) for row in rows]
@@ -167,10 +169,18 @@ def inspect(ctx: Context, provider: str, calls: int, whole_plans: bool) -> None:
                                        for k, v in row.items()))
 
 
-def byte_counts(ctx: Context) -> None:
-    """Print the bytes one call of each operation sends and receives, ours and the peer's, through a proxy."""
+def byte_counts(ctx: Context, calls: int = 40) -> None:
+    """Print, per subject and operation, the bytes of one call and the round trips of `calls` calls.
+
+    The pools are first grown to 8 connections (as concurrency 8 does in the
+    benchmark), so the calls run on connections that have not all prepared the
+    statement yet: a call that costs more than one round trip shows there.
+    """
     proxy, url = memory_ops._proxy_to_neon(ctx, delay=0.0)
-    with proxy, memory_ops._subjects(ctx, url) as (subjects, _):
+    with proxy, memory_ops._subjects(ctx, url) as (subjects, _), ThreadPoolExecutor(8) as pool:
+        for subject in subjects:
+            grow = [subject.make("append_10", w) for w in range(8)]
+            list(pool.map(lambda fn: [fn() for _ in range(3)], grow))
         for op in OPS:
             for subject in subjects:
                 fn = subject.make(op, 0)
@@ -179,8 +189,15 @@ def byte_counts(ctx: Context) -> None:
                 fn()
                 proxy.reset()
                 fn()
-                print(f"== {op} {subject.name}: {proxy.round_trips} round trip(s), "
-                      f"{proxy.bytes_to_server} bytes sent, {proxy.bytes_to_client} bytes received")
+                sent, received = proxy.bytes_to_server, proxy.bytes_to_client
+                trips = []
+                for _ in range(calls):
+                    proxy.reset()
+                    fn()
+                    trips.append(proxy.round_trips)
+                print(f"== {op} {subject.name}: {sent} bytes sent, {received} bytes received; round trips of "
+                      f"{calls} calls on a pool of 8: {sum(trips)} (calls with more than one: "
+                      f"{sum(t > 1 for t in trips)})")
 
 
 if __name__ == "__main__":
