@@ -18,8 +18,9 @@ class CountingProxy:
     """Forward 127.0.0.1:`port` to `target_host`:`target_port`, counting round trips.
 
     A round trip is counted each time a client sends after the server last
-    spoke on that connection (or first sends on it); bytes are counted each way. `delay` seconds are added
-    to each round trip, half on the way in and half on the way out.
+    spoke on that connection (or first sends on it); bytes are counted each
+    way. `delay` seconds are added to each round trip, half on the way in and
+    half on the way out.
     """
 
     def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
