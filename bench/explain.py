@@ -139,7 +139,8 @@ def inspect(ctx: Context, provider: str, calls: int, whole_plans: bool) -> None:
     admin_url = make_conninfo(local.admin_url(provider), dbname=app_db)  # the extension lives in the app database
     with psycopg.connect(admin_url, autocommit=True) as admin:
         version = admin.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-        stats = "pg_stat_statements" in admin.execute("SHOW shared_preload_libraries").fetchone()[0]  # type: ignore[index]
+        preloaded = admin.execute("SHOW shared_preload_libraries").fetchone()[0]  # type: ignore[index]
+        stats = "pg_stat_statements" in preloaded
         if stats:
             admin.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
             admin.execute("SELECT pg_reload_conf()")
