@@ -1,15 +1,16 @@
 """Run one statement in one round trip, including the call in which psycopg prepares it.
 
-psycopg prepares a statement on a connection once it has run there
-`prepare_threshold` times (5), and outside a pipeline it waits for the Parse
-to complete before it sends the execution: that call costs two round trips.
-A pool hands each statement to each of its connections in turn, so over a
-link every connection pays one extra round trip per statement (20 ms on a
-20 ms link), measured in `bench/explain.py`'s round-trip count and in
+psycopg prepares a statement on a connection at its `prepare_threshold + 1`-th
+run there (the 6th), and outside a pipeline it waits for the Parse to
+complete before it sends the execution: that call costs two round trips. A
+pool hands each statement to each of its connections in turn, so over a link
+every connection pays one extra round trip per statement (20 ms on a 20 ms
+link), measured in `bench/explain.py`'s round-trip count and in
 docs/BENCHMARKS.md. A pipeline sends both at once, but costs about 20 us per
-call on loopback; so `execute` uses one only while the statement may still
-be unprepared on that connection (its first `prepare_threshold + 1` runs
-there, counted here), and a plain execution afterwards.
+call on loopback and sends its Sync apart (a proxy may then count the server's
+early answer as a second turn, though the client never waits for it); so
+`execute` uses a pipeline for that one call only, counted here per connection
+and statement, and a plain execution for every other.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def execute(conn: psycopg.Connection[Any], sql: str, params: Any) -> psycopg.Cur
     with _lock:
         counts = _runs.setdefault(conn, {})
         runs = counts[sql] = counts.get(sql, 0) + 1
-    if runs > threshold + 1:
+    if runs != threshold + 1:  # not the run in which psycopg prepares the statement
         return conn.execute(sql, params)
     with conn.pipeline():
         cursor = conn.execute(sql, params)
