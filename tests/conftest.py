@@ -145,5 +145,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.real_server)
 
-
-os.environ.setdefault("AGENT_FACTORY_TESTING", "1")
