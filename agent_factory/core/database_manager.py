@@ -108,6 +108,11 @@ class DatabaseManager:
         return self._active
 
     @property
+    def state(self) -> StateStore:
+        """The state store this manager records failovers in; ops record backups and restores there too."""
+        return self._state
+
+    @property
     def providers(self) -> Sequence[str]:
         """The configured provider names, in failover order."""
         return tuple(self.failover_order)

@@ -47,19 +47,22 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from ..core.sqlstate import describe
 from ..errors import AgentFactoryError, BackupError, BackupVerificationError, ConfigError, ProviderUnavailableError
 from ..state.backups import BackupCatalog, BackupRecord
-from ..state.store import StateStore, utcnow
+from ..state.store import utcnow
 from . import leftovers, pgtools, plainsql
 from .locks import operation_lock
 from .manifest import (MANIFEST_SUFFIX, MANIFEST_VERSION, Manifest, SigningKeys, digests, manifest_path, read_manifest,
                        sha256_of, sign, write_manifest)
 from .pgtools import FORMATS, PgTarget, Progress
+
+if TYPE_CHECKING:
+    from ..core import DatabaseManager
 
 __all__ = ["EXTENSIONS", "MANIFEST_SUFFIX", "MANIFEST_VERSION", "BackupResult", "Manifest", "backup",
            "backup_locked", "backup_provider", "check_archive", "manifest_path", "read_manifest", "sha256_of",
@@ -136,7 +139,7 @@ def check_archive(path: Path, fmt: str, expected_tables: dict[str, int] | None =
 
 
 def backup(
-    db: Any,
+    db: DatabaseManager,
     provider: str | None = None,
     *,
     all_providers: bool = False,
@@ -171,7 +174,7 @@ def backup(
 
 
 def backup_provider(
-    db: Any,
+    db: DatabaseManager,
     provider: str,
     *,
     fmt: str = "custom",
@@ -199,7 +202,7 @@ def backup_provider(
 
 
 def backup_locked(
-    db: Any,
+    db: DatabaseManager,
     target: PgTarget,
     *,
     fmt: str,
@@ -209,7 +212,7 @@ def backup_locked(
     progress: Progress | None,
 ) -> BackupResult:
     """Back up `target`; the caller holds its operation lock (restore uses this for its pre-restore backup)."""
-    catalog = BackupCatalog(StateStore(db.config.state_dir))
+    catalog = BackupCatalog(db.state)
     key = SigningKeys.from_config(db.config).require("backup")
     say = progress or (lambda _msg: None)
     started = utcnow()
@@ -262,9 +265,9 @@ def backup_locked(
     return result
 
 
-def _record_failure(db: Any, target: PgTarget, path: Path, fmt: str, started: datetime, purpose: str,
+def _record_failure(db: DatabaseManager, target: PgTarget, path: Path, fmt: str, started: datetime, purpose: str,
                     duration: float, error: str, level: int = logging.ERROR) -> None:
-    BackupCatalog(StateStore(db.config.state_dir)).record(BackupRecord(
+    BackupCatalog(db.state).record(BackupRecord(
         target.provider, str(path.absolute()), fmt, "failed", started, purpose=purpose, finished_at=utcnow(),
         duration_s=round(duration, 3), host=target.host, error=error[:1000]))
     logger.log(level, "provider %s: backup failed: %s", target.provider, error)

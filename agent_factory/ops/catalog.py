@@ -34,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
@@ -46,6 +46,9 @@ from .backup import check_archive
 from .manifest import (MANIFEST_SUFFIX, Manifest, SigningKeys, archive_problem, digests, key_id_of, manifest_path,
                        parse_time, read_manifest_raw, sha256_of, sign, signature_problem, write_manifest)
 from .pgtools import Progress
+
+if TYPE_CHECKING:
+    from ..core import DatabaseManager
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +107,6 @@ class VerifyResult:
     scratch_database: str | None = None
     duration_s: float = 0.0
     manifest: Manifest | None = field(default=None, repr=False)
-
-
-def _catalog(db_or_state: Any) -> BackupCatalog:
-    if isinstance(db_or_state, StateStore):
-        return BackupCatalog(db_or_state)
-    return BackupCatalog(StateStore(db_or_state.config.state_dir))
 
 
 def adopt_directory(state: StateStore, backup_dir: str | Path, keys: SigningKeys | None = None, *,
@@ -222,7 +219,7 @@ def _trust(record: BackupRecord, keys: SigningKeys) -> tuple[str, str | None]:
 
 
 def verify_backup(
-    db: Any,
+    db: DatabaseManager,
     path: str | Path,
     *,
     deep: bool = False,
@@ -243,7 +240,7 @@ def verify_backup(
     t0 = time.monotonic()
     say = progress or (lambda _msg: None)
     file = Path(path)
-    catalog = _catalog(db)
+    catalog = BackupCatalog(db.state)
     keys = SigningKeys.from_config(db.config)
     with ExitStack() as stack:
         try:
@@ -373,7 +370,7 @@ def check_file(file: Path, keys: SigningKeys, *, allow_unsigned: bool = False,
     return CheckedFile(manifest, checks, digest, manifest.signed)
 
 
-def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Progress) -> tuple[str, dict[str, int]]:
+def _deep_check(db: DatabaseManager, file: Path, manifest: Manifest, provider: str, say: Progress) -> tuple[str, dict[str, int]]:
     """Restore into a scratch database and compare row counts; return its name and the vector tables left out.
 
     The scratch database is made by the application role, which may not be allowed to

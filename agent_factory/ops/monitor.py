@@ -372,7 +372,7 @@ def run_monitor_loop(seconds: float, db: DatabaseManager | None = None, store: S
     if seconds <= 0:
         raise ValueError("seconds must be positive")
     db = db if db is not None else default_manager()
-    store = store if store is not None else StateStore(db.config.state_dir)
+    store = store if store is not None else db.state
     settings = settings if settings is not None else settings_from_env()
     channels = list(channels) if channels is not None else channels_from_env(timeout=settings.delivery_timeout)
     stop = stop or threading.Event()

@@ -38,7 +38,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -53,6 +53,9 @@ from . import plainsql
 from ..vector import EXTENSION, OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX, is_optional
 from .tools import Progress, Tool, major_of, pick_tool, run_tool
 from .vector_columns import cut_vector_columns
+
+if TYPE_CHECKING:
+    from ..core import DatabaseManager
 
 __all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
            "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for", "target_objects"]
@@ -101,7 +104,7 @@ class PgTarget:
             raise ProviderUnavailableError(self.provider, describe(exc, self.password)) from None
 
 
-def target_for(db: Any, provider: str, operation: str = "a backup or restore") -> PgTarget:
+def target_for(db: DatabaseManager, provider: str, operation: str = "a backup or restore") -> PgTarget:
     """Return the `PgTarget` of a configured provider (its direct URL when set) for `operation`.
 
     Raises `ConfigError` for an unknown name and `DirectUrlRequiredError` when

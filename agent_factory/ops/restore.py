@@ -45,11 +45,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import BackupError, BackupVerificationError, ConfirmationRequiredError, UnsignedBackupError
 from ..state.backups import BackupCatalog, RestoreRecord
-from ..state.store import StateStore, utcnow
+from ..state.store import utcnow
 from ..vector import missing_message
 from . import pgtools
 from .backup import backup_locked
@@ -58,6 +58,9 @@ from .locks import operation_lock
 from .manifest import SigningKeys
 from .pgtools import Progress
 from .verify import verify
+
+if TYPE_CHECKING:
+    from ..core import DatabaseManager
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ class RestoreResult:
 
 
 def restore(
-    db: Any,
+    db: DatabaseManager,
     provider: str | None,
     backup_file: str | Path,
     *,
@@ -119,14 +122,14 @@ def restore(
                         progress=progress, allow_unsigned=allow_unsigned)
 
 
-def _restore(db: Any, provider: str | None, file: Path, stack: ExitStack, *, check: bool, yes: bool,
+def _restore(db: DatabaseManager, provider: str | None, file: Path, stack: ExitStack, *, check: bool, yes: bool,
              backup_dir: str | Path, progress: Progress | None, allow_unsigned: bool) -> RestoreResult:
     """Run `restore`; the private copy of the backup lives as long as `stack`."""
     t0 = time.monotonic()
     started = utcnow()
     say = progress or (lambda _msg: None)
     target = pgtools.target_for(db, provider, "restore") if provider else None
-    catalog = BackupCatalog(StateStore(db.config.state_dir))
+    catalog = BackupCatalog(db.state)
     try:
         checked, local = stack.enter_context(checked_copy(
             file, SigningKeys.from_config(db.config), workdir=Path(db.config.state_dir), allow_unsigned=allow_unsigned))

@@ -253,12 +253,12 @@ class _Run:
     def sync_lag(self, db: DatabaseManager) -> None:
         test = self.test("Checking warm backups (sync lag)")
         try:
-            from ..state.store import StateStore, utcnow
+            from ..state.store import utcnow
             from .alerts.config import settings_from_env
             from .sync import backup_lags
 
             limit = settings_from_env().sync_max_lag
-            lags = backup_lags(db, StateStore(db.config.state_dir))
+            lags = backup_lags(db, db.state)
         except Exception as exc:  # boundary of one check
             test.add(FAIL, self.clean(f"Sync lag unreadable: {type(exc).__name__}: {exc}"))
             return
