@@ -51,7 +51,7 @@ from .tools import Progress, Tool, major_of, pick_tool, run_tool
 from .vector_columns import cut_vector_columns
 
 __all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
-           "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for", "target_objects"]
+           "load_args", "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for", "target_objects"]
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +182,22 @@ def _read_lines(path: Path) -> Iterator[bytes]:
         yield from fh
 
 
+def load_args(fmt: str, conninfo: str, *, clean: bool, use_list: str = "") -> list[str]:
+    """Return the options of the tool that loads a `fmt` archive into `conninfo` in one transaction.
+
+    pg_restore (custom) reads the filtered entry list `use_list` and drops what
+    it recreates when `clean`; psql (plain) reads the filtered script on stdin.
+    `apply_archive` runs exactly these; a restore's dry run shows them.
+    """
+    if fmt == "custom":
+        return [*_pg_restore_args(clean, use_list), f"--dbname={conninfo}", "--single-transaction", "--exit-on-error"]
+    return ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={conninfo}", "-f", "-"]
+
+
+def _pg_restore_args(clean: bool, use_list: str) -> list[str]:
+    return ["--no-owner", "--no-privileges", f"--use-list={use_list}", *(["--clean", "--if-exists"] if clean else [])]
+
+
 def apply_archive(
     tool: Tool,
     path: Path,
@@ -209,18 +225,16 @@ def apply_archive(
         with tempfile.NamedTemporaryFile("w", prefix="agent-factory-toc-", suffix=".list") as list_file:
             list_file.write(toc)
             list_file.flush()
-            args = ["--no-owner", "--no-privileges", f"--use-list={list_file.name}"]
-            if clean:
-                args += ["--clean", "--if-exists"]
             if objects.lacks_pgvector:
                 # Vector columns cannot be cut out of an archive: write it out as a script, load that.
                 with tempfile.TemporaryDirectory(prefix="agent-factory-restore-") as scratch:
                     script = Path(scratch) / "restore.sql"
-                    run_tool(tool, [*args, f"--file={script}", str(path)], label=label)
+                    run_tool(tool, [*_pg_restore_args(clean, list_file.name), f"--file={script}", str(path)],
+                             label=label)
                     psql = pick_tool("psql", tool.major, ssl=target.needs_ssl)
                     _load_script(psql, script, target, objects, skipped, progress, label)
             else:
-                args += [f"--dbname={target.conninfo}", "--single-transaction", "--exit-on-error"]
+                args = load_args(fmt, target.conninfo, clean=clean, use_list=list_file.name)
                 run_tool(tool, [*args, str(path)], target, progress=progress, label=label)
     else:
         _load_script(tool, path, target, objects, skipped, progress, label)
@@ -238,7 +252,7 @@ def _load_script(psql: Tool, path: Path, target: PgTarget, objects: TargetObject
     custom one alike: `plainsql` refuses its meta-commands before psql sees
     them, and psql runs in `\\restrict` mode where it has it.
     """
-    args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
+    args = load_args("plain", target.conninfo, clean=False)
     lines = plainsql.guard_lines(_read_lines(path), path.name)
     if objects.lacks_pgvector:
         lines = cut_vector_columns(lines, skipped)

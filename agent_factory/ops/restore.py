@@ -64,6 +64,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# A dry run shows the load's options as `pgtools.load_args` builds them, with these in place of the connection
+# string and of the entry list written at run time.
+PLAN_TARGET = "<target>"
+PLAN_LIST = "<filtered entries>"
+
 
 @dataclass
 class RestoreResult:
@@ -176,8 +181,7 @@ def _restore(db: DatabaseManager, provider: str | None, file: Path, stack: ExitS
         result.actions = [
             f"take a pre-restore backup of {name} into {backup_dir}",
             f"{tool.name} {tool.version} "
-            + ("--clean --if-exists --no-owner --no-privileges --single-transaction"
-               if manifest.format == "custom" else "-v ON_ERROR_STOP=1 --single-transaction")
+            + " ".join(pgtools.load_args(manifest.format, PLAN_TARGET, clean=True, use_list=PLAN_LIST))
             + f" {file.name} into {target.host} (PostgreSQL {version})",
             f"compare row counts of {len(manifest.row_counts)} tables with the manifest "
             f"({sum(manifest.row_counts.values())} rows)",
