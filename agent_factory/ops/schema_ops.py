@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from ..core import DatabaseManager
-from ..errors import ConfigError, DatabaseError, ProviderUnavailableError, SchemaError
+from ..errors import ConfigError, DatabaseError, ProviderUnavailableError, SchemaError, UnknownProviderError
 from ..redact import scrub
 from ..schema import apply_schema, load_migrations
 from ..schema.introspect import SchemaSnapshot, canonical_snapshot, compare, snapshot
@@ -454,7 +454,7 @@ def _targets(db: DatabaseManager, provider: str | None, all_providers: bool, *, 
         raise ConfigError("give either a provider name or all providers, not both")
     if provider is not None:
         if provider not in db.providers:
-            raise ConfigError(f"unknown provider {provider!r}; configured providers: {', '.join(db.providers)}")
+            raise UnknownProviderError(provider, db.providers)
         return [provider]
     if all_providers or default_all:
         return list(db.providers)

@@ -45,7 +45,7 @@ from psycopg import sql
 from ..config import env_float, env_int, read_env
 from ..core.database_manager import DatabaseManager
 from ..core.sqlstate import describe
-from ..errors import ConfigError, DatabaseError, SchemaError, SyncError
+from ..errors import ConfigError, DatabaseError, SchemaError, SyncError, UnknownProviderError
 from ..redact import scrub
 from . import sessions
 from .result import SyncResult, TableResult
@@ -177,7 +177,7 @@ def _check_args(db: DatabaseManager, source: str, target: str, tables: Sequence[
                 batch_size: int | None) -> list[str]:
     for name in (source, target):
         if name not in db.providers:
-            raise ConfigError(f"unknown provider {name!r}; configured providers: {', '.join(db.providers)}")
+            raise UnknownProviderError(name, db.providers)
     if source == target:
         raise ConfigError(f"cannot sync provider {source} into itself; name two different providers")
     if batch_size is not None and batch_size < 1:
