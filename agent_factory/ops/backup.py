@@ -47,7 +47,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
@@ -75,6 +75,8 @@ _PLAIN_HEADER = b"-- PostgreSQL database dump"
 _PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
 _CUSTOM_MAGIC = b"PGDMP"
 
+BackupOutcome = Literal["ok", "failed", "planned"]
+
 
 @dataclass
 class BackupResult:
@@ -82,7 +84,7 @@ class BackupResult:
 
     provider: str
     changed: bool
-    status: str  # "ok", "failed" or "planned"
+    status: BackupOutcome
     path: Path | None
     format: str
     actions: list[str] = field(default_factory=list)

@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
@@ -74,6 +75,9 @@ from .alerts import (
 from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, CREDENTIALS, PRIMARY_DOWN, PROVIDER_DOWN
 from .monitor_sync import sync_step
 
+if TYPE_CHECKING:
+    from ..state.backups import BackupState
+
 logger = logging.getLogger(__name__)
 
 KEY_TABLES = ("session_memories", "knowledge_atoms")
@@ -86,7 +90,7 @@ class BackupStatus:
 
     provider: str
     newest_backup_at: datetime | None  # started_at of `newest_good_backup` (signed, verified, live, not pre-restore)
-    last_attempt_status: str | None  # "ok", "failed", "pruned" or None (never backed up)
+    last_attempt_status: BackupState | None  # None: never backed up
     last_attempt_at: datetime | None
     last_error: str | None = None
 

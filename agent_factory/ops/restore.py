@@ -45,10 +45,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import BackupError, BackupVerificationError, ConfirmationRequiredError, UnsignedBackupError
-from ..state.backups import BackupCatalog, RestoreRecord
+from ..state.backups import BackupCatalog, RestoreRecord, RestoreState
 from ..state.store import utcnow
 from ..vector import missing_message
 from . import pgtools
@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 PLAN_TARGET = "<target>"
 PLAN_LIST = "<filtered entries>"
 
+RestoreOutcome = Literal["planned", "ok", "mismatch"]
+
 
 @dataclass
 class RestoreResult:
@@ -78,7 +80,7 @@ class RestoreResult:
     backup_path: Path
     backup_provider: str
     changed: bool
-    status: str  # "planned", "ok" or "mismatch"
+    status: RestoreOutcome
     host: str
     actions: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
@@ -235,7 +237,7 @@ def _require_deep_verify(catalog: BackupCatalog, file: Path, sha256: str) -> Non
             f"`agent-factory backups verify --deep --allow-unsigned {file}` first")
 
 
-def _record(catalog: BackupCatalog, result: RestoreResult, status: str, t0: float, error: str | None) -> None:
+def _record(catalog: BackupCatalog, result: RestoreResult, status: RestoreState, t0: float, error: str | None) -> None:
     result.finished_at = utcnow()
     result.duration_s = round(time.monotonic() - t0, 3)
     catalog.record_restore(RestoreRecord(

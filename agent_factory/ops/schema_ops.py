@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import psycopg
 
@@ -48,6 +49,9 @@ _LOCK_TIMEOUT = "5s"
 
 # ---- results -------------------------------------------------------------------
 
+DeployStatus = Literal["applied", "up_to_date", "would_apply", "unreachable", "failed", "skipped"]
+ConstraintStatus = Literal["canonical", "would_replace", "replaced", "blocked", "unreachable", "failed"]
+
 
 @dataclass
 class ProviderDeploy:
@@ -57,7 +61,7 @@ class ProviderDeploy:
     """
 
     provider: str
-    status: str
+    status: DeployStatus
     applied: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     current_version: int | None = None
@@ -103,7 +107,7 @@ class ConstraintPlan:
     """
 
     provider: str
-    status: str
+    status: ConstraintStatus
     current: dict[str, str] = field(default_factory=dict)
     violations: dict[str, int] = field(default_factory=dict)
     statements: list[str] = field(default_factory=list)
@@ -171,6 +175,7 @@ def deploy(db: DatabaseManager, provider: str | None = None, all_providers: bool
                                           error=_clean(db, f"provider {name}: {exc}; run `agent-factory verify`, "
                                                            f"then `agent-factory schema deploy --provider {name}`")))
             continue
+        status: DeployStatus
         if result.applied:
             status = "applied"
         elif result.pending:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .schema import user_version
 from .store import StateStore, utcnow
@@ -29,6 +29,11 @@ _COLUMNS = ("id", "provider", "path", "format", "purpose", "status", "started_at
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
+BackupState = Literal["ok", "failed", "pruned", "invalid"]
+"""A catalog row's status ("invalid" only in listings: a file in a backup directory that is no usable backup)."""
+RestoreState = Literal["ok", "mismatch", "failed"]
+"""How a restore ended: row counts as in the manifest, not as in it, or rolled back."""
+
 
 @dataclass
 class BackupRecord:
@@ -37,7 +42,7 @@ class BackupRecord:
     provider: str
     path: str
     format: str
-    status: str
+    status: BackupState
     started_at: datetime
     purpose: str = "manual"
     finished_at: datetime | None = None
@@ -85,7 +90,7 @@ class RestoreRecord:
     started_at: datetime
     finished_at: datetime | None
     duration_s: float | None
-    status: str
+    status: RestoreState
     pre_restore_backup: str | None
     error: str | None
 
