@@ -207,6 +207,10 @@ class SyncError(DatabaseError):
     """A sync (the merge of one provider's changes into another) failed."""
 
 
+class SyncConflictError(SyncError):
+    """A row's natural key has different ids on the two providers, so the merge cannot pair them."""
+
+
 class SyncBusyError(SyncError):
     """Another sync into the same target holds that target's sync lock."""
 
