@@ -78,7 +78,7 @@ _CUSTOM_MAGIC = b"PGDMP"
 BackupOutcome = Literal["ok", "failed", "planned"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BackupResult:
     """The outcome (or, in check mode, the plan) of backing up one provider."""
 
@@ -171,7 +171,8 @@ def backup(
                                            progress=progress))
         except AgentFactoryError as exc:
             logger.warning("provider %s: no backup made (%s); going on with the next provider", name, exc)
-            results.append(BackupResult(name, False, "failed", None, fmt, error=str(exc)))
+            results.append(BackupResult(provider=name, changed=False, status="failed", path=None, format=fmt,
+                                        error=str(exc)))
     return results
 
 
@@ -220,8 +221,8 @@ def backup_locked(
     started = utcnow()
     t0 = time.monotonic()
     path = _free_name(backup_dir, target.provider, started, fmt)
-    result = BackupResult(target.provider, False, "planned", path, fmt, host=target.host, started_at=started,
-                          manifest_path=manifest_path(path))
+    result = BackupResult(provider=target.provider, changed=False, status="planned", path=path, format=fmt,
+                          host=target.host, started_at=started, manifest_path=manifest_path(path))
     try:
         swept = leftovers.sweep(backup_dir, check=check)
         with target.connect(autocommit=True, purpose="backup") as conn:
@@ -257,7 +258,8 @@ def backup_locked(
         raise
     result.duration_s = round(time.monotonic() - t0, 3)
     catalog.record(BackupRecord(
-        target.provider, str(path.absolute()), fmt, "ok", started, purpose=purpose, finished_at=result.finished_at,
+        provider=target.provider, path=str(path.absolute()), format=fmt, status="ok", started_at=started,
+        purpose=purpose, finished_at=result.finished_at,
         duration_s=result.duration_s, size_bytes=result.size_bytes, sha256=result.sha256, host=target.host,
         server_version=result.server_version, pg_dump_version=result.pg_dump_version, row_counts=result.row_counts,
         verified_at=result.finished_at, verify_depth="quick", signed=True,
@@ -270,7 +272,8 @@ def backup_locked(
 def _record_failure(db: DatabaseManager, target: PgTarget, path: Path, fmt: str, started: datetime, purpose: str,
                     duration: float, error: str, level: int = logging.ERROR) -> None:
     BackupCatalog(db.state).record(BackupRecord(
-        target.provider, str(path.absolute()), fmt, "failed", started, purpose=purpose, finished_at=utcnow(),
+        provider=target.provider, path=str(path.absolute()), format=fmt, status="failed", started_at=started,
+        purpose=purpose, finished_at=utcnow(),
         duration_s=round(duration, 3), host=target.host, error=error[:1000]))
     logger.log(level, "provider %s: backup failed: %s", target.provider, error)
 

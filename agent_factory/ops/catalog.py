@@ -167,7 +167,8 @@ def _record_from_manifest(m: Manifest, data: Path, signed: bool) -> BackupRecord
     """Return a catalog row for a manifest; an unsigned manifest's claims of verification are not taken."""
     verified_at = parse_time(m.verified_at) if signed and m.verified_at else None
     return BackupRecord(
-        m.provider, str(data.absolute()), m.format, "ok", parse_time(m.started_at), purpose=m.purpose,
+        provider=m.provider, path=str(data.absolute()), format=m.format, status="ok",
+        started_at=parse_time(m.started_at), purpose=m.purpose,
         finished_at=parse_time(m.finished_at), duration_s=m.duration_s, size_bytes=m.size_bytes,
         sha256=m.sha256, host=m.host, server_version=m.server_version, pg_dump_version=m.pg_dump_version,
         row_counts=m.row_counts, verified_at=verified_at, verify_depth=m.verify_depth if verified_at else None,
@@ -199,7 +200,7 @@ def list_backups(
         trust, problem = _trust(record, keys) if exists else ("signed" if record.signed else "unsigned", None)
         entries.append(BackupEntry(record, (now - record.started_at).total_seconds(), exists, trust, problem))
     for data, reason in refused:
-        record = BackupRecord("?", str(data.absolute()), "?", "invalid", now)
+        record = BackupRecord(provider="?", path=str(data.absolute()), format="?", status="invalid", started_at=now)
         entries.append(BackupEntry(record, 0.0, data.is_file(), "invalid", reason))
     return entries
 

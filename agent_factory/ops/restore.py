@@ -72,7 +72,7 @@ PLAN_LIST = "<filtered entries>"
 RestoreOutcome = Literal["planned", "ok", "mismatch"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RestoreResult:
     """The outcome (or, for a dry run, the plan) of one restore."""
 
@@ -152,7 +152,8 @@ def _restore(db: DatabaseManager, provider: str | None, file: Path, stack: ExitS
     if target is None:
         target = pgtools.target_for(db, manifest.provider, "restore")
     name = target.provider
-    result = RestoreResult(name, file, manifest.provider, False, "planned", target.host, checks=checks,
+    result = RestoreResult(provider=name, backup_path=file, backup_provider=manifest.provider, changed=False,
+                           status="planned", host=target.host, checks=checks,
                            expected_row_counts=dict(manifest.row_counts), started_at=started)
     if manifest.provider != name:
         warning = (f"{file.name} is a backup of provider {manifest.provider}, not {name}: "
@@ -241,7 +242,8 @@ def _record(catalog: BackupCatalog, result: RestoreResult, status: RestoreState,
     result.finished_at = utcnow()
     result.duration_s = round(time.monotonic() - t0, 3)
     catalog.record_restore(RestoreRecord(
-        result.provider, str(result.backup_path.absolute()), result.backup_provider,
-        result.started_at or result.finished_at, result.finished_at, result.duration_s, status,
-        str(result.pre_restore_backup) if result.pre_restore_backup else None, error,
+        provider=result.provider, backup_path=str(result.backup_path.absolute()),
+        backup_provider=result.backup_provider, started_at=result.started_at or result.finished_at,
+        finished_at=result.finished_at, duration_s=result.duration_s, status=status,
+        pre_restore_backup=str(result.pre_restore_backup) if result.pre_restore_backup else None, error=error,
     ))

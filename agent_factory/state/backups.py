@@ -35,7 +35,7 @@ RestoreState = Literal["ok", "mismatch", "failed"]
 """How a restore ended: row counts as in the manifest, not as in it, or rolled back."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BackupRecord:
     """One catalog row."""
 
@@ -80,7 +80,7 @@ class BackupRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RestoreRecord:
     """One restore, with its duration (the runbook's RTO)."""
 
@@ -190,7 +190,9 @@ _RESTORE_COLUMNS = ("provider, backup_path, backup_provider, started_at, finishe
 
 
 def _restore(r: tuple[Any, ...]) -> RestoreRecord:
-    return RestoreRecord(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), r[5], r[6], r[7], r[8])  # type: ignore[arg-type]
+    return RestoreRecord(provider=r[0], backup_path=r[1], backup_provider=r[2],
+                         started_at=_dt(r[3]),  # type: ignore[arg-type]
+                         finished_at=_dt(r[4]), duration_s=r[5], status=r[6], pre_restore_backup=r[7], error=r[8])
 
 
 def backup_rows(conn: sqlite3.Connection, provider: str | None = None,
