@@ -24,7 +24,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from ..core import DatabaseManager, default_manager
 from ..errors import AgentFactoryError, ConfigError
@@ -33,7 +33,11 @@ from .schema_ops import schema_verify
 
 logger = logging.getLogger(__name__)
 
-OK, DOWN, FAIL, INFO = "OK", "DOWN", "FAIL", "INFO"
+CheckStatus = Literal["OK", "DOWN", "FAIL", "INFO"]
+OK: Final = "OK"
+DOWN: Final = "DOWN"
+FAIL: Final = "FAIL"
+INFO: Final = "INFO"
 IMPORTS = (
     "agent_factory.config", "agent_factory.core", "agent_factory.memory",
     "agent_factory.schema", "agent_factory.ops.schema_ops",
@@ -44,7 +48,7 @@ IMPORTS = (
 class Check:
     """One line of the report: `[status] detail`."""
 
-    status: str
+    status: CheckStatus
     detail: str
 
     def __str__(self) -> str:
@@ -59,7 +63,7 @@ class VerifyTest:
     title: str
     checks: list[Check] = field(default_factory=list)
 
-    def add(self, status: str, detail: str) -> None:
+    def add(self, status: CheckStatus, detail: str) -> None:
         self.checks.append(Check(status, detail))
 
     @property
