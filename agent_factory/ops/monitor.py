@@ -98,7 +98,7 @@ class BackupStatus:
 BackupSource = Callable[[StateStore, Sequence[str]], "list[BackupStatus] | None"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MonitorResult:
     """One monitor run: samples, alert transitions, deliveries and the status line."""
 
@@ -338,8 +338,9 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
     for action in actions:
         if action.action in ("fired", "resolved"):
             logger.warning("alert %s: %s", action, action.detail)
-    return MonitorResult(now, db.primary_provider, samples, up > 0, actions, firing, report, summary, run_id,
-                         backup_states, syncs, diverged)
+    return MonitorResult(at=now, primary=db.primary_provider, providers=samples, can_serve=up > 0, alerts=actions,
+                         firing=firing, deliveries=report, summary=summary, run_id=run_id, backups=backup_states,
+                         syncs=syncs, divergence=diverged)
 
 
 

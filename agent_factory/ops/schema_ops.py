@@ -80,7 +80,7 @@ class DeployResult:
     summary: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DriftReport:
     """The outcome of `schema_verify`: each difference from the expected schema as one readable line."""
 
@@ -240,8 +240,9 @@ def schema_verify(db: DatabaseManager) -> DriftReport:
             unreachable[name] = _clean(db, str(exc).splitlines()[0])
     target = max((m.version for m in load_migrations()), default=0)
     if not snapshots:
-        return DriftReport(False, "", target, {}, [], unreachable,
-                           "No provider could be read, so schema drift could not be checked; "
+        return DriftReport(ok=False, reference="", target_version=target, versions={}, differences=[],
+                           unreachable=unreachable,
+                           summary="No provider could be read, so schema drift could not be checked; "
                            "run `agent-factory verify` to see why.")
     if expected is None:
         expected = next(iter(snapshots.values()))
@@ -251,7 +252,8 @@ def schema_verify(db: DatabaseManager) -> DriftReport:
             differences.extend(compare(expected, snapshots[name]))
     versions = {name: snap.version for name, snap in snapshots.items()}
     notes = [missing_message(name) for name in db.providers if name in snapshots and not snapshots[name].has_pgvector]
-    report = DriftReport(not differences, reference, target, versions, differences, unreachable, "", notes)
+    report = DriftReport(ok=not differences, reference=reference, target_version=target, versions=versions,
+                         differences=differences, unreachable=unreachable, summary="", notes=notes)
     report.summary = _drift_summary(report)
     return report
 
