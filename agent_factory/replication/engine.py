@@ -247,8 +247,10 @@ class _TableRun:
         return mark if self.mark is None or _key(mark) >= _key(self.mark) else self.mark
 
     def result(self, synced_through: datetime | None) -> TableResult:
-        return TableResult(self.spec.name, self.rows_copied, self.conflicts, self.tombstones, self.rows_read,
-                           self.deferred, synced_through, self.batches, self.longest_batch_s, self.oldest_written)
+        return TableResult(table=self.spec.name, rows_copied=self.rows_copied, conflicts_resolved=self.conflicts,
+                           tombstones_applied=self.tombstones, rows_read=self.rows_read, deferred=self.deferred,
+                           synced_through=synced_through, batches=self.batches,
+                           longest_batch_s=self.longest_batch_s, oldest_written=self.oldest_written)
 
 
 class _Run:
