@@ -27,17 +27,17 @@ from contextlib import contextmanager
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    from agent_factory.automation import open_manager, to_result
+    from agent_factory.automation import module_config, open_manager, provider_env, to_result
     from agent_factory.errors import AgentFactoryError
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
-    open_manager = to_result = None
+    module_config = open_manager = provider_env = to_result = None
     AgentFactoryError = Exception
 else:
     IMPORT_ERROR = None
 
-__all__ = ["COMMON_OPTIONS", "IMPORT_ERROR", "argument_spec", "error_boundary", "memory_module", "open_manager",
-           "to_result"]
+__all__ = ["COMMON_OPTIONS", "IMPORT_ERROR", "argument_spec", "error_boundary", "memory_module", "module_config",
+           "open_manager", "provider_env", "to_result"]
 
 # The options of every module; documented once in doc_fragments/agent_factory.py.
 COMMON_OPTIONS = dict(

@@ -121,5 +121,23 @@ def test_modules_import_only_ansible_and_our_module_utils():
     for path in LIBRARY.glob("*.py"):
         top = path.read_text().split("\ndef main", 1)[0]
         for line in top.splitlines():
-            if line.startswith(("import ", "from ")) and line != "from __future__ import annotations":
+            if line.startswith(("import ", "from ")) and ("ansible" in line or "agent_factory" in line):
                 assert line.startswith("from ansible.module_utils.agent_factory_module import"), f"{path.name}: {line}"
+
+
+def test_action_group_lists_every_module_and_playbooks_set_common_options_once():
+    """group/agent_factory.memory.all covers library/; no playbook task restates what module_defaults sets."""
+    runtime = yaml.safe_load((REPO / "collections/ansible_collections/agent_factory/memory/meta/runtime.yml")
+                             .read_text())
+    assert runtime["action_groups"]["all"] == [f"ansible.legacy.{name}" for name in MODULES]
+    for path in (REPO / "playbooks").glob("*.yml"):
+        for play in yaml.safe_load(path.read_text()):
+            tasks = [t for key in ("pre_tasks", "tasks", "post_tasks") for t in play.get(key) or []]
+            tasks += [t for block in tasks for part in ("block", "rescue", "always") for t in block.get(part) or []]
+            uses = [t for t in tasks if any(k.startswith("memory_") for k in t)]
+            if not uses:
+                continue
+            assert "group/agent_factory.memory.all" in play.get("module_defaults", {}), f"{path.name}: {play['name']}"
+            for task in uses:
+                args = next(v for k, v in task.items() if k.startswith("memory_"))
+                assert not {"project_dir", "env_file"} & set(args or {}), f"{path.name}: {task['name']}"
