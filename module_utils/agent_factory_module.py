@@ -24,7 +24,8 @@ from __future__ import annotations
 import traceback
 from contextlib import contextmanager
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils import basic
+from ansible.module_utils.basic import missing_required_lib
 
 try:
     from agent_factory.automation import module_config, open_manager, provider_env, to_result
@@ -64,7 +65,8 @@ def memory_module(options, **kwargs):
     imported, naming `sys.executable`; after this returns, `agent_factory`
     imports work.
     """
-    module = AnsibleModule(argument_spec=argument_spec(**options), supports_check_mode=True, **kwargs)
+    # basic.AnsibleModule looked up now, not at import: ansible-lint's args rule patches it per task
+    module = basic.AnsibleModule(argument_spec=argument_spec(**options), supports_check_mode=True, **kwargs)
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)  # names sys.executable
     return module
