@@ -15,14 +15,17 @@ A module reads:
     with error_boundary(module, result), open_manager(module) as db:
         ...
 
-`error_boundary` is the module's boundary written once: it is the only place
-besides the guard that calls `fail_json`.
+`error_boundary` is the module's boundary written once: the one place where an
+exception becomes `fail_json`. (A module still fails a result that is not ok
+itself, with its summary.)
 """
 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ansible.module_utils import basic
 from ansible.module_utils.basic import missing_required_lib
@@ -32,7 +35,7 @@ try:
     from agent_factory.errors import AgentFactoryError
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
-    module_config = open_manager = provider_env = to_result = None
+    module_config = open_manager = provider_env = to_result = None  # memory_module fails before any is used
     AgentFactoryError = Exception
 else:
     IMPORT_ERROR = None
@@ -48,7 +51,7 @@ COMMON_OPTIONS = dict(
 )
 
 
-def argument_spec(**options):
+def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Return the common options plus `options` (a module's own), as a fresh dict; raise ValueError on a clash."""
     clash = set(options) & set(COMMON_OPTIONS)
     if clash:
@@ -58,7 +61,7 @@ def argument_spec(**options):
     return spec
 
 
-def memory_module(options, **kwargs):
+def memory_module(options: dict[str, dict[str, Any]], **kwargs: Any) -> basic.AnsibleModule:
     """Return an `AnsibleModule` with the common options and `options`, check mode supported.
 
     Fails the task (`fail_json`) when the agent-factory package cannot be
@@ -73,7 +76,7 @@ def memory_module(options, **kwargs):
 
 
 @contextmanager
-def error_boundary(module, result):
+def error_boundary(module: basic.AnsibleModule, result: dict[str, Any]) -> Iterator[None]:
     """Turn an error inside the block into `fail_json` with `result`: one readable line.
 
     `AgentFactoryError` gives its own message; anything else gives
