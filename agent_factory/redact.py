@@ -1,7 +1,11 @@
-"""Show connection targets without credentials.
+"""Show connection targets without credentials, and take secrets out of free text.
 
 Every place that names a database in a message, log line, repr or file goes
-through `describe_url`, which keeps only `host:port/dbname`.
+through `describe_url`, which keeps only `host:port/dbname`. `scrub` removes
+passwords (and the secret values a caller knows) from text we write;
+`scrub_foreign` also removes API tokens and keys from text nobody vetted
+(stored errors and summaries the status page shows). These are the only
+redaction rules.
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ _JSON_PASSWORD = re.compile(
     r"""((["'])[^"'\s]*password[^"'\s]*\2\s*:\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,}\]]+)""",
     re.IGNORECASE,
 )
+
+# API credentials in text whose secrets we do not know: a Telegram bot token in an API URL, and the value after
+# token/secret/routing_key/api_key/key/authorization (with or without quotes or "Bearer").
+_TOKENS = [
+    (re.compile(r"(bot)\d+:[A-Za-z0-9_-]+"), r"\1***"),
+    (re.compile(r"((?:token|secret|routing_key|api_key|apikey|key|authorization)[\"']?\s*[=:]\s*[\"']?)"
+                r"(?:bearer\s+)?[^\s,;\"'&]+", re.IGNORECASE), r"\1***"),
+]
 
 
 def describe_url(url: str) -> str:
@@ -41,4 +53,12 @@ def scrub(text: str, *secrets: str) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
+    return text
+
+
+def scrub_foreign(text: str) -> str:
+    """Remove passwords (as `scrub`) and API tokens, keys and bearer credentials from text of unknown origin."""
+    text = scrub(text)
+    for pattern, replacement in _TOKENS:
+        text = pattern.sub(replacement, text)
     return text

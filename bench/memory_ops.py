@@ -40,7 +40,7 @@ from agent_factory.memory import KnowledgeBase, PostgresMemoryStorage, Session
 from agent_factory.memory import knowledge as kb_module
 from agent_factory.memory import postgres as pg_module
 from agent_factory.memory.base import prepare_messages, prepare_session
-from agent_factory.memory.ids import new_stamp, session_mask
+from agent_factory.memory.ids import new_stamp
 
 from . import data
 from .harness import Context, Entry, percentile, skipped
@@ -161,9 +161,7 @@ class Bare:
 
             return append
         if op == "load_200":
-            sid, sql = p.loaded_sessions[worker], pg_module.LOAD_SESSION_SQL
-            params = {"session_id": sid, "mask": session_mask(sid)}
-            return lambda: self._read(lambda conn: conn.execute(sql, params).fetchall())
+            return lambda: self._read(pg_module.load_session_work(p.loaded_sessions[worker]))
         if op == "save_50":
             def save() -> Any:
                 session = Session(f"bench-user-{worker}", messages=p.msgs50)

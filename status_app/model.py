@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from typing import Literal
 
 import pandas as pd
 
@@ -20,13 +21,14 @@ from .data import PageSettings, Snapshot
 WINDOWS = {"24 h": timedelta(hours=24), "7 d": timedelta(days=7), "30 d": timedelta(days=30)}
 DEFAULT_INTERVAL = timedelta(minutes=5)
 BANDS = ["≥ 99.9 %", "≥ 99 %", "≥ 95 %", "< 95 %", "no data"]  # the daily bars' colours, best first
+Level = Literal["operational", "degraded", "outage", "unknown", "empty", "missing"]
 
 
 @dataclass(frozen=True)
 class Banner:
     """The one-line verdict at the top of the page."""
 
-    level: str  # "operational", "degraded", "outage", "unknown", "empty", "missing"
+    level: Level
     title: str
     reasons: list[str] = field(default_factory=list)
     updated_at: datetime | None = None  # when the newest monitor run finished
@@ -49,7 +51,7 @@ class Uptime:
         return "no data" if self.ratio is None else f"{self.ratio * 100:.2f} %"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProviderState:
     """One provider as the newest monitor run saw it, with its uptime per window."""
 
@@ -183,7 +185,7 @@ def provider_states(snap: Snapshot, settings: PageSettings, now: datetime) -> li
     """Return every provider seen in the retention window, in the newest run's order (failover order)."""
     run = newest_run(snap, now, settings)
     latest = latest_samples(snap, run)
-    names = list(dict.fromkeys([*latest["provider"], *sorted(set(snap.samples["provider"]))]))
+    names = list(dict.fromkeys([*latest["provider"], *sorted(snap.samples["provider"].unique())]))
     primary = primary_of(snap, run)
     serving = run["serving_provider"] if run is not None and isinstance(run["serving_provider"], str) else None
     interval = sample_interval(snap.samples)
@@ -195,9 +197,10 @@ def provider_states(snap: Snapshot, settings: PageSettings, now: datetime) -> li
         error = now_row["error"].iloc[0] if not now_row.empty and isinstance(now_row["error"].iloc[0], str) else None
         latency = now_row["latency_ms"].iloc[0] if not now_row.empty else None
         result.append(ProviderState(
-            name, up, error, None if latency is None or pd.isna(latency) else float(latency),
-            name == primary, name == serving,
-            {label: uptime(own, now, window, interval) for label, window in WINDOWS.items()}))
+            name=name, up=up, error=error,
+            latency_ms=None if latency is None or pd.isna(latency) else float(latency),
+            primary=name == primary, serving=name == serving,
+            uptime={label: uptime(own, now, window, interval) for label, window in WINDOWS.items()}))
     return result
 
 
@@ -211,7 +214,7 @@ def daily_uptime(samples: pd.DataFrame, now: datetime, days: int, tz: tzinfo) ->
     days_shown = [today - pd.Timedelta(days=i) for i in range(days - 1, -1, -1)]
     local_day = samples["at"].dt.tz_convert(tz).dt.normalize()
     grouped = samples.groupby([samples["provider"], local_day.rename("day")])["healthy"].agg(["size", "sum"])
-    index = pd.MultiIndex.from_product([list(dict.fromkeys(samples["provider"])), days_shown],
+    index = pd.MultiIndex.from_product([list(samples["provider"].unique()), days_shown],
                                        names=["provider", "day"])
     frame = grouped.reindex(index, fill_value=0).reset_index()
     n, healthy = frame["size"].astype(int), frame["sum"].astype(int)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from agent_factory.state.store import FAILBACK_POSTPONED
@@ -19,17 +20,14 @@ def outages(samples: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for provider, own in samples.sort_values("at").groupby("provider", sort=False):
-        healthy = own["healthy"].astype(bool).to_numpy()
-        times, errors = own["at"].to_list(), own["error"].to_list()
-        start = None
-        for i, ok in enumerate(healthy):
-            if not ok and start is None:
-                start = i
-            elif ok and start is not None:
-                rows.append((provider, times[start], times[i], times[i] - times[start], errors[start]))
-                start = None
-        if start is not None:
-            rows.append((provider, times[start], pd.NaT, None, errors[start]))
+        down = np.concatenate(([0], 1 - own["healthy"].astype(bool).to_numpy(dtype=np.int8), [0]))
+        edges = np.diff(down)  # 1 where an outage starts, -1 at the first healthy sample after it
+        at, errors = own["at"], own["error"]
+        for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            if end < len(own):
+                rows.append((provider, at.iloc[start], at.iloc[end], at.iloc[end] - at.iloc[start], errors.iloc[start]))
+            else:
+                rows.append((provider, at.iloc[start], pd.NaT, None, errors.iloc[start]))
     frame = pd.DataFrame(rows, columns=["provider", "start", "end", "duration", "error"])
     return frame.sort_values("start", ascending=False, ignore_index=True)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent_factory.redact import scrub
+from agent_factory.redact import scrub, scrub_foreign
 
 SECRET = "p4ss-Secr3t"
 
@@ -53,3 +53,20 @@ def test_json_numbers_and_nulls_are_hidden_and_json_stays_valid() -> None:
 def test_text_without_secrets_is_unchanged() -> None:
     text = "provider neon (db.example.com:5432/app) failed: connection refused; see postgresql docs"
     assert scrub(text) == text
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("POST https://api.telegram.org/bot123456:AAH-xyz_Secret/sendMessage: 502", "AAH-xyz_Secret"),
+    ('pagerduty said {"routing_key": "R0UT1NGKEY"}', "R0UT1NGKEY"),
+    ("Authorization: Bearer tok3n-value", "tok3n-value"),
+    ("api_key=abc123XYZ rejected", "abc123XYZ"),
+    (f"connect to postgresql://agent:{SECRET}@db/app failed", SECRET),
+])
+def test_scrub_foreign_also_removes_tokens_and_keys(text: str, secret: str) -> None:
+    out = scrub_foreign(text)
+    assert secret not in out and "***" in out
+
+
+def test_scrub_leaves_tokens_to_scrub_foreign() -> None:
+    text = "Authorization: Bearer tok3n-value"
+    assert scrub(text) == text  # text we write keeps its words; only `scrub_foreign` guesses at unknown secrets

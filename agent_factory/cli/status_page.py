@@ -45,10 +45,12 @@ def streamlit_command(port: int, address: str) -> list[str]:
     if importlib.util.find_spec("streamlit") is None or app is None or app.origin is None:
         raise ConfigError(INSTALL_HINT)
     # `status_app.serve` is `python -m streamlit` with the page's imports done before the first visitor.
+    # No file watcher: a served page does not rerun when its source changes, and Streamlit's watcher walks every
+    # imported module after each script run (0.1-0.5 s of server CPU on the first visit, docs/BENCHMARKS.md).
     return [sys.executable, "-m", "status_app.serve", "run", str(Path(app.origin).parent / "app.py"),
             "--server.headless", "true", "--server.address", address, "--server.port", str(port),
-            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-            "--client.showErrorDetails", "type"]
+            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "viewer", "--client.showErrorDetails", "type"]
 
 
 # The page reads only the state store and these settings (status_app.data.page_settings); the server

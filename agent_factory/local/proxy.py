@@ -18,8 +18,9 @@ class CountingProxy:
     """Forward 127.0.0.1:`port` to `target_host`:`target_port`, counting round trips.
 
     A round trip is counted each time a client sends after the server last
-    spoke on that connection (or first sends on it). `delay` seconds are added
-    to each round trip, half on the way in and half on the way out.
+    spoke on that connection (or first sends on it); bytes are counted each
+    way. `delay` seconds are added to each round trip, half on the way in and
+    half on the way out.
     """
 
     def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
@@ -29,6 +30,7 @@ class CountingProxy:
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._round_trips = 0
+        self._bytes = {"client": 0, "server": 0}
         self._sockets: list[socket.socket] = []
         self._pumps: list[threading.Thread] = []
         self._closed = threading.Event()
@@ -40,10 +42,23 @@ class CountingProxy:
         with self._lock:
             return self._round_trips
 
+    @property
+    def bytes_to_server(self) -> int:
+        """Bytes clients sent through the proxy since the start or the last `reset()`."""
+        with self._lock:
+            return self._bytes["client"]
+
+    @property
+    def bytes_to_client(self) -> int:
+        """Bytes the server sent back through the proxy since the start or the last `reset()`."""
+        with self._lock:
+            return self._bytes["server"]
+
     def reset(self) -> None:
-        """Set the round-trip count back to zero."""
+        """Set the round-trip and byte counts back to zero."""
         with self._lock:
             self._round_trips = 0
+            self._bytes = {"client": 0, "server": 0}
 
     def close(self) -> None:
         """Stop accepting and cut every forwarded connection: both peers see it closed (FIN), none hangs.
@@ -114,6 +129,7 @@ class CountingProxy:
                     if side == "client" and turn["last"] == "server":
                         self._round_trips += 1
                     turn["last"] = side
+                    self._bytes[side] += len(data)
                 if self.delay:
                     outbox.put((time.monotonic() + self.delay / 2, data))
                 else:

@@ -35,6 +35,7 @@ from psycopg.types.json import Jsonb
 from ..core.database_manager import DatabaseManager
 from ..errors import DatabaseError, SessionNotFoundError, SessionNotOnProviderError
 from ._database import LazyDatabase
+from ._execute import execute
 from .base import (
     DELETED_USER,
     MemoryStorage,
@@ -270,12 +271,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
                          len(session.messages), self.db.active_provider)
 
     def _load_session(self, session_id: str) -> Session | None:
-        params = {"session_id": session_id, "mask": session_mask(session_id)}
-
-        def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-            return conn.execute(LOAD_SESSION_SQL, params).fetchall()
-
-        rows = self.db.run_read(work)
+        rows = self.db.run_read(load_session_work(session_id))
         if not rows or rows[0][1] != "session_metadata":
             return None
         _, _, _, metadata, created_at, user_id, last_active = rows[0]
@@ -308,7 +304,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         sql = LIST_SESSIONS_SQL.format(filters="".join(filters))
 
         def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-            return conn.execute(sql, params).fetchall()
+            return execute(conn, sql, params).fetchall()
 
         return [summary_from_row(*row) for row in self.db.run_read(work)]
 
@@ -348,7 +344,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
                   "metadata": Jsonb(metadata), **stamp_params(stamp)}
 
         def work(conn: psycopg.Connection) -> str | None:
-            row = conn.execute(SAVE_MEMORY_ATOM_SQL, params).fetchone()
+            row = execute(conn, SAVE_MEMORY_ATOM_SQL, params).fetchone()
             return row[0] if row else None
 
         check_owner(session_id, self.db.run_statement(work, idempotent=True), user_id)
@@ -365,7 +361,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
         sql = QUERY_MEMORY_ATOMS_SQL.format(filters="".join(filters))
 
         def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-            return conn.execute(sql, params).fetchall()
+            return execute(conn, sql, params).fetchall()
 
         return list(map(MemoryAtom._make, self.db.run_read(work)))
 
@@ -376,14 +372,24 @@ def _run_locked(conn: psycopg.Connection, sql: str, params: dict[str, Any], sess
     Returns the statement's row: (version seen, version locked, whether the
     metadata row was inserted (None: not written), ...), of the last run.
     """
-    row: tuple[Any, ...] = conn.execute(sql, params).fetchone()  # type: ignore[assignment]
+    row: tuple[Any, ...] = execute(conn, sql, params).fetchone()  # type: ignore[assignment]
     seen, locked, inserted = row[:3]
     if (seen != locked) if seen is not None else not inserted:
         # Another writer committed after our snapshot was taken: run again with a fresh
         # snapshot (the same stamp: a replay of this write) so that its rows are covered.
         logger.debug("session %s changed concurrently; writing it again", session_id)
-        row = conn.execute(sql, params).fetchone()  # type: ignore[assignment]
+        row = execute(conn, sql, params).fetchone()  # type: ignore[assignment]
     return row
+
+
+def load_session_work(session_id: str) -> Callable[[psycopg.Connection], list[tuple[Any, ...]]]:
+    """Return the statement that reads a session: its metadata row first (none: not here), then its messages."""
+    params = {"session_id": session_id, "mask": session_mask(session_id)}
+
+    def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+        return execute(conn, LOAD_SESSION_SQL, params).fetchall()
+
+    return work
 
 
 def append_messages_work(session_id: str, messages: PreparedMessages,
@@ -396,7 +402,7 @@ def append_messages_work(session_id: str, messages: PreparedMessages,
               **stamp_params(stamp)}
 
     def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-        return conn.execute(APPEND_MESSAGES_SQL, params).fetchall()
+        return execute(conn, APPEND_MESSAGES_SQL, params).fetchall()
 
     return work
 

@@ -15,7 +15,7 @@ import psycopg
 
 from ..core import DatabaseManager
 from ..errors import DirectUrlRequiredError, ProviderUnavailableError, StreamPoolerUrlError
-from .pgtools import PgTarget, target_for, target_for_url
+from .target import PgTarget, target_for, target_for_url
 
 StreamStatus = Literal["streaming", "catching_up", "paused", "stopped", "absent", "unsupported"]
 START_TIMEOUT_S = 30.0  # how long setup/resume wait for a subscription's apply worker to connect

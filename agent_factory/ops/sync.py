@@ -160,7 +160,7 @@ def record(store: StateStore, result: SyncResult, previous: SyncRun | None = Non
                       synced_through=through, lag_s=lag, duration_s=result.duration_s, error=result.error)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BackupLag:
     """How far one backup is behind the primary, as the last sync left it."""
 
@@ -271,6 +271,7 @@ def backup_lags(db: DatabaseManager, store: StateStore) -> list[BackupLag]:
         if backup == primary:
             continue
         run = latest.get((primary, backup))
-        lags.append(BackupLag(backup, primary, run.synced_through if run else None, run.at if run else None,
-                              run.ok if run else None, run.error if run else None))
+        lags.append(BackupLag(backup=backup, source=primary, synced_through=run.synced_through if run else None,
+                              last_sync_at=run.at if run else None, last_ok=run.ok if run else None,
+                              error=run.error if run else None))
     return lags

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TableResult:
     """One table of one sync: rows written, conflicts met, tombstones written, rows deferred."""
 

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import BIN, REPO, clean_environ
 
@@ -27,12 +28,21 @@ def test_every_role_of_the_issue_has_a_molecule_scenario():
 @pytest.mark.real_server
 @pytest.mark.parametrize("role", ROLES)
 def test_molecule(role: str, tmp_path: Path) -> None:
-    proc = subprocess.run([str(BIN / "molecule"), "test"], cwd=REPO / "roles" / role, env=clean_environ(tmp_path),
+    """`molecule test` passes even with PYTHONPATH on the checkout (the install role installs with it cleared)."""
+    env = {**clean_environ(tmp_path), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([str(BIN / "molecule"), "test"], cwd=REPO / "roles" / role, env=env,
                           capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
     for step in ("syntax", "converge", "idempotence", "verify"):
         assert f"{step}: Executed: Successful" in output or f"{step}\x1b" in output, f"{role}: no {step} step"
+
+
+def test_install_role_runs_venv_and_pip_with_pythonpath_cleared() -> None:
+    tasks = yaml.safe_load((REPO / "roles/agent_factory_install/tasks/main.yml").read_text())
+    for name in ("Create the virtualenv", "Install the agent-factory package"):
+        task = next(t for t in tasks if t["name"] == name)
+        assert task["environment"] == {"PYTHONPATH": ""}, name
 
 
 def _lint(args: list[str], tmp_path: Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -15,10 +15,14 @@ from tests.conftest import make_config
 
 
 @pytest.fixture
-def proxied(env, local) -> Iterator[tuple[DatabaseManager, CountingProxy]]:
-    """A manager whose primary (neon) is reached through a counting proxy; every table emptied."""
+def proxied(env, local, request) -> Iterator[tuple[DatabaseManager, CountingProxy]]:
+    """A manager whose primary (neon) is reached through a counting proxy; every table emptied.
+
+    Parametrized indirectly, the parameter is the proxy's added delay per round trip (default none).
+    """
     target = conninfo_to_dict(local.url("neon"))
-    with CountingProxy(str(target["host"]), int(target["port"])) as proxy:
+    delay = getattr(request, "param", 0.0)
+    with CountingProxy(str(target["host"]), int(target["port"]), delay=delay) as proxy:
         url = make_conninfo(local.url("neon"), host="127.0.0.1", port=proxy.port)
         db = DatabaseManager(make_config(env, NEON_DB_URL=url, DATABASE_POOL_MIN_SIZE="1",
                                          DATABASE_POOL_MAX_SIZE="1"))
@@ -77,3 +81,30 @@ def test_a_multi_statement_write_keeps_its_transaction(proxied):
     trips = count(proxy, lambda: db.execute_query(
         "UPDATE settings SET description = 'x' WHERE setting_key = 'none'", fetch_mode="none"))
     assert trips == 3
+
+
+@pytest.mark.parametrize("proxied", [0.02], indirect=True)
+def test_every_call_is_one_round_trip_including_the_one_that_prepares(proxied):
+    """psycopg prepares a statement on its sixth run on a connection: that call is one round trip too.
+
+    Over a 20 ms link, so that only a turn the client waits for counts (not the server's early answer
+    to a pipelined statement, which a proxy without delay may see before the client's Sync).
+    """
+    db, proxy = proxied
+    storage = PostgresMemoryStorage(db)
+    session = Session(user_id="alice", messages=[Message("user", "hello")])
+    storage.save_session(session)
+    operations: dict[str, Callable[[], object]] = {
+        "save_session": lambda: storage.save_session(session),
+        "load_session": lambda: storage.load_session(session.session_id),
+        "append_messages": lambda: storage.append_messages(session.session_id, [{"role": "user", "content": "x"}]),
+        "list_sessions": lambda: storage.list_sessions("alice"),
+        "query_memory_atoms": lambda: storage.query_memory_atoms(session_id=session.session_id),
+    }
+    trips: dict[str, list[int]] = {name: [] for name in operations}
+    for _ in range(8):  # one pooled connection: runs 1-8 of each statement on it
+        for name, operation in operations.items():
+            proxy.reset()
+            operation()
+            trips[name].append(proxy.round_trips)
+    assert trips == {name: [1] * 8 for name in operations}

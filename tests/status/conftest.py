@@ -17,6 +17,9 @@ from status_app.data import utcnow  # noqa: E402
 from .seed import Seed, seed  # noqa: E402
 
 APP = Path(__file__).resolve().parents[2] / "status_app" / "app.py"
+# The page's collapsed table views (label: key); a view's table is sent only once it is opened.
+TABLE_VIEWS = {"Providers as a table": "providers_table", "Daily uptime as a table": "uptime_table",
+               "Latency as a table": "latency_table", "Sizes as a table": "sizes_table"}
 
 
 @pytest.fixture
@@ -42,18 +45,23 @@ def seeded(tmp_path: Path, now: datetime) -> Callable[..., Path]:
 
 @pytest.fixture
 def page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., AppTest]:
-    """Run the page on a state dir (no .env: the cwd is an empty temp dir) and return the finished AppTest."""
+    """Run the page on a state dir (no .env: the cwd is an empty temp dir) and return the finished AppTest.
+
+    Every table view is open unless `open_tables=False`, so the tests see every table the page can show.
+    """
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     for name in ("MONITOR_BACKUP_MAX_AGE_HOURS", "MONITOR_RETENTION_DAYS", "SYNC_MAX_LAG_MINUTES"):
         monkeypatch.delenv(name, raising=False)
 
-    def run(state_dir: Path, **env: str) -> AppTest:
+    def run(state_dir: Path, open_tables: bool = True, **env: str) -> AppTest:
         monkeypatch.setenv("AGENT_FACTORY_STATE_DIR", str(state_dir))
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         at = AppTest.from_file(str(APP), default_timeout=30)
+        for key in TABLE_VIEWS.values() if open_tables else ():
+            at.session_state[key] = True
         return at.run()
 
     return run

@@ -25,7 +25,8 @@ def free_port() -> int:
 def streamlit_command(port: int, app: Path = APP) -> list[str]:
     """`python -m streamlit run` as `agent-factory status-page` runs it."""
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-            "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+            "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false",
             "--client.toolbarMode", "viewer", "--client.showErrorDetails", "type"]
 
 

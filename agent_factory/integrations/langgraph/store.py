@@ -45,7 +45,7 @@ from langgraph.store.base import (
 from ...core import DatabaseManager, default_manager
 from ...errors import InvalidInputError
 from ...memory.ids import new_stamp
-from ...vector import package_available, register
+from ...vector import package_available, register, to_vector
 from . import store_sql as q
 from .store_checks import check_namespace, validate_op
 
@@ -216,7 +216,7 @@ class AgentFactoryStore(BaseStore):
             if not vectors:
                 return done
             params = {"v_ids": [v[0] for v in vectors], "v_items": [v[1] for v in vectors],
-                      "v_fields": [v[2] for v in vectors], "v_embs": [_vector(v[3]) for v in vectors],
+                      "v_fields": [v[2] for v in vectors], "v_embs": [to_vector(v[3]) for v in vectors],
                       "v_updated": [stamps[v[1]][0] for v in vectors], "v_writes": [stamps[v[1]][1] for v in vectors]}
 
             def work(conn: psycopg.Connection) -> int:
@@ -279,7 +279,7 @@ class AgentFactoryStore(BaseStore):
             with_vectors = self._vectors_ready(conn)
             if with_vectors:
                 params.update(v_ids=[v[0] for v in vectors], v_items=[v[1] for v in vectors],
-                              v_fields=[v[2] for v in vectors], v_embs=[_vector(v[3]) for v in vectors])
+                              v_fields=[v[2] for v in vectors], v_embs=[to_vector(v[3]) for v in vectors])
             elif vectors:
                 logger.warning("store: no pgvector on the serving provider; %d embedding(s) not stored there "
                                "(semantic search falls back to filters and recency)", len(vectors))
@@ -339,7 +339,7 @@ class AgentFactoryStore(BaseStore):
             dims = self.index_config["dims"]
             if len(vec) != dims:
                 raise InvalidInputError(f"the query embedding has {len(vec)} dimensions; the index has {dims}")
-            params.update(query_vec=_vector([float(x) for x in vec]),
+            params.update(query_vec=to_vector([float(x) for x in vec]),
                           expanded=op.limit * max(len(self._fields), 1) * 2 + op.offset + 1)
             rows, ok = self._read(q.search_sql(where, semantic_dims=dims, refresh=refresh), params,
                                   writes=refresh, semantic=True)
@@ -388,8 +388,3 @@ class AgentFactoryStore(BaseStore):
         return ready
 
 
-def _vector(values: list[float]) -> Any:
-    """Return pgvector's `Vector` for psycopg's adapter (the package is imported only when vectors are used)."""
-    from pgvector import Vector
-
-    return Vector(values)
