@@ -7,6 +7,7 @@ it again, so every test begins with all three up.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import tempfile
