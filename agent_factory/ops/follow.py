@@ -29,6 +29,7 @@ from ..core import DatabaseManager
 from ..errors import ConfigError
 from ..replication import SyncResult
 from ..state.store import StateStore
+from .stream import stream_states
 from .sync import warm_backups
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,6 @@ class FollowReport:
 
 def fallback_backups(db: DatabaseManager) -> list[str]:
     """Return the backups whose stream status is `unsupported` (they cannot subscribe), in failover order."""
-    from .stream import stream_states  # TODO(stream-ops): top-level import once stream-core is merged
-
     return follow_targets(db, [s.subscriber for s in stream_states(db) if s.status == "unsupported"])
 
 
