@@ -15,7 +15,7 @@ description:
   - A backup whose provider cannot subscribe (status C(unsupported)) is not acted on; it is listed in
     I(unsupported) and a warning says to keep it warm with C(agent-factory sync --follow).
   - Fails when a stream ends C(stopped) (set up and enabled but not applying), or when an action fails
-    (missing privileges, a pooler URL, an unreachable provider): one line saying what to do.
+    (missing privileges, a pooler URL, an unreachable provider), with one line saying what to do.
   - Check mode reads the streams' states and reports the actions it would run, changing nothing.
 requirements:
   - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
