@@ -16,6 +16,7 @@ from agent_factory.ops.monitor_sync import stream_check
 from agent_factory.ops.stream import StreamState, drop_streams, pause_streams, setup_streams, stream_states
 from agent_factory.ops.stream_plan import converge_streams, plan_streams
 from agent_factory.ops.verify import verify
+from agent_factory.replication.watermarks import LOCK_KEY
 from agent_factory.state.store import StateStore, utcnow
 from agent_factory.state.streams import StreamSample, latest_stream_samples
 
@@ -103,9 +104,10 @@ def test_monitor_records_samples_and_the_lag_alert_fires_when_a_stream_stops(str
 def test_the_lag_alert_fires_when_a_stream_falls_behind(streams, local):
     db = streams
     store = StateStore(db.config.state_dir)
-    blocker = psycopg.connect(local.url("railway"))  # the apply worker waits for this lock
+    blocker = psycopg.connect(local.url("railway"))
     try:
-        blocker.execute("LOCK TABLE settings IN ACCESS EXCLUSIVE MODE")
+        blocker.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))  # the monitor's own sync into railway: busy
+        blocker.execute("LOCK TABLE settings IN SHARE MODE")  # the apply worker waits; readers do not
         setting(db, "neon", "late", "1")
         assert wait_until(lambda: (next(s for s in stream_states(db) if s.subscriber == "railway").lag_seconds
                                    or 0) > 3, 60)
@@ -114,6 +116,7 @@ def test_the_lag_alert_fires_when_a_stream_falls_behind(streams, local):
         assert fired.action == "fired" and "behind (limit 2 s)" in fired.detail
     finally:
         blocker.rollback()
+        blocker.execute("SELECT pg_advisory_unlock_all()")
         blocker.close()
     assert wait_until(lambda: value_of(db, "railway", "late") == ("1", False), 60)
 
