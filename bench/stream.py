@@ -1,7 +1,8 @@
 """Benchmark: warm backups by stream (`agent_factory.ops.stream`) against the monitor's 5-minute sync.
 
-- Lag: 8 writers save sessions on the primary for 60 s (10 s in --quick);
-  each commit's time is noted, and one poller per backup looks for the
+- Lag: 8 writers save sessions on the primary for 60 s (10 s in --quick),
+  each at most one every 20 ms (an agent fleet's pace, not a saturation
+  test: the providers share this machine's cores); each commit's time is noted, and one poller per backup looks for the
   committed rows every POLL_S on that backup: lag = first seen − commit
   (so it includes up to POLL_S of polling delay). Reported p50 and p99 over
   every row and backup. Baseline: the monitor's warm-backup sync every 300 s
@@ -10,7 +11,7 @@
   where d is the measured duration of `sync_pair(primary, backup)` copying
   the rows one such interval of these writers produces (measured here, with
   the streams dropped, on the same rows). Target: p99 <= 5 s.
-- Throughput: sessions saved per second on the primary by the same 8
+- Throughput: sessions saved per second on the primary by 8 unpaced
   writers for 20 s (5 s in --quick) with the streams running and with them
   dropped, in the order with, without, without, with (best of each).
   Reported as ops/s with the stream (ours) against without (baseline).
@@ -21,10 +22,10 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any
 
 from agent_factory.core import DatabaseManager
+from agent_factory.memory import PostgresMemoryStorage, Session
 from agent_factory.ops.stream import drop_streams, setup_streams, stream_states
 from agent_factory.replication import TABLES, sync_pair
 
@@ -34,18 +35,10 @@ WRITERS = 8
 LAG_S, QUICK_LAG_S = 60.0, 10.0
 THROUGHPUT_S, QUICK_THROUGHPUT_S = 20.0, 5.0
 POLL_S = 0.05
+PACE_S = 0.02  # lag phase: each writer saves at most one session every 20 ms (8 writers: <= 400 sessions/s)
 MONITOR_INTERVAL_S = 300.0
 MESSAGES = 4  # per saved session: a metadata row and 4 messages
 
-_SESSION_SQL = """
-INSERT INTO session_memories (id, session_id, user_id, memory_type, message_index, content, metadata)
-SELECT gen_random_uuid(), %(sid)s, 'bench', CASE WHEN g = 0 THEN 'session_metadata'
-       WHEN g %% 2 = 1 THEN 'message_user' ELSE 'message_assistant' END,
-       CASE WHEN g = 0 THEN NULL ELSE g - 1 END,
-       CASE WHEN g = 0 THEN '{}'::jsonb ELSE jsonb_build_object('role', 'user', 'content', md5(g::text || %(sid)s))
-       END, '{}'::jsonb
-FROM generate_series(0, %(n)s) g
-"""
 
 
 def run(ctx: Context) -> list[Entry]:
@@ -75,7 +68,7 @@ def run(ctx: Context) -> list[Entry]:
     p50, p99 = percentile(lags, 50), percentile(lags, 99)
     base50, base99 = MONITOR_INTERVAL_S * 0.5 + sync_s, MONITOR_INTERVAL_S * 0.99 + sync_s
     details: dict[str, Any] = {"writers": WRITERS, "seconds": lag_s, "sessions": saved, "arrivals": len(lags),
-                               "poll_s": POLL_S, "max_s": round(max(lags), 3) if lags else None,
+                               "poll_s": POLL_S, "pace_s": PACE_S, "max_s": round(max(lags), 3) if lags else None,
                                "backups": backups, "baseline_sync_s": round(sync_s, 3),
                                "baseline_rows": copied, "monitor_interval_s": MONITOR_INTERVAL_S}
     best_with, best_without = max(with_stream), max(without)
@@ -114,27 +107,33 @@ def _set_up(ctx: Context, db: DatabaseManager, timeout: float = 120.0) -> None:
         time.sleep(0.2)
 
 
-def _save(conn: Any, sid: str) -> None:
-    conn.execute(_SESSION_SQL, {"sid": sid, "n": MESSAGES})
-    conn.commit()
+def _save(storage: PostgresMemoryStorage) -> str:
+    """Save one new session of MESSAGES messages (one transaction) through the library; return its id."""
+    session = Session(user_id="bench", metadata={"bench": "stream"})
+    for i in range(MESSAGES):
+        session.add_message("user" if i % 2 == 0 else "assistant", f"message {i} of a streamed session")
+    storage.save_session(session)
+    assert session.session_id is not None
+    return session.session_id
 
 
-def _writers(db: DatabaseManager, primary: str, seconds: float,
-             on_commit: Any = None) -> int:
-    """Run WRITERS threads saving sessions on the primary for `seconds`; return how many were saved."""
+def _writers(db: DatabaseManager, primary: str, seconds: float, on_commit: Any = None, pace_s: float = 0.0) -> int:
+    """Run WRITERS threads saving sessions on the primary for `seconds` (each at most one per `pace_s`)."""
     stop = time.monotonic() + seconds
     counts = [0] * WRITERS
     errors: list[BaseException] = []
 
+    storage = PostgresMemoryStorage(db)
+
     def write(i: int) -> None:
         try:
-            with db.provider_connection(primary) as conn:
-                while time.monotonic() < stop:
-                    sid = f"stream-bench-{uuid.uuid4()}"
-                    _save(conn, sid)
-                    if on_commit is not None:
-                        on_commit(sid, time.monotonic())
-                    counts[i] += 1
+            while time.monotonic() < stop:
+                began = time.monotonic()
+                sid = _save(storage)
+                if on_commit is not None:
+                    on_commit(sid, time.monotonic())
+                counts[i] += 1
+                time.sleep(max(0.0, pace_s - (time.monotonic() - began)))
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
 
@@ -189,7 +188,7 @@ def _lag(db: DatabaseManager, primary: str, backups: list[str], seconds: float) 
     for t in pollers:
         t.start()
     try:
-        saved = _writers(db, primary, seconds, committed)
+        saved = _writers(db, primary, seconds, committed, PACE_S)
     finally:
         writing.clear()
         for t in pollers:
@@ -211,12 +210,10 @@ def _baseline_sync(db: DatabaseManager, primary: str, backup: str, sessions: flo
     with db.provider_connection(primary) as conn:
         conn.execute("TRUNCATE sync_watermarks, session_memories CASCADE")
         conn.execute("""INSERT INTO session_memories (id, session_id, user_id, memory_type, message_index, content)
-                        SELECT gen_random_uuid(), 'base-' || (g / %s), 'bench',
-                               CASE WHEN g %% %s = 0 THEN 'session_metadata' ELSE 'message_user' END,
-                               CASE WHEN g %% %s = 0 THEN NULL ELSE g %% %s - 1 END,
+                        SELECT gen_random_uuid(), 'base-' || (g / %s), 'bench', 'message_user', g %% %s,
                                jsonb_build_object('role', 'user', 'content', md5(g::text))
                         FROM generate_series(0, %s) g""",
-                     (MESSAGES + 1, MESSAGES + 1, MESSAGES + 1, MESSAGES + 1, int(sessions * (MESSAGES + 1)) - 1))
+                     (MESSAGES + 1, MESSAGES + 1, int(sessions * (MESSAGES + 1)) - 1))
         conn.commit()
     start = time.perf_counter()
     result = sync_pair(db, primary, backup, tables=["session_memories"])

@@ -10,6 +10,7 @@ from ..ops.follow import FOLLOW_INTERVAL_S, fallback_backups, follow
 from ..ops.sync import SyncReport, sync
 from ..replication import SyncResult, TableResult
 from ..state.store import StateStore
+from .argtypes import count, positive_seconds, seconds
 from .output import EXIT_FAILED, EXIT_OK, Outcome, emit, progress, to_jsonable
 from .signals import stop_requested
 
@@ -30,38 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="converge every provider (with --follow: follow every backup)")
     parser.add_argument("--follow", action="store_true",
                         help="loop: sync the primary into backups every --interval seconds until stopped")
-    parser.add_argument("--interval", type=_positive, default=FOLLOW_INTERVAL_S, metavar="SECONDS",
+    parser.add_argument("--interval", type=positive_seconds, default=FOLLOW_INTERVAL_S, metavar="SECONDS",
                         help=f"with --follow: seconds between rounds (default {FOLLOW_INTERVAL_S:g})")
-    parser.add_argument("--rounds", type=_count, metavar="N", help="with --follow: stop after N rounds")
+    parser.add_argument("--rounds", type=count, metavar="N", help="with --follow: stop after N rounds")
     parser.add_argument("--dry-run", action="store_true", help="count what would be copied; write nothing")
     parser.add_argument("--full", action="store_true",
                         help="ignore the watermarks and compare every row (after a restore)")
-    parser.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
+    parser.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS",
                         help="wait this long for another sync into the same target to end (default: report busy)")
     parser.set_defaults(handler=_sync)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("SECONDS must be 0 or more")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _seconds(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("SECONDS must be positive")
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
 
 
 def _sync(args: argparse.Namespace) -> Outcome:
