@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from agent_factory.cli import main
+from agent_factory.ops import schema_ops
 from agent_factory.ops.alerts import MonitorSettings, channels_from_env
 from agent_factory.ops.monitor import run_monitor_once
 from agent_factory.ops.monitor_sync import stream_check
@@ -17,11 +18,12 @@ from agent_factory.ops.stream import StreamState, drop_streams, pause_streams, s
 from agent_factory.ops.stream_plan import converge_streams, plan_streams
 from agent_factory.ops.verify import verify
 from agent_factory.replication.watermarks import LOCK_KEY
+from agent_factory.schema import migrations
 from agent_factory.state.store import StateStore, utcnow
 from agent_factory.state.streams import StreamSample, latest_stream_samples
 
 from ..conftest import wait_until
-from ..replication.conftest import empty, setting, value_of
+from ..replication.conftest import empty, setting, value_of, write
 from . import servers
 
 pytestmark = pytest.mark.timeout(240)
@@ -149,3 +151,34 @@ def test_converge_streams_is_idempotent_and_check_mode_changes_nothing(streams):
 def test_sync_follow_has_nothing_to_follow_when_every_backup_streams(streams, cli_env, capsys):
     assert main(["sync", "--follow", "--rounds", "1"]) == 0
     assert "every backup streams from the primary: nothing to follow" in capsys.readouterr().out
+
+
+def test_a_migration_deployed_with_the_streams_running_never_breaks_them(streams, monkeypatch):
+    db = streams
+    shipped = migrations.load_migrations()
+    extra = migrations.Migration(shipped[-1].version + 90, "stream_note",
+                                 "ALTER TABLE settings ADD COLUMN stream_note text")
+    for module in (migrations, schema_ops):  # one more migration than the package ships
+        monkeypatch.setattr(module, "load_migrations", lambda: [*shipped, extra])
+    try:
+        setting(db, "neon", "before", "1")  # the primary writes before, during and after the deploy
+        result = schema_ops.deploy(db, all_providers=True)
+        assert [(p.provider, p.status) for p in result.providers] == [
+            ("supabase", "applied"), ("railway", "applied"), ("neon", "applied")]
+        write(db, "neon", "settings", setting_key="after", setting_value="2", stream_note="new column")
+
+        def noted(name: str) -> bool:
+            with db.provider_connection(name) as conn:
+                row = conn.execute("SELECT stream_note FROM settings WHERE setting_key = 'after'").fetchone()
+                conn.rollback()
+            return row == ("new column",)
+
+        assert wait_until(lambda: noted("supabase") and noted("railway"), 30)
+        assert all(value_of(db, n, "before") == ("1", False) for n in ("supabase", "railway"))
+        assert {s.status for s in stream_states(db)} == {"streaming"}
+    finally:  # the primary first: a backup never lacks a column the primary sends
+        for name in ("neon", "supabase", "railway"):
+            with db.provider_connection(name) as conn:
+                conn.execute("ALTER TABLE settings DROP COLUMN IF EXISTS stream_note")
+                conn.execute("DELETE FROM schema_migrations WHERE version = %s", (extra.version,))
+                conn.commit()
