@@ -11,9 +11,11 @@ Step 3 of a monitor run (`ops.monitor`), in this order:
 3. one `divergence` check per backup (failing while it held rows the primary
    lacked, or could not be compared) and one `sync-lag` check per backup;
 4. each backup's stream (`ops.stream.stream_states`), recorded as a stream
-   sample. A backup kept warm by its stream (streaming, catching up, or
-   stopped) gets its `sync-lag` check from the stream: failing when the stream
-   is stopped or more than STREAM_LAG_ALERT_SECONDS behind. A paused, absent
+   sample. A healthy backup kept warm by its stream (streaming, catching up,
+   or stopped) gets its `sync-lag` check from the stream: failing when the
+   stream is stopped or more than STREAM_LAG_ALERT_SECONDS behind. A backup
+   that does not answer keeps the sync's lag check (its provider-down alert
+   says the rest), so one dead server does not raise two alerts at once. A paused, absent
    or unsupported stream leaves the backup to the sync, and the check to the
    sync's lag (SYNC_MAX_LAG_MINUTES). The alert keeps its key either way, so
    setting up or dropping a stream does not fire or resolve it by itself.
@@ -109,7 +111,8 @@ def _sync_backups(db: DatabaseManager, store: StateStore, samples: Sequence[Heal
     if db.primary_provider not in healthy:
         return results, []
     fresh = {r.target: r for r in results if r.ok}
-    streaming = {s.subscriber: s for s in streams if s.streams}
+    # A backup that does not answer is the provider-down alert's: its stream is not checked on top of it.
+    streaming = {s.subscriber: s for s in streams if s.streams and s.subscriber in healthy}
     checks = []
     for lag in backup_lags(db, store):
         stream = streaming.get(lag.backup)

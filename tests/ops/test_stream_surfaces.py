@@ -79,33 +79,32 @@ def streams(db):
     drop_streams(db)
 
 
-def test_monitor_records_samples_and_the_lag_alert_fires_when_a_stream_stops(streams, local, http_capture,
-                                                                             smtp_capture):
+def test_monitor_records_samples_and_a_stream_broken_by_killing_its_subscriber_resumes(streams, local):
     db = streams
     store = StateStore(db.config.state_dir)
-    channels = channels_from_env(servers.alert_env(http_capture, smtp_capture), env_file=None)
-    first = run_monitor_once(db, store, channels, settings=SETTINGS)
+    first = run_monitor_once(db, store, [], settings=SETTINGS)
     assert {s.subscriber: s.status for s in first.streams} == {"supabase": "streaming", "railway": "streaming"}
     with store.connect() as conn:
         assert {s.subscriber for s in latest_stream_samples(conn)} == {"supabase", "railway"}
     assert not [a for a in first.alerts if "sync-lag" in a.key and a.action == "fired"]
 
-    local.kill("supabase")  # the subscriber's server dies: its stream stops
+    local.kill("supabase")  # the subscriber's server dies: its provider-down alert says so, not a second one
     try:
-        second = run_monitor_once(db, store, channels, settings=SETTINGS)
-        [fired] = [a for a in second.alerts if a.key == "agent-factory/sync-lag/supabase"]
-        assert fired.action == "fired" and "stream from neon is stopped" in fired.detail
-        assert any("supabase" in r.json.get("text", "") for r in http_capture.telegram())
+        setting(db, "neon", "while-down", "1")
+        second = run_monitor_once(db, store, [], settings=SETTINGS)
+        assert {s.subscriber: s.status for s in second.streams}["supabase"] != "streaming"
+        fired = {a.key for a in second.alerts if a.action == "fired"}
+        assert "agent-factory/provider-down/supabase" in fired and "agent-factory/sync-lag/supabase" not in fired
     finally:
         local.start("supabase")
     assert wait_until(lambda: {s.subscriber: s.status for s in stream_states(db)}["supabase"] == "streaming", 60)
-    third = run_monitor_once(db, store, channels, settings=SETTINGS)
-    assert [a.action for a in third.alerts if a.key == "agent-factory/sync-lag/supabase"] == ["resolved"]
+    assert wait_until(lambda: value_of(db, "supabase", "while-down") == ("1", False), 30)
 
 
-def test_the_lag_alert_fires_when_a_stream_falls_behind(streams, local):
+def test_the_lag_alert_fires_and_resolves_when_a_live_stream_falls_behind(streams, local, http_capture, smtp_capture):
     db = streams
     store = StateStore(db.config.state_dir)
+    channels = channels_from_env(servers.alert_env(http_capture, smtp_capture), env_file=None)
     blocker = psycopg.connect(local.url("railway"))
     try:
         blocker.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))  # the monitor's own sync into railway: busy
@@ -113,14 +112,18 @@ def test_the_lag_alert_fires_when_a_stream_falls_behind(streams, local):
         setting(db, "neon", "late", "1")
         assert wait_until(lambda: (next(s for s in stream_states(db) if s.subscriber == "railway").lag_seconds
                                    or 0) > 3, 60)
-        result = run_monitor_once(db, store, [], settings=SETTINGS)
+        result = run_monitor_once(db, store, channels, settings=SETTINGS)
         [fired] = [a for a in result.alerts if a.key == "agent-factory/sync-lag/railway"]
-        assert fired.action == "fired" and "behind (limit 2 s)" in fired.detail
+        assert fired.action == "fired" and "railway's stream from neon is " in fired.detail
+        assert "behind (limit 2 s)" in fired.detail
+        assert any("railway" in str(r.json) for r in http_capture.pagerduty())  # delivered
     finally:
         blocker.rollback()
         blocker.execute("SELECT pg_advisory_unlock_all()")
         blocker.close()
     assert wait_until(lambda: value_of(db, "railway", "late") == ("1", False), 60)
+    resolved = run_monitor_once(db, store, channels, settings=SETTINGS)
+    assert [a.action for a in resolved.alerts if a.key == "agent-factory/sync-lag/railway"] == ["resolved"]
 
 
 def test_verify_reports_each_streams_state_and_lag(streams, monkeypatch, tmp_path):
