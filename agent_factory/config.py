@@ -6,7 +6,10 @@ Per provider NAME: `NAME_DB_URL` (required), `NAME_DIRECT_URL` (optional, for
 ops that need a session of their own), `NAME_POOLER` (`transaction`, `session`
 or `none`; else guessed from the URL), `NAME_PREPARED_STATEMENTS` (default
 true), `NAME_SSL_ROOT_CERT` (else `DATABASE_SSL_ROOT_CERT`) and
-`NAME_STORAGE_QUOTA_MB` (optional, the plan's storage quota); every URL gets
+`NAME_STORAGE_QUOTA_MB` (optional, the plan's storage quota), `NAME_ADMIN_URL`
+(optional, a role allowed to create subscriptions, used only by `stream`
+operations) and `NAME_STREAM` (default true; false: the provider cannot
+subscribe to the primary's stream); every URL gets
 the TLS defaults of `agent_factory.tls`. `reload_provider()` reads one
 provider again from the same sources (after a password rotation).
 
@@ -64,6 +67,8 @@ class ProviderConfig:
     prepared_statements: bool = True
     storage_quota_mb: float | None = None  # NAME_STORAGE_QUOTA_MB: the plan's storage quota, when known
     transaction_pooler: str | None = None
+    admin_url: str | None = field(default=None, repr=False)  # NAME_ADMIN_URL: only `stream` operations use it
+    stream: bool = True  # NAME_STREAM=false: this provider cannot subscribe (it follows with `sync --follow`)
 
     @property
     def url_variable(self) -> str:
@@ -142,6 +147,7 @@ class Config:
     state_dir: Path = Path("var")
     backup_signing_key: str | None = field(default=None, repr=False)
     backup_signing_previous: tuple[str, ...] = field(default=(), repr=False)
+    stream_lag_alert_seconds: float = 30.0  # STREAM_LAG_ALERT_SECONDS: a stream further behind is catching_up
     source: ConfigSource | None = field(default=None, repr=False, compare=False)  # where it was read from
 
     def provider(self, name: str) -> ProviderConfig:
@@ -242,6 +248,7 @@ def _parse(values: Mapping[str, str], source: ConfigSource | None = None) -> Con
         backup_signing_previous=tuple(
             _signing_key("BACKUP_SIGNING_KEY_PREVIOUS", k.strip())
             for k in get("BACKUP_SIGNING_KEY_PREVIOUS", "").split(",") if k.strip()),
+        stream_lag_alert_seconds=env_float(values, "STREAM_LAG_ALERT_SECONDS", 30.0),
         source=source,
     )
 
@@ -279,6 +286,7 @@ def _provider(name: str, values: Mapping[str, str]) -> ProviderConfig | None:
     prefix = name.upper()
     url = _provider_url(name, values)
     direct = (values.get(f"{prefix}_DIRECT_URL") or "").strip()
+    admin = (values.get(f"{prefix}_ADMIN_URL") or "").strip()
     if url is None:
         if direct:
             raise ConfigError(f"{prefix}_DIRECT_URL is set but {prefix}_DB_URL is not; set {prefix}_DB_URL too")
@@ -292,6 +300,8 @@ def _provider(name: str, values: Mapping[str, str]) -> ProviderConfig | None:
         env_bool(values, f"{prefix}_PREPARED_STATEMENTS", True),
         _quota(f"{prefix}_STORAGE_QUOTA_MB", values),
         _transaction_pooler(prefix, checked, values),
+        _secure(f"{prefix}_ADMIN_URL", _check_url(f"{prefix}_ADMIN_URL", admin), ca_file) if admin else None,
+        env_bool(values, f"{prefix}_STREAM", True),
     )
     if provider.prepared_statements and _ports(provider.url).count(TRANSACTION_POOLER_PORT):
         logger.warning("provider %s: port 6543 is usually a transaction pooler (Supabase), which rejects prepared "

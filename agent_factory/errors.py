@@ -204,6 +204,21 @@ class SyncBusyError(SyncError):
         self.holder = holder
 
 
+# --- streams (logical replication from the primary to each backup) ---------
+
+
+class StreamError(DatabaseError):
+    """A stream (publication on the primary, subscription on a backup) could not be set up, changed or read."""
+
+
+class StreamPrivilegeError(StreamError):
+    """A role lacks what a stream needs (REPLICATION on the publisher, the right to create a subscription)."""
+
+
+class StreamPoolerUrlError(StreamError, ConfigError):
+    """A stream was asked to go through a transaction pooler; logical replication needs a direct URL."""
+
+
 # --- state store -------------------------------------------------------------
 
 

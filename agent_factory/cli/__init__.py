@@ -19,7 +19,7 @@ from .signals import Interrupted
 
 # Each module defines `register(subparsers)` and sets `handler=` on its parsers.
 COMMAND_MODULES = ["local", "verify", "schema", "backup", "monitor", "sync", "status_page", "primary", "credentials",
-                   "maintenance"]
+                   "maintenance", "stream"]
 
 
 class CommandParser(argparse.ArgumentParser):

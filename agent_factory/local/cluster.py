@@ -92,6 +92,11 @@ class LocalProviders:
         admin = (self.base_dir / name / "admin_password").read_text().strip()
         return _url("postgres", admin, self.get(name).port, "postgres")
 
+    def app_admin_url(self, name: str) -> str:
+        """Return the superuser URL of one provider's application database (NAME_ADMIN_URL, for streams)."""
+        admin = (self.base_dir / name / "admin_password").read_text().strip()
+        return _url("postgres", admin, self.get(name).port, APP_DB)
+
     def _data(self, name: str) -> Path:
         return self.base_dir / name / "data"
 
@@ -122,6 +127,7 @@ class LocalProviders:
         for name in names:
             self.start(name)
             self.enable_pgvector(name)
+            self.enable_streams(name)
         return {n: providers[n] for n in names}
 
     def _make_private(self) -> None:
@@ -146,11 +152,34 @@ class LocalProviders:
 
         from ..vector import enable
 
-        admin = (self.base_dir / name / "admin_password").read_text().strip()
-        conninfo = make_conninfo(host="127.0.0.1", port=self.get(name).port, user="postgres", dbname=APP_DB,
-                                 password=admin)
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        with psycopg.connect(self._admin_conninfo(name), autocommit=True, connect_timeout=10) as conn:
             return enable(conn, name)
+
+    def enable_streams(self, name: str) -> None:
+        """Make one provider able to publish and subscribe: `wal_level=logical` and REPLICATION for the app role.
+
+        A provider created before streams existed is switched to `wal_level=logical`
+        (ALTER SYSTEM) and restarted. Subscriptions are created through NAME_ADMIN_URL
+        (`env`): PostgreSQL 15 lets only a superuser create one.
+        """
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self._admin_conninfo(name), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} REPLICATION").format(sql.Identifier(APP_USER)))
+            row = conn.execute("SHOW wal_level").fetchone()
+            logical = bool(row and row[0] == "logical")
+            if not logical:
+                conn.execute("ALTER SYSTEM SET wal_level = logical")
+        if not logical:
+            logger.info("local provider %s: restarting with wal_level=logical", name)
+            self.stop(name)
+            self.start(name)
+
+    def _admin_conninfo(self, name: str) -> str:
+        admin = (self.base_dir / name / "admin_password").read_text().strip()
+        return make_conninfo(host="127.0.0.1", port=self.get(name).port, user="postgres", dbname=APP_DB,
+                             password=admin)
 
     def _create(self, name: str, install: PgInstall) -> LocalProvider:
         home = self.base_dir / name
@@ -184,6 +213,7 @@ class LocalProviders:
             "max_connections = 100",
             "shared_buffers = 64MB",
             "password_encryption = 'scram-sha-256'",
+            "wal_level = logical",  # streams (docs/CONTINUITY.md): every provider can publish
         ]
         if any(install.bindir.parent.glob("lib/**/pg_stat_statements.so")):
             conf.append("shared_preload_libraries = 'pg_stat_statements'")
@@ -296,6 +326,9 @@ class LocalProviders:
         """Return the environment variables pointing the library at these providers."""
         names = list(self.providers())
         values = {f"{n.upper()}_DB_URL": self.url(n) for n in names}
+        # Superuser of the application database: used only by `stream` operations (PostgreSQL 15
+        # lets only a superuser create a subscription); never logged.
+        values.update({f"{n.upper()}_ADMIN_URL": self.app_admin_url(n) for n in names})
         values["DATABASE_FAILOVER_ORDER"] = ",".join(names)
         return values
 

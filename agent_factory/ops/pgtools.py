@@ -107,8 +107,11 @@ def target_for(db: Any, provider: str, operation: str = "a backup or restore") -
     Raises `ConfigError` for an unknown name and `DirectUrlRequiredError` when
     the provider's URL is a transaction pooler and no direct URL is set.
     """
-    config = db.config.provider(provider)
-    url = config.session_url_for(operation)
+    return target_for_url(db, provider, db.config.provider(provider).session_url_for(operation))
+
+
+def target_for_url(db: Any, provider: str, url: str) -> PgTarget:
+    """Return the `PgTarget` of `url` (one of `provider`'s URLs) with the configured timeouts and keepalives."""
     params = conninfo_to_dict(url)
     password = params.pop("password", None)
     params.setdefault("application_name", "agent-factory")
