@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 WantedState = Literal["present", "paused", "absent"]
 WANTED_STATES: tuple[WantedState, ...] = ("present", "paused", "absent")
-RUNNING = frozenset({"streaming", "catching_up", "stopped"})
 
 
 @dataclass
