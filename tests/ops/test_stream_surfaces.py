@@ -169,7 +169,10 @@ def test_a_migration_deployed_with_the_streams_running_never_breaks_them(streams
         result = schema_ops.deploy(db, all_providers=True)
         assert [(p.provider, p.status) for p in result.providers] == [
             ("supabase", "applied"), ("railway", "applied"), ("neon", "applied")]
-        write(db, "neon", "settings", setting_key="after", setting_value="2", stream_note="new column")
+        setting(db, "neon", "during", "2")  # the stream goes on; its column lists are those of its setup
+        assert wait_until(lambda: all(value_of(db, n, "during") == ("2", False) for n in ("supabase", "railway")), 30)
+        setup_streams(db)  # idempotent: the column lists now include the new column
+        write(db, "neon", "settings", setting_key="after", setting_value="3", stream_note="new column")
 
         def noted(name: str) -> bool:
             with db.provider_connection(name) as conn:
@@ -180,7 +183,8 @@ def test_a_migration_deployed_with_the_streams_running_never_breaks_them(streams
         assert wait_until(lambda: noted("supabase") and noted("railway"), 30)
         assert all(value_of(db, n, "before") == ("1", False) for n in ("supabase", "railway"))
         assert {s.status for s in stream_states(db)} == {"streaming"}
-    finally:  # the primary first: a backup never lacks a column the primary sends
+    finally:  # the publications' column lists name the column: drop the streams, then the column
+        drop_streams(db)
         for name in ("neon", "supabase", "railway"):
             with db.provider_connection(name) as conn:
                 conn.execute("ALTER TABLE settings DROP COLUMN IF EXISTS stream_note")
