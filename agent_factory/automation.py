@@ -1,13 +1,13 @@
-"""Glue shared by the Ansible modules in `library/`: their common options, opening a manager, JSON results.
+"""Glue the Ansible modules in `library/` need from the package: their configuration, a manager, JSON results.
 
 The modules stay thin (parse options, call one `agent_factory.ops` function,
-return its result); what they share lives here, in the installed package, so
-that they import nothing but `ansible.module_utils.basic` and `agent_factory`.
-This module never imports Ansible: `module` is anything with `params` (a dict)
-and `no_log_values` (a set), as an `AnsibleModule` has.
+return its result). What they share that must work without this package (the
+common options, the import guard, the error boundary) lives in
+`module_utils/agent_factory_module.py`, which Ansible ships with each module;
+that file re-exports what is here. This module never imports Ansible: `module`
+is anything with `params` (a dict) and `no_log_values` (a set), as an
+`AnsibleModule` has.
 
-- `argument_spec(**options)`: the common options (`project_dir`, `env_file`,
-  `provider_urls`) plus a module's own.
 - `module_config(module)`: chdir to `project_dir`, load the configuration from
   `env_file` with `provider_urls` over it, and add every provider password to
   `module.no_log_values` so Ansible masks it in all output, even in messages.
@@ -34,14 +34,8 @@ from .config import Config, load_config, read_env
 from .core import DatabaseManager
 from .errors import ConfigError
 
-__all__ = ["COMMON_OPTIONS", "RESULT_PROPERTIES", "argument_spec", "module_config", "open_manager",
-           "provider_env", "to_jsonable", "to_result"]
+__all__ = ["RESULT_PROPERTIES", "module_config", "open_manager", "provider_env", "to_jsonable", "to_result"]
 
-COMMON_OPTIONS: dict[str, dict[str, Any]] = {
-    "project_dir": {"type": "path", "required": True},
-    "env_file": {"type": "path", "default": ".env"},
-    "provider_urls": {"type": "dict", "no_log": True},
-}
 _PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 # Properties of result dataclasses that modules return beside the fields.
 RESULT_PROPERTIES = ("ok", "state", "drifted")
@@ -52,14 +46,6 @@ class ModuleLike(Protocol):
 
     params: dict[str, Any]
     no_log_values: set[str]
-
-
-def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Return the common options plus `options` (a module's own), as a fresh dict."""
-    clash = set(options) & set(COMMON_OPTIONS)
-    if clash:
-        raise ValueError(f"options {', '.join(sorted(clash))} are common options; do not redefine them")
-    return {**{name: dict(spec) for name, spec in COMMON_OPTIONS.items()}, **options}
 
 
 def provider_env(provider_urls: Mapping[str, str] | None) -> dict[str, str]:

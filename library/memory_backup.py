@@ -14,21 +14,7 @@ description:
   - With I(provider=all) every provider is tried; the task fails when any of them failed, after the others were
     backed up.
   - Check mode connects and chooses pg_dump but writes nothing; the result lists the planned actions.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
-  - pg_dump whose major version is at least the server's
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   provider:
     description: Provider to back up, or C(all). Default is the primary (C(DATABASE_PROVIDER)).
     type: str
@@ -41,11 +27,8 @@ options:
     description: Directory for the backups, relative to I(project_dir).
     type: path
     default: backups
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -89,23 +72,7 @@ summary:
   sample: backed up neon, supabase, railway
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.backup import backup
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(
     provider=dict(type="str"),
@@ -115,20 +82,15 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.backup import backup
+
     result = dict(changed=False, backups=[], summary="")
     name = module.params["provider"]
     everyone = name == "all"
-    try:
-        with open_manager(module) as db:
-            backups = backup(db, None if everyone else name, all_providers=everyone, fmt=module.params["format"],
-                             backup_dir=module.params["backup_dir"], check=module.check_mode)
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        backups = backup(db, None if everyone else name, all_providers=everyone, fmt=module.params["format"],
+                         backup_dir=module.params["backup_dir"], check=module.check_mode)
     done = "planned" if module.check_mode else "ok"
     result["backups"] = to_result(backups)
     result["changed"] = any(b.status == done for b in backups)

@@ -12,20 +12,7 @@ description:
   - A backup is kept when it is among the I(keep) newest of its provider, or younger than I(max_age_days), or
     its provider's newest verified backup (always kept). Every other one is deleted with its manifest.
   - Check mode lists what would be deleted and deletes nothing.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   keep:
     description: Keep the N newest backups of each provider.
     type: int
@@ -39,11 +26,8 @@ options:
     description: Directory whose manifests are considered too, relative to I(project_dir).
     type: path
     default: backups
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -81,25 +65,7 @@ untouched:
   sample: ["/opt/agent-factory/backups/neon-2026-10-01T020000Z.dump: unsigned (...); prune deletes only signed backups"]
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, module_config, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.prune import prune_backups
-    from agent_factory.ops.manifest import SigningKeys
-    from agent_factory.state.store import StateStore
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, module_config, to_result
 
 OPTIONS = dict(
     keep=dict(type="int"),
@@ -111,24 +77,21 @@ REQUIRED_ONE_OF = [["keep", "max_age_days"]]
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), required_one_of=REQUIRED_ONE_OF,
-                           supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS, required_one_of=REQUIRED_ONE_OF)
+    from agent_factory.ops.prune import prune_backups
+    from agent_factory.ops.manifest import SigningKeys
+    from agent_factory.state.store import StateStore
+
     result = dict(changed=False, deleted=[], kept=[], actions=[], untouched=[])
     params = module.params
     name = None if params["provider"] in (None, "all") else params["provider"]
-    try:
+    with error_boundary(module, result):
         config = module_config(module)
         if name:
             config.provider(name)
         pruned = prune_backups(StateStore(config.state_dir), keep=params["keep"], max_age_days=params["max_age_days"],
                                provider=name, backup_dir=params["backup_dir"], check=module.check_mode,
                                keys=SigningKeys.from_config(config))
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
     result.update(to_result(pruned), changed=bool(pruned.deleted))
     module.exit_json(**result)
 

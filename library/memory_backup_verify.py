@@ -15,20 +15,7 @@ description:
   - Fails, naming the problem, for a missing, corrupt, truncated, unsigned, mis-signed or unknown-format file,
     and for a plain script holding a psql meta-command. The signing key comes from I(env_file) (C(BACKUP_SIGNING_KEY)).
   - In check mode only the quick file checks run (C(check_file)) and nothing is recorded.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   path:
     description: The backup file (.dump or .sql), relative to I(project_dir).
     type: path
@@ -46,11 +33,8 @@ options:
   target:
     description: Provider that hosts the scratch database for I(deep). Default is the backup's provider.
     type: str
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -77,25 +61,9 @@ verification:
     duration_s: 2.5
 """
 
-import traceback
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.catalog import check_file, verify_backup
-    from agent_factory.ops.manifest import SigningKeys
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(
     path=dict(type="path", required=True),
@@ -106,26 +74,22 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.catalog import check_file, verify_backup
+    from agent_factory.ops.manifest import SigningKeys
+
     result = dict(changed=False, verification={})
     params = module.params
-    try:
-        with open_manager(module) as db:
-            if module.check_mode:
-                checked = check_file(Path(params["path"]), SigningKeys.from_config(db.config),
-                                     allow_unsigned=params["allow_unsigned"])
-                manifest = checked.manifest
-                verification = dict(path=Path(params["path"]), provider=manifest.provider, format=manifest.format,
-                                    deep=False, checks=checked.checks, row_counts=manifest.row_counts)
-            else:
-                verification = verify_backup(db, params["path"], deep=params["deep"], target=params["target"],
-                                             allow_unsigned=params["allow_unsigned"])
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        if module.check_mode:
+            checked = check_file(Path(params["path"]), SigningKeys.from_config(db.config),
+                                 allow_unsigned=params["allow_unsigned"])
+            manifest = checked.manifest
+            verification = dict(path=Path(params["path"]), provider=manifest.provider, format=manifest.format,
+                                deep=False, checks=checked.checks, row_counts=manifest.row_counts)
+        else:
+            verification = verify_backup(db, params["path"], deep=params["deep"], target=params["target"],
+                                         allow_unsigned=params["allow_unsigned"])
     result["verification"] = to_result(verification)
     module.exit_json(**result)
 

@@ -14,20 +14,7 @@ description:
     C(NAME_STORAGE_QUOTA_MB).
   - Fails when a provider is at 95 % of its quota or more, or cannot be measured. Changes nothing on the
     providers (the measurement is recorded in the state store as the monitor's are).
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   provider:
     description: One provider; every provider when unset.
     type: str
@@ -35,11 +22,8 @@ options:
     description: History window for the growth rate, in days (90 for quarterly planning).
     type: float
     default: 30
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -72,24 +56,7 @@ summary:
   sample: "neon: 7.4 MB of 500.0 MB (1.5 %, ok), growth unknown (needs 6 h of monitor history)"
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.capacity import capacity_report
-    from agent_factory.state.store import StateStore
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(
     provider=dict(type="str"),
@@ -98,18 +65,14 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.capacity import capacity_report
+    from agent_factory.state.store import StateStore
+
     result = dict(changed=False, providers=[], summary="")
-    try:
-        with open_manager(module) as db:
-            report = capacity_report(db, StateStore(db.config.state_dir), provider=module.params["provider"],
-                                     days=module.params["days"])
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        report = capacity_report(db, StateStore(db.config.state_dir), provider=module.params["provider"],
+                                 days=module.params["days"])
     result.update(providers=to_result(report), summary="; ".join(p.summary for p in report))
     bad = [p.provider for p in report if p.state in ("critical", "unknown")]
     if bad:

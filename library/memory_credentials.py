@@ -16,20 +16,7 @@ description:
   - I(action=check) re-reads the configuration and tries a new login on each provider (or I(provider)); it fails
     when one is refused. It never changes anything.
   - In check mode I(action=rotate) logs in and returns the plan, changing nothing.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   action:
     description: C(rotate) the password of I(provider), or C(check) that the configured credentials log in.
     type: str
@@ -43,11 +30,8 @@ options:
       - Production inventories keep the env in a vault variable (e.g. C(vault_agent_factory_env)); the result then
         names the vault variables to update from the rewritten I(env_file).
     type: str
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -83,23 +67,8 @@ summary:
 """
 
 import os
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, module_config, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.credentials import check_credentials, rotate_password
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, module_config, to_result
 
 OPTIONS = dict(
     action=dict(type="str", default="check", choices=["rotate", "check"]),
@@ -109,13 +78,12 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True,
-                           required_if=[("action", "rotate", ["provider"])])
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS, required_if=[("action", "rotate", ["provider"])])
+    from agent_factory.ops.credentials import check_credentials, rotate_password
+
     result = dict(changed=False, providers=[], summary="")
     params = module.params
-    try:
+    with error_boundary(module, result):
         module_config(module)
         if params["action"] == "rotate":
             if params["provider_urls"]:
@@ -125,10 +93,6 @@ def main():
                                     vault_prefix=params["vault_prefix"], env=os.environ)]
         else:
             done = check_credentials(params["env_file"], params["provider"], env=os.environ)
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
     result.update(changed=any(r.changed for r in done), providers=to_result(done),
                   summary="; ".join(r.summary for r in done))
     if params["action"] == "check" and not all(r.logged_in for r in done):

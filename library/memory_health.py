@@ -12,20 +12,7 @@ description:
     samples or sending alerts. A forced health check of every provider, then C(SELECT 1) and the row counts of
     the key tables on the healthy ones.
   - Fails when the requirement I(require) is not met; never changes anything.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   require:
     description:
       - C(any) passes when at least one provider is healthy (the system can serve through failover).
@@ -33,11 +20,8 @@ options:
     type: str
     default: any
     choices: [any, all, primary]
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -90,24 +74,7 @@ summary:
   sample: neon OK 2.1 ms, supabase OK 1.9 ms, railway DOWN (connection refused)
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.monitor import collect_samples, status_line
-    from agent_factory.state.store import utcnow
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(
     require=dict(type="str", default="any", choices=["any", "all", "primary"]),
@@ -115,18 +82,14 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.monitor import collect_samples, status_line
+    from agent_factory.state.store import utcnow
+
     result = dict(changed=False, providers=[], healthy=[], down=[], primary=None, summary="")
-    try:
-        with open_manager(module) as db:
-            samples = collect_samples(db, utcnow())
-            result["primary"] = db.primary_provider
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        samples = collect_samples(db, utcnow())
+        result["primary"] = db.primary_provider
     result["providers"] = to_result(samples)
     result["healthy"] = [s.provider for s in samples if s.healthy]
     result["down"] = [s.provider for s in samples if not s.healthy]

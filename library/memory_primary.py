@@ -13,20 +13,7 @@ description:
     keeping every other line. Applications must be restarted to use it.
   - Fails, changing nothing, when the provider is unknown or fails its health check.
   - Supports check mode and diff mode (the C(DATABASE_PROVIDER) line before and after).
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   provider:
     description: The provider to make the primary.
     type: str
@@ -36,12 +23,10 @@ options:
     type: bool
     default: true
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -76,23 +61,8 @@ env_file:
 """
 
 import os
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, module_config, provider_env
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.primary import switch_primary
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, module_config, provider_env
 
 OPTIONS = dict(
     provider=dict(type="str", required=True),
@@ -101,20 +71,16 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.primary import switch_primary
+
     result = dict(changed=False)
     params = module.params
-    try:
+    with error_boundary(module, result):
         module_config(module)
         switched = switch_primary(params["env_file"], params["provider"], check=module.check_mode,
                                   require_healthy=params["require_healthy"],
                                   env={**os.environ, **provider_env(params["provider_urls"])})
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
     result.update(changed=switched.changed, previous=switched.previous, current=switched.current,
                   healthy=switched.healthy, env_file=str(switched.env_file))
     if switched.changed and module._diff:

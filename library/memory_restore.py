@@ -16,20 +16,7 @@ description:
     to), and for a bad file, an unknown provider or a held lock, before anything is changed.
   - Restoring one provider's backup into another needs I(allow_cross_provider).
   - Check mode validates everything and returns the plan; nothing is changed.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   backup:
     description: The backup file (.dump or .sql), relative to I(project_dir).
     type: path
@@ -52,11 +39,8 @@ options:
     description: Where the pre-restore backup goes, relative to I(project_dir).
     type: path
     default: backups
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -90,23 +74,7 @@ restore:
     warnings: []
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError, ConfirmationRequiredError
-    from agent_factory.ops.restore import restore
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(
     backup=dict(type="path", required=True),
@@ -118,22 +86,19 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.errors import ConfirmationRequiredError
+    from agent_factory.ops.restore import restore
+
     result = dict(changed=False, restore={})
     params = module.params
-    try:
-        with open_manager(module) as db:
+    with error_boundary(module, result), open_manager(module) as db:
+        try:
             restored = restore(db, params["provider"], params["backup"], check=module.check_mode,
                                yes=params["allow_cross_provider"], backup_dir=params["backup_dir"],
                                allow_unsigned=params["allow_unsigned"])
-    except ConfirmationRequiredError as exc:
-        module.fail_json(msg=f"{exc}; in Ansible set allow_cross_provider: true", **result)
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+        except ConfirmationRequiredError as exc:  # the CLI's --yes is this module's allow_cross_provider
+            module.fail_json(msg=f"{exc}; in Ansible set allow_cross_provider: true", **result)
     result.update(changed=True, restore=to_result(restored))
     if not restored.ok:
         detail = ", ".join(f"{t}: expected {a}, found {b}" for t, (a, b) in sorted(restored.mismatches.items()))

@@ -16,20 +16,7 @@ description:
   - Fails when a targeted provider could not be deployed or fixed (unreachable, failed, blocked); the result
     keeps what was changed on the others.
   - Check mode runs the same planning code and writes nothing.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   state:
     description: C(deployed) applies pending migrations; C(constraints_fixed) repairs the memory_type constraint.
     type: str
@@ -40,11 +27,8 @@ options:
       - Provider name, or C(all).
       - Default for C(deployed) is the primary; for C(constraints_fixed) every provider.
     type: str
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -86,23 +70,7 @@ summary:
   sample: "applied 0002_add_index on neon"
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.schema_ops import deploy, fix_constraints
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(
     state=dict(type="str", default="deployed", choices=["deployed", "constraints_fixed"]),
@@ -112,22 +80,17 @@ CHANGED = {False: ("applied", "replaced"), True: ("would_apply", "would_replace"
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.schema_ops import deploy, fix_constraints
+
     result = dict(changed=False, ok=False, providers=[], summary="")
     name = module.params["provider"]
     everyone = name == "all"
-    try:
-        with open_manager(module) as db:
-            if module.params["state"] == "deployed":
-                outcome = deploy(db, None if everyone else name, all_providers=everyone, check=module.check_mode)
-            else:
-                outcome = fix_constraints(db, None if everyone else name, check=module.check_mode)
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        if module.params["state"] == "deployed":
+            outcome = deploy(db, None if everyone else name, all_providers=everyone, check=module.check_mode)
+        else:
+            outcome = fix_constraints(db, None if everyone else name, check=module.check_mode)
     result.update(ok=outcome.ok, summary=outcome.summary, providers=to_result(outcome.providers),
                   changed=any(p.status in CHANGED[module.check_mode] for p in outcome.providers))
     if not outcome.ok:

@@ -12,25 +12,9 @@ description:
     types, constraints, indexes and the migration version of every reachable provider are compared with the
     schema the shipped migrations produce.
   - Read-only; reports drift in I(ok) and I(differences) without failing, so playbooks decide (C(failed_when)).
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
-options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+options: {}
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -81,40 +65,19 @@ summary:
   sample: "schema v1 matches on neon, supabase, railway"
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.schema_ops import schema_verify
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict()
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.schema_ops import schema_verify
+
     result = dict(changed=False, ok=False, versions={}, differences=[], drifted=[], unreachable={},
                   target_version=0, reference="", summary="")
-    try:
-        with open_manager(module) as db:
-            report = schema_verify(db)
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        report = schema_verify(db)
     result.update(to_result(report))
     module.exit_json(**result)
 

@@ -17,21 +17,7 @@ description:
   - Fails when a stream ends C(stopped) (set up and enabled but not applying), or when an action fails
     (missing privileges, a pooler URL, an unreachable provider), with one line saying what to do.
   - Check mode reads the streams' states and reports the actions it would run, changing nothing.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
-  - the local providers or managed ones with C(wal_level=logical) on the primary
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   state:
     description: C(present) (every named backup follows the primary), C(paused) or C(absent).
     type: str
@@ -41,11 +27,8 @@ options:
     description: The backups (subscribers) to act on; default every configured backup.
     type: list
     elements: str
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -98,23 +81,7 @@ summary:
   sample: "streams present: setup supabase; supabase streaming, railway streaming."
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.stream_plan import converge_streams
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(
     state=dict(type="str", default="present", choices=["present", "paused", "absent"]),
@@ -123,18 +90,13 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.stream_plan import converge_streams
+
     result = dict(changed=False, actions=[], streams=[], unsupported=[], stopped=[], summary="")
-    try:
-        with open_manager(module) as db:
-            change = converge_streams(db, module.params["state"], subscribers=module.params["providers"],
-                                      check=module.check_mode)
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        change = converge_streams(db, module.params["state"], subscribers=module.params["providers"],
+                                  check=module.check_mode)
     result.update(changed=change.changed, actions=change.actions, streams=to_result(change.streams),
                   unsupported=change.unsupported, stopped=change.stopped, summary=change.summary())
     for name in change.unsupported:

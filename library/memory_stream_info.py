@@ -11,29 +11,13 @@ description:
   - Calls C(agent_factory.ops.stream.stream_states), as C(agent-factory stream status) does.
   - Read-only; never fails for a stream's status, so playbooks decide (C(until), C(failed_when)) on I(ok),
     I(streaming) or a stream's C(lag_seconds).
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   providers:
     description: The backups (subscribers) to report; default every configured backup.
     type: list
     elements: str
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -82,39 +66,18 @@ summary:
   sample: "supabase streaming (0.4 s behind neon), railway streaming (0.3 s behind neon)."
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.stream import stream_states
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(providers=dict(type="list", elements="str"))
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.stream import stream_states
+
     result = dict(changed=False, streams=[], streaming=[], max_lag_seconds=None, ok=False, summary="")
-    try:
-        with open_manager(module) as db:
-            states = stream_states(db, subscribers=module.params["providers"])
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        states = stream_states(db, subscribers=module.params["providers"])
     lags = [s.lag_seconds for s in states if s.lag_seconds is not None]
     result.update(streams=to_result(states), streaming=[s.subscriber for s in states if s.status == "streaming"],
                   max_lag_seconds=max(lags) if lags else None,

@@ -17,21 +17,7 @@ description:
   - Each pair's run is recorded in the state store (its lag is what C(agent-factory verify) reports).
   - Check mode is the CLI's C(--dry-run). It counts what would be copied and writes nothing, not even the state
     store. C(changed) is true when rows would be copied.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
-  - every provider at migration 0003 (the sync schema)
 options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
   mode:
     description:
       - C(pair) merges I(source) into I(target) (C(--from A --to B)); both are then required.
@@ -53,11 +39,8 @@ options:
     description: Seconds to wait for another sync into the same target to end; 0 fails at once when it is busy.
     type: float
     default: 0.0
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -151,24 +134,7 @@ summary:
   sample: "4 syncs: 12 rows copied, 1 conflicts resolved, 1 tombstones applied, max lag 0.8 s."
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.sync import sync
-    from agent_factory.state.store import StateStore
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(
     mode=dict(type="str", default="pair", choices=["pair", "all"]),
@@ -180,10 +146,10 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True,
-                           required_if=[("mode", "pair", ("source", "target"))])
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS, required_if=[("mode", "pair", ("source", "target"))])
+    from agent_factory.ops.sync import sync
+    from agent_factory.state.store import StateStore
+
     result = dict(changed=False, pairs=[], hub=None, skipped={}, dry_run=module.check_mode, ok=False,
                   rows_copied=0, conflicts_resolved=0, tombstones_applied=0, max_lag_s=None, summary="")
     params = module.params
@@ -193,15 +159,10 @@ def main():
                              "or use mode=pair to merge one provider into another", **result)
     if params["wait"] < 0:
         module.fail_json(msg=f"wait must be 0 or more seconds, not {params['wait']}", **result)
-    try:
-        with open_manager(module) as db:
-            store = None if module.check_mode else StateStore(db.config.state_dir)
-            report = sync(db, params["source"], params["target"], all_providers=everyone, check=module.check_mode,
-                          store=store, wait_s=params["wait"], full=params["full"])
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        store = None if module.check_mode else StateStore(db.config.state_dir)
+        report = sync(db, params["source"], params["target"], all_providers=everyone, check=module.check_mode,
+                      store=store, wait_s=params["wait"], full=params["full"])
     result.update(to_result(report))
     result.update(changed=report.rows_copied > 0, rows_copied=report.rows_copied,
                   conflicts_resolved=report.conflicts_resolved, tombstones_applied=report.tombstones_applied,

@@ -15,25 +15,9 @@ description:
   - Fails when the system cannot serve (no provider healthy or the round trip failed). Providers down, schema
     drift, sync lag or rows stranded on a backup alone are reported, not failed on.
   - Never reports a change; the scratch session is deleted again, so it runs in check mode too.
-requirements:
-  - the agent-factory package in the Python that runs the module (C(ansible_python_interpreter))
-options:
-  project_dir:
-    description: Directory of the agent-factory project; the module changes to it, relative paths start there.
-    type: path
-    required: true
-  env_file:
-    description: Dotenv file with the provider URLs (C(NEON_DB_URL), ...), relative to I(project_dir).
-    type: path
-    default: .env
-  provider_urls:
-    description: Provider URLs by name, over I(env_file) and the environment (for example from a vault).
-    type: dict
-attributes:
-  check_mode:
-    support: full
-author:
-  - Agent Factory team
+options: {}
+extends_documentation_fragment:
+  - agent_factory
 """
 
 EXAMPLES = r"""
@@ -69,39 +53,18 @@ text:
   sample: "[TEST 1] Verifying imports...\n[OK] All imports successful"
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from agent_factory.automation import argument_spec, open_manager, to_result
-    from agent_factory.errors import AgentFactoryError
-    from agent_factory.ops.verify import verify
-except ImportError:
-    IMPORT_ERROR = traceback.format_exc()
-
-    def argument_spec(**options):
-        """Return the common options without the package, to report it missing."""
-        return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
-                    provider_urls=dict(type="dict", no_log=True), **options)
-else:
-    IMPORT_ERROR = None
+from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict()
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    if IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
+    module = memory_module(OPTIONS)
+    from agent_factory.ops.verify import verify
+
     result = dict(changed=False, ok=False, summary="", tests=[], text="")
-    try:
-        with open_manager(module) as db:
-            report = verify(db)
-    except AgentFactoryError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # the module's boundary: one readable line, passwords masked by no_log_values
-        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(), **result)
+    with error_boundary(module, result), open_manager(module) as db:
+        report = verify(db)
     result.update(ok=report.ok, summary=report.summary, tests=to_result(report.tests), text=report.text())
     if not report.ok:
         module.fail_json(msg=report.summary, **result)

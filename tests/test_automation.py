@@ -1,4 +1,4 @@
-"""agent_factory.automation without Ansible: the shared spec, module_config and result conversion."""
+"""agent_factory.automation without Ansible: module_config and result conversion (the spec: tests/ansible)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from agent_factory.automation import (
-    COMMON_OPTIONS,
-    argument_spec,
     module_config,
     open_manager,
     provider_env,
@@ -39,16 +37,6 @@ def _keep_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.endswith("_DB_URL") or key.startswith("DATABASE_"):
             monkeypatch.delenv(key)
-
-
-def test_argument_spec_adds_common_options_and_refuses_to_redefine_them():
-    spec = argument_spec(provider=dict(type="str"))
-    assert spec["provider"] == {"type": "str"}
-    assert {k: spec[k] for k in COMMON_OPTIONS} == COMMON_OPTIONS
-    spec["project_dir"]["required"] = False
-    assert COMMON_OPTIONS["project_dir"]["required"] is True  # a fresh copy every time
-    with pytest.raises(ValueError, match="env_file"):
-        argument_spec(env_file=dict(type="str"))
 
 
 def test_module_config_chdirs_loads_env_file_and_hides_passwords(tmp_path: Path):

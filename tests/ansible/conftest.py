@@ -21,6 +21,7 @@ from agent_factory.local.cluster import write_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRARY = REPO / "library"
+MODULE_UTILS = REPO / "module_utils"
 PLAYBOOKS = REPO / "playbooks"
 BIN = Path(sys.executable).parent
 MODULES = sorted(p.stem for p in LIBRARY.glob("memory_*.py"))
@@ -90,6 +91,18 @@ class ModuleRun:
     stderr: str
 
 
+# Runs a module file as Ansible's payload does: our module_utils inside ansible.module_utils.
+_RUN_MODULE = (
+    "import runpy, sys, ansible.module_utils as m; m.__path__.append(sys.argv[1]); "
+    "sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def module_command(path: Path, args_file: Path, python: str = sys.executable) -> list[str]:
+    """Return the argv that runs the module at `path` with `args_file`, our module_utils importable."""
+    return [python, "-c", _RUN_MODULE, str(MODULE_UTILS), str(path), str(args_file)]
+
+
 @pytest.fixture
 def module(project: Project, tmp_path: Path) -> Callable[..., ModuleRun]:
     """Run `library/NAME.py` directly with the given arguments (project_dir defaults to the project)."""
@@ -98,7 +111,7 @@ def module(project: Project, tmp_path: Path) -> Callable[..., ModuleRun]:
         args.setdefault("project_dir", str(project.path))
         args_file = tmp_path / f"{name}-args.json"
         args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
-        proc = subprocess.run([sys.executable, str(LIBRARY / f"{name}.py"), str(args_file)], cwd=tmp_path,
+        proc = subprocess.run(module_command(LIBRARY / f"{name}.py", args_file), cwd=tmp_path,
                               env=clean_environ(tmp_path), capture_output=True, text=True, timeout=180)
         try:
             result = json.loads(proc.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 from types import ModuleType
 from typing import Any
@@ -10,19 +11,48 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_factory.automation import COMMON_OPTIONS, argument_spec
+import ansible.module_utils
 
-from .conftest import BIN, LIBRARY, MODULES, REPO, clean_environ
+from .conftest import BIN, LIBRARY, MODULE_UTILS, MODULES, REPO, clean_environ
+
+if str(MODULE_UTILS) not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(str(MODULE_UTILS))  # as Ansible's payload has it
+
+from ansible.module_utils.agent_factory_module import COMMON_OPTIONS, argument_spec  # noqa: E402
+
+
+
+def _fragments() -> dict[str, str]:
+    fragments = {}
+    for path in (REPO / "doc_fragments").glob("*.py"):
+        spec = importlib.util.spec_from_file_location(f"doc_fragment_{path.stem}", path)
+        assert spec and spec.loader
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        fragments[path.stem] = mod.ModuleDocFragment.DOCUMENTATION
+    return fragments
+
+
+FRAGMENTS = _fragments()
 
 SPEC_KEYS = ("type", "default", "choices", "required", "no_log", "elements")
 
 
 def load(name: str) -> ModuleType:
+    """Import `library/NAME.py` with our module_utils importable, as in Ansible's payload."""
     spec = importlib.util.spec_from_file_location(f"library_{name}", LIBRARY / f"{name}.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def documented_options(doc: dict[str, Any]) -> dict[str, Any]:
+    """Return a module's options with its doc fragments merged in, as ansible-doc shows them."""
+    options = dict(doc.get("options") or {})
+    for fragment in doc.get("extends_documentation_fragment") or []:
+        options.update(yaml.safe_load(FRAGMENTS[fragment])["options"])
+    return options
 
 
 def test_every_module_of_the_issue_is_there():
@@ -38,9 +68,10 @@ def test_documentation_matches_argument_spec(name: str) -> None:
     mod = load(name)
     doc = yaml.safe_load(mod.DOCUMENTATION)
     assert doc["module"] == name
-    assert doc["attributes"]["check_mode"]["support"] == "full"
+    assert doc["extends_documentation_fragment"] == ["agent_factory"]
+    assert not set(doc.get("options") or {}) & set(COMMON_OPTIONS), f"{name} restates a common option"
     spec = argument_spec(**mod.OPTIONS)
-    documented = doc["options"]
+    documented = documented_options(doc)
     assert set(documented) == set(spec), f"{name}: documented {sorted(documented)} != spec {sorted(spec)}"
     for option, rules in spec.items():
         shown = documented[option]
@@ -72,29 +103,41 @@ def test_examples_and_return_parse(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_fallback_spec_without_the_package_matches(name: str) -> None:
-    """The spec a module builds when agent_factory is missing must hide provider_urls the same way."""
-    source = (LIBRARY / f"{name}.py").read_text()
-    fallback = source.split("except ImportError:", 1)[1].split("else:", 1)[0]
-    namespace: dict[str, Any] = {"traceback": __import__("traceback")}
-    exec(compile("def _f():\n    pass\n" + "\n".join(
-        line[4:] for line in fallback.splitlines() if line.startswith("    ") and "IMPORT_ERROR" not in line
-    ), name, "exec"), namespace)
-    assert namespace["argument_spec"](x=dict(type="str")) == {**COMMON_OPTIONS, "x": {"type": "str"}}
-
-
-@pytest.mark.parametrize("name", MODULES)
 def test_ansible_doc_renders(name: str, tmp_path) -> None:
     proc = subprocess.run([str(BIN / "ansible-doc"), "-M", str(LIBRARY), name], cwd=REPO,
                           env=clean_environ(tmp_path), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "project_dir" in proc.stdout and "[WARNING]" not in proc.stderr
+    assert "[WARNING]" not in proc.stderr
+    proc = subprocess.run([str(BIN / "ansible-doc"), "--json", "-M", str(LIBRARY), name], cwd=REPO,
+                          env=clean_environ(tmp_path), capture_output=True, text=True, timeout=60)
+    rendered = json.loads(proc.stdout)[name]["doc"]
+    assert set(rendered["options"]) == set(argument_spec(**load(name).OPTIONS))
+    assert rendered["attributes"]["check_mode"]["support"] == "full"
+    assert rendered["options"]["project_dir"]["required"] is True
 
 
-def test_modules_import_only_ansible_basic_and_agent_factory():
+def test_modules_import_only_ansible_and_our_module_utils():
+    """Each module imports Ansible's basic and our module_utils at the top, agent_factory only after the guard."""
     for path in LIBRARY.glob("*.py"):
-        for line in path.read_text().splitlines():
-            stripped = line.strip()
-            if stripped.startswith(("import ", "from ")) and "ansible" in stripped:
-                assert stripped.startswith("from ansible.module_utils.basic import"), f"{path.name}: {stripped}"
-    assert not (REPO / "module_utils").exists()
+        top = path.read_text().split("\ndef main", 1)[0]
+        for line in top.splitlines():
+            if line.startswith(("import ", "from ")) and ("ansible" in line or "agent_factory" in line):
+                assert line.startswith("from ansible.module_utils.agent_factory_module import"), f"{path.name}: {line}"
+
+
+def test_action_group_lists_every_module_and_playbooks_set_common_options_once():
+    """group/agent_factory.memory.all covers library/; no playbook task restates what module_defaults sets."""
+    runtime = yaml.safe_load((REPO / "collections/ansible_collections/agent_factory/memory/meta/runtime.yml")
+                             .read_text())
+    assert runtime["action_groups"]["all"] == [f"ansible.legacy.{name}" for name in MODULES]
+    for path in (REPO / "playbooks").glob("*.yml"):
+        for play in yaml.safe_load(path.read_text()):
+            tasks = [t for key in ("pre_tasks", "tasks", "post_tasks") for t in play.get(key) or []]
+            tasks += [t for block in tasks for part in ("block", "rescue", "always") for t in block.get(part) or []]
+            uses = [t for t in tasks if any(k.startswith("memory_") for k in t)]
+            if not uses:
+                continue
+            assert "group/agent_factory.memory.all" in play.get("module_defaults", {}), f"{path.name}: {play['name']}"
+            for task in uses:
+                args = next(v for k, v in task.items() if k.startswith("memory_"))
+                assert not {"project_dir", "env_file"} & set(args or {}), f"{path.name}: {task['name']}"

@@ -20,7 +20,7 @@ from agent_factory.state.backups import BackupCatalog
 from agent_factory.state.store import StateStore
 
 from ..replication.conftest import empty, setting, snapshot, value_of
-from .conftest import MODULES, Project
+from .conftest import LIBRARY, MODULES, Project, module_command
 
 
 def _seed(db: DatabaseManager, provider: str = "neon", n: int = 25) -> None:
@@ -313,8 +313,8 @@ def test_package_missing_names_the_interpreter(project: Project, tmp_path: Path)
     args.write_text(json.dumps(env_args))
     # Ansible's module_utils come from the payload in real runs; here from a copy of just the ansible package.
     shutil.copytree(site / "ansible", pth / "ansible", ignore=shutil.ignore_patterns("__pycache__"))
-    proc = subprocess.run([str(bare / "bin" / "python"), str(Path(__file__).resolve().parents[2] / "library" /
-                           "memory_backup.py"), str(args)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(module_command(LIBRARY / "memory_backup.py", args, python=str(bare / "bin" / "python")),
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     result = json.loads(proc.stdout)
     assert proc.returncode == 1 and "Failed to import the required Python library (agent-factory)" in result["msg"]
     assert str(bare / "bin" / "python") in result["msg"]
