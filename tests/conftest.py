@@ -12,7 +12,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -96,15 +96,35 @@ def make_config(env: dict[str, str], **overrides: str) -> Config:
     return load_config(env={**env, **overrides}, env_file=None)
 
 
+# AGENT_FACTORY_TEST_STREAMS=1: every test that uses `db` runs with the primary streaming into each backup
+# (docs/CONTINUITY.md, "Streams"); CI runs the continuity, chaos and fleet tests once more that way.
+STREAMS = os.environ.get("AGENT_FACTORY_TEST_STREAMS", "") == "1"
+
+
 @pytest.fixture
 def db(make_db: Callable[..., DatabaseManager]) -> DatabaseManager:
-    """A DatabaseManager on the local providers with every table emptied on every provider."""
+    """A DatabaseManager on the local providers with every table emptied on every provider (streams: see STREAMS)."""
     manager = make_db()
-    for name in manager.providers:
-        with manager.provider_connection(name) as conn:
-            conn.execute("TRUNCATE " + ", ".join(EXPECTED_TABLES) + " CASCADE")
-            conn.commit()
+    empty_tables(manager)
+    if STREAMS:
+        from agent_factory.ops.stream import setup_streams
+
+        setup_streams(manager)
     return manager
+
+
+def empty_tables(db: DatabaseManager, tables: Sequence[str] = EXPECTED_TABLES) -> None:
+    """TRUNCATE every table on every provider: the primary first, then (once any stream has applied all the
+    primary's earlier changes, which would otherwise land after the TRUNCATE) the backups."""
+    from agent_factory.ops.stream import stream_states
+
+    primary, *backups = [db.config.primary, *(n for n in db.providers if n != db.config.primary)]
+    for name in (primary, *backups):
+        with db.provider_connection(name) as conn:
+            conn.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
+            conn.commit()
+        if name == primary:
+            wait_until(lambda: all(s.lag_bytes in (0, None) or s.status != "streaming" for s in stream_states(db)), 60)
 
 
 @pytest.fixture

@@ -26,57 +26,27 @@ literal and never appears in a message, log line, repr or state returned here.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from ..core import DatabaseManager
-from ..errors import (ConfigError, DirectUrlRequiredError, ProviderUnavailableError, StreamError,
-                      StreamPoolerUrlError, StreamPrivilegeError)
+from ..errors import ConfigError, ProviderUnavailableError, StreamError, StreamPrivilegeError
 from ..redact import scrub
 from ..replication.tables import SYNCED_TABLES, catalog_columns, table_specs
-from .pgtools import PgTarget, target_for, target_for_url
+from .stream_state import (START_TIMEOUT_S, StreamState, StreamStatus, publisher_conninfo, read_state, started,
+                           stream_name, subscriber_target, subscription, target, unsupported)
 
 logger = logging.getLogger(__name__)
 
+PUBLISH = "insert, update, delete"
+
 __all__ = ["PUBLISH", "StreamState", "StreamStatus", "drop_streams", "pause_streams", "resume_streams",
            "setup_streams", "stream_name", "stream_states"]
-
-StreamStatus = Literal["streaming", "catching_up", "paused", "stopped", "absent", "unsupported"]
-PUBLISH = "insert, update, delete"
-START_TIMEOUT_S = 30.0  # how long setup/resume wait for a subscription's apply worker to connect
-_MAX_IDENTIFIER = 63
-
-
-@dataclass(frozen=True, kw_only=True)
-class StreamState:
-    """One backup's stream from the primary: its status, lag and one human line (never a secret)."""
-
-    subscriber: str
-    publisher: str
-    status: StreamStatus
-    lag_seconds: float | None
-    lag_bytes: int | None
-    detail: str
-
-    def to_dict(self) -> dict[str, object]:
-        """Return the state as plain JSON-ready values."""
-        return asdict(self)
-
-
-def stream_name(publisher: str, subscriber: str) -> str:
-    """Return the name of the publication, slot and subscription of the stream `publisher` -> `subscriber`."""
-    name = f"af_{publisher}_to_{subscriber}"
-    if len(name) <= _MAX_IDENTIFIER:
-        return name
-    return "af_stream_" + hashlib.sha256(name.encode()).hexdigest()[:32]
-
 
 # ---- the API ------------------------------------------------------------------------------
 
@@ -87,7 +57,8 @@ def setup_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = No
     Creates what is missing (publication, slot, subscription), re-enables a paused
     subscription and refreshes the published tables and columns. A new stream is
     followed by one sync of the primary into the backup (what was there before the slot).
-    Raises `StreamPoolerUrlError` for a pooler URL, `StreamPrivilegeError` when a role
+    A provider that cannot be reached gives a "stopped" state naming it, and the other
+    backups are still set up. Raises `StreamPoolerUrlError` for a pooler URL, `StreamPrivilegeError` when a role
     lacks a privilege, `StreamError` (or `ProviderUnavailableError`) for anything else,
     `ConfigError` for an unknown provider or the primary named as a subscriber.
     """
@@ -95,11 +66,16 @@ def setup_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = No
     states = []
     for subscriber in _subscribers(db, subscribers):
         if not db.config.provider(subscriber).stream:
-            states.append(_unsupported(publisher, subscriber))
+            states.append(unsupported(publisher, subscriber))
             continue
-        if _setup_one(db, publisher, subscriber):
-            _catch_up(db, publisher, subscriber)
-        states.append(_started(db, publisher, subscriber))
+        try:
+            if _setup_one(db, publisher, subscriber):
+                _catch_up(db, publisher, subscriber)
+        except ProviderUnavailableError as exc:  # one provider down must not keep the other backups from following
+            states.append(StreamState(subscriber=subscriber, publisher=publisher, status="stopped", lag_seconds=None,
+                                      lag_bytes=None, detail=f"not set up: {exc}"))
+            continue
+        states.append(started(db, publisher, subscriber))
     return states
 
 
@@ -108,7 +84,7 @@ def stream_states(db: DatabaseManager, *, subscribers: Sequence[str] | None = No
 
     Raises `ConfigError` for an unknown provider or a pooler URL without a direct one.
     """
-    return [_state(db, db.config.primary, s) for s in _subscribers(db, subscribers)]
+    return [read_state(db, db.config.primary, s) for s in _subscribers(db, subscribers)]
 
 
 def pause_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = None) -> list[StreamState]:
@@ -136,8 +112,8 @@ def drop_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = Non
     states = []
     for subscriber in _subscribers(db, subscribers):
         name = stream_name(publisher, subscriber)
-        with _subscriber_target(db, subscriber).connect(purpose="stream drop") as conn:
-            if _subscription(conn, name) is not None:
+        with subscriber_target(db, subscriber).connect(purpose="stream drop") as conn:
+            if subscription(conn, name) is not None:
                 ident = sql.Identifier(name)
                 _run(conn, subscriber, sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
                 _run(conn, subscriber, sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
@@ -145,7 +121,7 @@ def drop_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = Non
                 logger.info("stream %s -> %s: dropped subscription %s", publisher, subscriber, name)
         detail = "no stream"
         try:
-            with _target(db, publisher, "stream drop").connect(purpose="stream drop") as conn:
+            with target(db, publisher, "stream drop").connect(purpose="stream drop") as conn:
                 _drop_slot(conn, publisher, name)
                 _run(conn, publisher, sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
         except ProviderUnavailableError:
@@ -162,10 +138,10 @@ def drop_streams(db: DatabaseManager, *, subscribers: Sequence[str] | None = Non
 def _setup_one(db: DatabaseManager, publisher: str, subscriber: str) -> bool:
     """Create or refresh one stream; return whether its subscription was created now."""
     name = stream_name(publisher, subscriber)
-    conninfo = _publisher_conninfo(db, publisher)
+    conninfo = publisher_conninfo(db, publisher)
     secret = db.config.provider(publisher).password or ""
-    with _target(db, publisher, "stream setup").connect(purpose="stream setup") as pconn, \
-            _subscriber_target(db, subscriber).connect(purpose="stream setup") as sconn:
+    with target(db, publisher, "stream setup").connect(purpose="stream setup") as pconn, \
+            subscriber_target(db, subscriber).connect(purpose="stream setup") as sconn:
         _check_publisher(pconn, publisher)
         _check_subscriber(sconn, subscriber)
         specs = table_specs(publisher, catalog_columns(pconn, SYNCED_TABLES), subscriber,
@@ -181,7 +157,7 @@ def _setup_one(db: DatabaseManager, publisher: str, subscriber: str) -> bool:
         else:
             _run(pconn, publisher, sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(ident, tables))
         _run(sconn, subscriber, sql.SQL("SELECT af_stream_prepare()"))
-        found = _subscription(sconn, name)
+        found = subscription(sconn, name)
         if found is None:
             _drop_slot(pconn, publisher, name)  # a slot left by an interrupted drop would replay stale changes
             _quiet_statement_logs(sconn)
@@ -252,92 +228,23 @@ def _quiet_statement_logs(conn: psycopg.Connection[Any]) -> None:
 
 
 def _drop_slot(conn: psycopg.Connection[Any], provider: str, name: str) -> None:
-    row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
-    if row is None:
-        return
+    """Drop the slot `name` once no walsender uses it (a dropped subscription's ends within seconds).
+
+    Raises `StreamError` when it is still in use after `START_TIMEOUT_S`.
+    """
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
+        if row is None:
+            return
+        if not row[0] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     if row[0]:
         raise StreamError(f"provider {provider}: replication slot {name} is in use by a subscriber; drop that "
                           "subscription first (`agent-factory stream drop` on the configuration that made it)")
     _run(conn, provider, sql.SQL("SELECT pg_drop_replication_slot({})").format(sql.Literal(name)))
     logger.info("provider %s: dropped replication slot %s", provider, name)
-
-
-# ---- state --------------------------------------------------------------------------------
-
-_SUBSCRIPTION_SQL = """
-SELECT s.subenabled, w.pid,
-       (SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid AND r.srsubstate <> 'r')
-FROM pg_subscription s
-LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL
-WHERE s.subname = %s AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-"""
-
-_SLOT_SQL = """
-SELECT greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::bigint, s.active,
-       extract(epoch FROM r.replay_lag)::float8
-FROM pg_replication_slots s
-LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
-WHERE s.slot_name = %s
-"""
-
-
-def _state(db: DatabaseManager, publisher: str, subscriber: str) -> StreamState:
-    if not db.config.provider(subscriber).stream:
-        return _unsupported(publisher, subscriber)
-    name = stream_name(publisher, subscriber)
-
-    def state(status: StreamStatus, detail: str, lag_s: float | None = None, lag_b: int | None = None) -> StreamState:
-        return StreamState(subscriber=subscriber, publisher=publisher, status=status, lag_seconds=lag_s,
-                           lag_bytes=lag_b, detail=detail)
-
-    try:
-        with _subscriber_target(db, subscriber).connect(purpose="stream status") as conn:
-            row = conn.execute(_SUBSCRIPTION_SQL, (name,)).fetchone()
-    except ProviderUnavailableError as exc:
-        return state("stopped", f"{subscriber} is unreachable: {exc.reason}")
-    if row is None:
-        return state("absent", f"no stream from {publisher}; run `agent-factory stream setup`")
-    enabled, pid, syncing = row
-    if not enabled:
-        return state("paused", f"paused; run `agent-factory stream resume --provider {subscriber}`")
-    try:
-        with _target(db, publisher, "stream status").connect(purpose="stream status") as conn:
-            slot = conn.execute(_SLOT_SQL, (name,)).fetchone()
-    except ProviderUnavailableError as exc:
-        return state("stopped", f"{publisher} is unreachable ({exc.reason}); the subscription waits and resumes "
-                                "when it is back")
-    if slot is None:
-        return state("stopped", f"slot {name} is missing on {publisher}; run `agent-factory stream drop` then "
-                                "`agent-factory stream setup`")
-    lag_bytes, active, replay_lag = slot
-    lag_seconds = 0.0 if lag_bytes == 0 else replay_lag
-    if pid is None or not active:
-        return state("stopped", f"no apply worker connected: {subscriber} cannot reach {publisher} or keeps failing "
-                                f"(see {subscriber}'s server log)", None, lag_bytes)
-    if syncing:
-        return state("catching_up", f"{syncing} table(s) in initial sync", lag_seconds, lag_bytes)
-    if lag_seconds is not None and lag_seconds > db.config.stream_lag_alert_seconds:
-        return state("catching_up", f"{lag_seconds:.1f} s behind (alert above {db.config.stream_lag_alert_seconds:g} s)",
-                     lag_seconds, lag_bytes)
-    shown = "unknown" if lag_seconds is None else f"{lag_seconds:.2f} s"
-    return state("streaming", f"streaming from {publisher}, lag {shown}, {lag_bytes} bytes", lag_seconds, lag_bytes)
-
-
-def _started(db: DatabaseManager, publisher: str, subscriber: str) -> StreamState:
-    """Return the state once the apply worker has connected (it starts asynchronously), or as it is after
-    `START_TIMEOUT_S` (then "stopped", with the reason)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        state = _state(db, publisher, subscriber)
-        if state.status != "stopped" or time.monotonic() > deadline:
-            return state
-        time.sleep(0.2)
-
-
-def _unsupported(publisher: str, subscriber: str) -> StreamState:
-    return StreamState(subscriber=subscriber, publisher=publisher, status="unsupported", lag_seconds=None,
-                       lag_bytes=None, detail=f"{subscriber.upper()}_STREAM=false: follows {publisher} with "
-                                              "`agent-factory sync --follow`")
 
 
 def _toggle(db: DatabaseManager, subscribers: Sequence[str] | None, *, enable: bool) -> list[StreamState]:
@@ -346,11 +253,11 @@ def _toggle(db: DatabaseManager, subscribers: Sequence[str] | None, *, enable: b
     states = []
     for subscriber in _subscribers(db, subscribers):
         name = stream_name(publisher, subscriber)
-        with _subscriber_target(db, subscriber).connect(purpose="stream " + verb.lower()) as conn:
-            if _subscription(conn, name) is not None:
+        with subscriber_target(db, subscriber).connect(purpose="stream " + verb.lower()) as conn:
+            if subscription(conn, name) is not None:
                 _run(conn, subscriber, sql.SQL("ALTER SUBSCRIPTION {} " + verb).format(sql.Identifier(name)))
                 logger.info("stream %s -> %s: %s", publisher, subscriber, "resumed" if enable else "paused")
-        states.append(_started(db, publisher, subscriber) if enable else _state(db, publisher, subscriber))
+        states.append(started(db, publisher, subscriber) if enable else read_state(db, publisher, subscriber))
     return states
 
 
@@ -368,41 +275,6 @@ def _subscribers(db: DatabaseManager, names: Sequence[str] | None) -> list[str]:
             raise ConfigError(f"{name} is the primary: it publishes the stream and cannot subscribe to itself; "
                               "name a backup")
     return list(dict.fromkeys(names))
-
-
-def _target(db: DatabaseManager, provider: str, operation: str) -> PgTarget:
-    """Return a direct target of `provider`; raise `StreamPoolerUrlError` when only a transaction pooler is known."""
-    try:
-        return target_for(db, provider, operation)
-    except DirectUrlRequiredError:
-        raise _pooler_error(db, provider) from None
-
-
-def _subscriber_target(db: DatabaseManager, provider: str) -> PgTarget:
-    admin = db.config.provider(provider).admin_url
-    return target_for_url(db, provider, admin) if admin else _target(db, provider, "a stream")
-
-
-def _publisher_conninfo(db: DatabaseManager, provider: str) -> str:
-    """Return the conninfo the backup's server uses to reach the primary (direct; it holds the password)."""
-    try:
-        return db.config.provider(provider).session_url_for("a stream")
-    except DirectUrlRequiredError:
-        raise _pooler_error(db, provider) from None
-
-
-def _pooler_error(db: DatabaseManager, provider: str) -> StreamPoolerUrlError:
-    config = db.config.provider(provider)
-    prefix = provider.upper()
-    return StreamPoolerUrlError(
-        f"provider {provider}: {prefix}_DB_URL is a transaction pooler ({config.transaction_pooler}) and logical "
-        f"replication needs a direct connection; set {prefix}_DIRECT_URL to the server's direct URL")
-
-
-def _subscription(conn: psycopg.Connection[Any], name: str) -> bool | None:
-    """Return whether the subscription `name` is enabled here, None when there is none."""
-    row = conn.execute(_SUBSCRIPTION_SQL, (name,)).fetchone()
-    return None if row is None else bool(row[0])
 
 
 def _run(conn: psycopg.Connection[Any], provider: str, statement: sql.Composable, *secrets: str) -> None:

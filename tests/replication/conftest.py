@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,12 +30,23 @@ def sdb(db: DatabaseManager) -> DatabaseManager:
     return db
 
 
+@pytest.fixture(params=["sync", "streams"])
+def streaming(request: pytest.FixtureRequest, sdb: DatabaseManager) -> Iterator[str]:
+    """Run a test twice: with the sync engine alone, then with the primary also streaming into each backup."""
+    from agent_factory.ops.stream import drop_streams, setup_streams
+
+    if request.param == "streams":
+        setup_streams(sdb)
+    yield request.param
+    if request.param == "streams":
+        drop_streams(sdb)
+
+
 def empty(db: DatabaseManager) -> None:
-    """Empty every table and the sync watermarks on every provider."""
-    for name in db.providers:
-        with db.provider_connection(name) as conn:
-            conn.execute("TRUNCATE sync_watermarks, " + ", ".join(TABLES) + " CASCADE")
-            conn.commit()
+    """Empty every table and the sync watermarks on every provider (the primary first: see `empty_tables`)."""
+    from tests.conftest import empty_tables
+
+    empty_tables(db, ("sync_watermarks", *TABLES))
 
 
 def snapshot(db: DatabaseManager, provider: str, tables: tuple[str, ...] = TABLES) -> dict[str, list[tuple]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +28,10 @@ operation = st.one_of(
     st.tuples(st.just("msg"), provider, st.sampled_from(SESSIONS), st.integers(0, 9)),
     st.tuples(st.just("sync"), provider, provider),
 )
+
+
+# Each test runs twice: with the sync engine alone, and with the primary streaming into the backups too.
+pytestmark = pytest.mark.usefixtures("streaming")
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -10,6 +10,10 @@ from agent_factory.ops.sync import sync
 from .conftest import empty, snapshot
 
 
+# Each test runs twice: with the sync engine alone, and with the primary streaming into the backups too.
+pytestmark = pytest.mark.usefixtures("streaming")
+
+
 @pytest.fixture
 def pinned(make_db, sdb):
     """Two managers with failover off, one on neon (the primary) and one on supabase."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from agent_factory.core import DatabaseManager
 from agent_factory.memory.postgres import PostgresMemoryStorage
 from agent_factory.memory.session import Session
