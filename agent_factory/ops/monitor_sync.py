@@ -99,7 +99,7 @@ def _sync_backups(db: DatabaseManager, store: StateStore, samples: Sequence[Heal
 
     No lag check is made while the primary is down (nothing new can reach it).
     A backup kept warm by its stream is checked on the stream (none when
-    STREAM_LAG_ALERT_SECONDS is 0), the others on the sync's lag (none when
+    `settings.stream_max_lag` is None), the others on the sync's lag (none when
     SYNC_MAX_LAG_MINUTES is 0).
     """
     healthy = [s.provider for s in samples if s.healthy]
