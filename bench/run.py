@@ -27,16 +27,18 @@ if str(ROOT) not in sys.path:
 from bench.harness import Context, Entry, format_table, local_providers, machine, write_results  # noqa: E402
 
 BENCHMARKS = ("memory", "memory_link", "failover", "failback", "health", "backup", "sync", "checkpoint",
-              "checkpoint_link", "chat_history", "store", "partition", "pooler")
+              "checkpoint_link", "chat_history", "store", "partition", "pooler", "stream")
 MODULES = {"memory": ("bench.memory_ops", "run"), "memory_link": ("bench.memory_ops", "run_link"),
            "failover": ("bench.failover", "run"), "failback": ("bench.failback", "run"), "health": ("bench.health", "run"),
            "backup": ("bench.backup_restore", "run"), "sync": ("bench.sync", "run"),
            "checkpoint": ("bench.checkpoint", "run"), "checkpoint_link": ("bench.checkpoint", "run_link"),
            "chat_history": ("bench.chat_history", "run"), "store": ("bench.store", "run"),
-           "partition": ("bench.partition", "run"), "pooler": ("bench.pooler", "run")}
+           "partition": ("bench.partition", "run"), "pooler": ("bench.pooler", "run"),
+           "stream": ("bench.stream", "run")}
 # Run only when named with --only (each writes its own results file with --output):
 # partition drops packets with iptables (root) and its baseline waits out a 30 s cap per trial.
-OPT_IN = ("partition", "pooler")
+# stream writes for two minutes and keeps its own results file (bench/results/stream.json).
+OPT_IN = ("partition", "pooler", "stream")
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 DURABLE = False
 

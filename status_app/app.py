@@ -17,6 +17,7 @@ import streamlit as st
 from agent_factory.errors import ConfigError, StateStoreMissingError
 from status_app.data import PageSettings, Snapshot, load_snapshot, page_settings, utcnow
 from status_app.model import (
+    StreamLag,
     WINDOWS,
     Banner,
     ago,
@@ -29,7 +30,7 @@ from status_app.model import (
     latency_series,
     provider_states,
     rpos,
-    sync_lags,
+    stream_lags,
 )
 from status_app.text import plain
 from status_app.timeline import timeline
@@ -169,12 +170,15 @@ def show_backups(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzin
 
 
 def show_sync(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo) -> None:
-    st.header("Sync lag")
-    lags = sync_lags(snap, settings, now)
-    if not snap.syncs:
-        st.caption("No sync recorded yet.")
+    st.header("Stream lag")
+    lags = stream_lags(snap, settings, now)
+    if not snap.syncs and not snap.streams:
+        st.caption("No stream or sync recorded yet.")
     for column, lag in zip(st.columns(max(len(lags), 1)), lags):
         with column:
+            if isinstance(lag, StreamLag):
+                show_stream(lag, tz)
+                continue
             st.metric(f"Sync lag {plain(lag.target)}", duration(lag.behind) if lag.behind is not None
                       else "no sync recorded yet", help=f"Target: at most {duration(lag.max_lag)} behind")
             if lag.last_at is None:
@@ -183,6 +187,17 @@ def show_sync(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo)
             st.caption(f"{_BAD + ' over' if lag.over else _OK + ' within'} the {duration(lag.max_lag)} target; "
                        + plain(f"last sync from {lag.source} {when(lag.last_at, tz)}, {status}"))
     show_divergence(snap, now, tz)
+
+
+def show_stream(lag: StreamLag, tz: tzinfo) -> None:
+    """Show one backup kept warm by its stream: the lag the monitor measured, and the stream's state."""
+    behind = lag.behind.total_seconds() if lag.behind is not None else None
+    st.metric(f"Stream lag {plain(lag.target)}", "unknown" if behind is None
+              else f"{behind:.1f} s" if behind < 60 else duration(lag.behind),  # type: ignore[arg-type]
+              help=f"Target: at most {duration(lag.max_lag)} behind (STREAM_LAG_ALERT_SECONDS)")
+    st.caption(f"{_BAD + ' over' if lag.over else _OK + ' within'} the {duration(lag.max_lag)} target; "
+               + plain(f"stream from {lag.source} {lag.status.replace('_', ' ')}, measured {when(lag.at, tz)}: "
+                       f"{lag.detail}"))
 
 
 def show_divergence(snap: Snapshot, now: datetime, tz: tzinfo) -> None:

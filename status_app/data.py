@@ -23,6 +23,7 @@ from agent_factory.state.backups import BackupRecord, RestoreRecord, backup_rows
 from agent_factory.state.divergence import Divergence, latest_divergence
 from agent_factory.state.schema import user_version
 from agent_factory.state.store import StateStore, SyncRun, latest_syncs, ts
+from agent_factory.state.streams import StreamSample, latest_stream_samples
 
 @dataclass(frozen=True)
 class PageSettings:
@@ -32,6 +33,7 @@ class PageSettings:
     backup_max_age: timedelta | None = timedelta(hours=24)  # the RPO target; None: no target
     retention: timedelta = timedelta(days=30)
     sync_max_lag: timedelta = timedelta(minutes=10)
+    stream_max_lag: timedelta = timedelta(seconds=30)
     stale_after: timedelta = timedelta(minutes=10)  # a newer heartbeat than this, or "Status unknown"
 
 
@@ -41,7 +43,7 @@ def page_settings(env: Mapping[str, str] | None = None, env_file: str | Path | N
 
     Reads AGENT_FACTORY_STATE_DIR (unless `state_dir` is given),
     MONITOR_BACKUP_MAX_AGE_HOURS (24; 0 = no target), MONITOR_RETENTION_DAYS
-    (30) and SYNC_MAX_LAG_MINUTES (10). Needs no provider URL. Raises
+    (30), SYNC_MAX_LAG_MINUTES (10) and STREAM_LAG_ALERT_SECONDS (30). Needs no provider URL. Raises
     `ConfigError` naming a malformed variable.
     """
     values = {k: v.strip() for k, v in read_env(env, env_file).items() if v is not None and v.strip()}
@@ -52,6 +54,7 @@ def page_settings(env: Mapping[str, str] | None = None, env_file: str | Path | N
         retention=timedelta(days=env_float(values, "MONITOR_RETENTION_DAYS", 30, minimum=0.01, unit="days")),
         sync_max_lag=timedelta(minutes=env_float(values, "SYNC_MAX_LAG_MINUTES", 10, minimum=0.01,
                                                  unit="minutes")),
+        stream_max_lag=timedelta(seconds=env_float(values, "STREAM_LAG_ALERT_SECONDS", 30, minimum=0.01)),
     )
 
 
@@ -83,6 +86,7 @@ class Snapshot:
     syncs: list[SyncRun] = field(default_factory=list)
     divergence: list[Divergence] = field(default_factory=list)  # the newest finding per backup
     sizes: pd.DataFrame = field(default_factory=pd.DataFrame)  # at, provider, database_bytes, quota_bytes; oldest first
+    streams: list[StreamSample] = field(default_factory=list)  # the newest stream sample per backup
 
     @property
     def empty(self) -> bool:
@@ -142,13 +146,15 @@ def load_snapshot(state_dir: str | Path, now: datetime, retention: timedelta = t
         syncs = [replace(s, error=clean(s.error)) for s in latest_syncs(conn)] if version >= 3 else []
         diverged = [replace(d, error=clean(d.error)) for d in latest_divergence(conn)] if version >= 5 else []
         sizes = _sizes(conn, cutoff)
+        streams = [replace(x, detail=clean(x.detail) or "") for x in latest_stream_samples(conn)] if version >= 7 else []
     if restore is not None:
         restore = replace(restore, backup_path=Path(restore.backup_path).name, error=clean(restore.error),
                           pre_restore_backup=Path(restore.pre_restore_backup).name
                           if restore.pre_restore_backup else None)
     return Snapshot(path=store.path, loaded_at=now, since=since, schema_version=version, runs=runs,
                     samples=samples, firing=firing, alert_events=events, deliveries=deliveries, failovers=failovers,
-                    backups=backups, restore=restore, syncs=syncs, divergence=diverged, sizes=sizes)
+                    backups=backups, restore=restore, syncs=syncs, divergence=diverged, sizes=sizes,
+                    streams=streams)
 
 
 def _sizes(conn: sqlite3.Connection, cutoff: tuple[object, ...]) -> pd.DataFrame:

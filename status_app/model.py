@@ -97,6 +97,24 @@ class SyncLag:
         return self.behind is not None and (self.behind > self.max_lag or not self.ok)
 
 
+@dataclass(frozen=True)
+class StreamLag:
+    """How far one backup kept warm by its stream was behind, as the monitor's newest sample saw it."""
+
+    target: str
+    source: str
+    status: str  # streaming, catching_up or stopped (see agent_factory.ops.stream)
+    behind: timedelta | None  # None: unknown
+    at: datetime  # when the monitor measured it
+    detail: str
+    max_lag: timedelta
+
+    @property
+    def over(self) -> bool:
+        """Whether the stream is stopped or further behind than the target."""
+        return self.status == "stopped" or (self.behind is not None and self.behind > self.max_lag)
+
+
 # ---- the newest run ------------------------------------------------------------------
 
 
@@ -315,6 +333,22 @@ def sync_lags(snap: Snapshot, settings: PageSettings, now: datetime) -> list[Syn
             behind = timedelta(seconds=newest.lag_s or 0) + (now - newest.at)
         result.append(SyncLag(name, newest.source, max(behind, timedelta(0)), newest.at, newest.ok, newest.error,
                               settings.sync_max_lag))
+    return result
+
+
+def stream_lags(snap: Snapshot, settings: PageSettings, now: datetime) -> list[SyncLag | StreamLag]:
+    """Return each backup's lag: from its stream when one keeps it warm, else from its newest sync."""
+    streams = {s.subscriber: s for s in snap.streams if s.streams}
+    result: list[SyncLag | StreamLag] = []
+    for lag in sync_lags(snap, settings, now):
+        s = streams.get(lag.target)
+        result.append(lag if s is None else StreamLag(
+            s.subscriber, s.publisher, s.status, None if s.lag_seconds is None else timedelta(seconds=s.lag_seconds),
+            s.at, s.detail, settings.stream_max_lag))
+    for name in sorted(set(streams) - {lag.target for lag in result}):  # a backup no sync ever reached
+        s = streams[name]
+        result.append(StreamLag(name, s.publisher, s.status, None if s.lag_seconds is None
+                                else timedelta(seconds=s.lag_seconds), s.at, s.detail, settings.stream_max_lag))
     return result
 
 

@@ -12,6 +12,7 @@ from ..ops.events import errors, failovers, parse_since, slow_queries
 from ..ops.maintenance import record_query_snapshot
 from ..ops.monitor import MonitorResult, run_monitor_loop, run_monitor_once
 from ..state.store import FAILBACK_POSTPONED, StateStore
+from .argtypes import count, positive_seconds
 from .output import EXIT_FAILED, EXIT_OK, Outcome, emit
 
 
@@ -22,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "TELEGRAM_*, SMTP_*/ALERT_EMAIL_* and PAGERDUTY_* in the environment or .env.")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="run once and exit (the default; for cron)")
-    mode.add_argument("--loop", type=_positive, metavar="SECONDS", help="run every SECONDS until interrupted")
-    parser.add_argument("--count", type=_count, metavar="N", help="with --loop: stop after N runs")
+    mode.add_argument("--loop", type=positive_seconds, metavar="SECONDS", help="run every SECONDS until interrupted")
+    parser.add_argument("--count", type=count, metavar="N", help="with --loop: stop after N runs")
     parser.set_defaults(handler=_monitor)
 
     parser = sub.add_parser("failovers", help="list failovers and fail-backs recorded in the state store")
@@ -32,29 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser("errors", help="list recent errors: failed provider checks and alert deliveries")
     parser.add_argument("--since", type=_since, default="24h", help="24h, 30m, 7d or an ISO time (default 24h)")
-    parser.add_argument("--limit", type=_count, default=50, help="at most this many, newest first (default 50)")
+    parser.add_argument("--limit", type=count, default=50, help="at most this many, newest first (default 50)")
     parser.set_defaults(handler=_errors)
 
     parser = sub.add_parser("slow-queries", help="the slowest statements from pg_stat_statements (kept as history)")
     parser.add_argument("--provider", help="provider name (default: the primary)")
-    parser.add_argument("--limit", type=_count, default=10, help="how many statements (default 10)")
+    parser.add_argument("--limit", type=count, default=10, help="how many statements (default 10)")
     parser.set_defaults(handler=_slow_queries)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("SECONDS must be positive")
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
 
 
 def _since(text: str) -> datetime:

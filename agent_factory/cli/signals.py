@@ -57,6 +57,30 @@ def interruptible() -> Iterator[None]:
             signal.signal(signum, old)
 
 
+@contextmanager
+def stop_requested() -> Iterator[threading.Event]:
+    """Yield an event the first SIGTERM or SIGINT sets (a loop ends after its current round); raise on the second.
+
+    Outside the main thread the event is only set by the caller.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise Interrupted(signum)  # asked twice: stop now
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
+    try:
+        yield stop
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def stoppable(handler: Callable[[argparse.Namespace], Outcome]) -> Callable[[argparse.Namespace], Outcome]:
     """Wrap a command handler in `interruptible()`."""
 

@@ -58,6 +58,7 @@ from ..redact import scrub
 from ..replication import SyncResult
 from ..state import monitoring
 from ..state.divergence import Divergence, add_divergence
+from ..state.streams import StreamSample, add_stream_samples
 from ..state.monitoring import HealthSample
 from ..state.store import StateStore, utcnow
 from .alerts import (
@@ -114,6 +115,7 @@ class MonitorResult:
     backups: list[BackupStatus] | None = field(default=None)
     syncs: list[SyncResult] | None = field(default=None)  # this run's syncs of the primary into each backup
     divergence: list[Divergence] | None = field(default=None)  # what each backup held that the primary lacked
+    streams: list[StreamSample] | None = field(default=None)  # each backup's stream as this run saw it
 
     @property
     def fired(self) -> list[AlertAction]:
@@ -313,16 +315,18 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
             logger.exception("could not read the backup catalog; skipping the backup rule this run")
     checks = build_checks(samples, backup_states, now, settings)
     checks += _maintenance_checks(db, store, samples, now)
-    syncs = diverged = None
+    syncs = diverged = streams = None
     if settings.sync_backups:
         step = sync_step(db, store, samples, now, settings, run_id)
-        syncs, diverged = step.syncs, step.divergence
+        syncs, diverged, streams = step.syncs, step.divergence, step.streams
         checks += step.checks
     providers_text = status_line(samples)
     with store.connect() as conn:
         monitoring.add_samples(conn, run_id, samples)
         if diverged:
             add_divergence(conn, diverged)
+        if streams:
+            add_stream_samples(conn, streams)
         actions = apply_checks(conn, checks, now, settings, channels, context=providers_text)
         pruned = monitoring.prune(conn, now - settings.retention)
         firing = sorted(k for k, a in monitoring.load_alerts(conn).items() if a.firing)
@@ -340,7 +344,7 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
             logger.warning("alert %s: %s", action, action.detail)
     return MonitorResult(at=now, primary=db.primary_provider, providers=samples, can_serve=up > 0, alerts=actions,
                          firing=firing, deliveries=report, summary=summary, run_id=run_id, backups=backup_states,
-                         syncs=syncs, divergence=diverged)
+                         syncs=syncs, divergence=diverged, streams=streams)
 
 
 

@@ -10,6 +10,11 @@ Decisions:
   shipped migrations to a scratch schema in a transaction that is rolled back
   (no provider is taken as the truth). If that cannot be built (no CREATE
   privilege), the first reachable provider in failover order is the reference.
+- `deploy --all` migrates the backups before the primary (DDL is not replicated by
+  the streams of docs/CONTINUITY.md; a subscriber that lacks a column the
+  publisher sends stops applying until it has it). An unreachable backup does
+  not hold back the primary: its stream waits for it anyway, and it is deployed
+  with `--provider` when it is back, before its subscription can apply new rows.
 - `deploy` only applies pending migrations; it never alters or drops objects
   that exist (drift of that kind is reported by `schema_verify` for a person to
   resolve). An unreachable provider is reported and the others still deployed;
@@ -140,12 +145,14 @@ def deploy(db: DatabaseManager, provider: str | None = None, all_providers: bool
            check: bool = False) -> DeployResult:
     """Apply the pending migrations to one provider (default: the primary) or to all of them.
 
-    Each migration runs in its own transaction (see `apply_schema`). An unreachable
+    With every provider, the backups (stream subscribers) go first and the primary last: DDL is
+    not replicated, so a subscriber must know a new column before the primary publishes rows
+    with it; a failed backup therefore leaves the primary untouched. Each migration runs in its own transaction (see `apply_schema`). An unreachable
     provider is reported and the others are still deployed; a failed migration is
     rolled back and the remaining providers are skipped. With `check=True` nothing
     is written. Raises `ConfigError` for an unknown provider or for both a provider and `all_providers`.
     """
-    targets = _targets(db, provider, all_providers, default_all=False)
+    targets = subscribers_first(db, _targets(db, provider, all_providers, default_all=False))
     target_version = max((m.version for m in load_migrations()), default=0)
     entries: list[ProviderDeploy] = []
     stopped_by: str | None = None
@@ -466,6 +473,11 @@ def _targets(db: DatabaseManager, provider: str | None, all_providers: bool, *, 
     if all_providers or default_all:
         return list(db.providers)
     return [db.primary_provider]
+
+
+def subscribers_first(db: DatabaseManager, names: list[str]) -> list[str]:
+    """Return `names` with the primary moved last (subscribers are migrated before their publisher)."""
+    return [n for n in names if n != db.primary_provider] + [n for n in names if n == db.primary_provider]
 
 
 def _clean(db: DatabaseManager, text: str) -> str:

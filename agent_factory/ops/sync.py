@@ -176,8 +176,9 @@ class BackupLag:
         return None if self.synced_through is None else max((now - self.synced_through).total_seconds(), 0.0)
 
 
-def warm_backups(db: DatabaseManager, store: StateStore, healthy: Sequence[str] | None = None) -> list[SyncResult]:
-    """Sync the primary into each backup and record every run; return the results.
+def warm_backups(db: DatabaseManager, store: StateStore, healthy: Sequence[str] | None = None, *,
+                 backups: Sequence[str] | None = None) -> list[SyncResult]:
+    """Sync the primary into each backup (or the named `backups`) and record every run; return the results.
 
     `healthy` (default: probe now) names the providers that answer: a backup
     that does not is recorded as a failed sync; nothing runs when the primary
@@ -193,7 +194,7 @@ def warm_backups(db: DatabaseManager, store: StateStore, healthy: Sequence[str] 
     previous = {(r.source, r.target): r for r in store.latest_syncs()}
     results = []
     for backup in db.providers:
-        if backup == primary:
+        if backup == primary or (backups is not None and backup not in backups):
             continue
         if backup not in up:
             result = failed(primary, backup, f"provider {backup} does not answer")

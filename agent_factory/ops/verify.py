@@ -5,9 +5,11 @@ Eight tests, each a titled group of `[STATUS] detail` lines:
 1. imports; 2. DatabaseManager and its primary/failover settings; 3. health of
 each provider with latency, and whether at least one is healthy; 4. a storage
 round trip on a scratch session that is deleted afterwards; 5. the knowledge
-atom count; 6. schema version and drift across providers; 7. each backup's lag
-behind the primary, as the last warm-backup sync recorded it (FAIL past
-SYNC_MAX_LAG_MINUTES); 8. what each backup holds that the primary lacks, with the
+atom count; 6. schema version and drift across providers; 7. each backup's
+stream from the primary (its state and lag, read from the providers now: FAIL
+when stopped or past STREAM_LAG_ALERT_SECONDS); a backup without a running
+stream (paused, absent, unsupported) gets its lag as the last warm-backup sync
+recorded it (FAIL past SYNC_MAX_LAG_MINUTES); 8. what each backup holds that the primary lacks, with the
 oldest such row's age (a dry run of the monitor's merge: FAIL while any).
 
 The system *can serve* (`VerifyReport.ok`) when at least one provider is
@@ -255,27 +257,34 @@ class _Run:
     # ---- TEST 7 ---------------------------------------------------------------
 
     def sync_lag(self, db: DatabaseManager) -> None:
-        test = self.test("Checking warm backups (sync lag)")
+        test = self.test("Checking warm backups (stream and sync lag)")
         try:
             from ..state.store import utcnow
             from .alerts.config import settings_from_env
             from .sync import backup_lags
 
-            limit = settings_from_env().sync_max_lag
+            settings = settings_from_env()
             lags = backup_lags(db, db.state)
         except Exception as exc:  # boundary of one check
             test.add(FAIL, self.clean(f"Sync lag unreadable: {type(exc).__name__}: {exc}"))
             return
+        streams = self.streams(db, test)
         now = utcnow()
         for lag in lags:
+            stream = streams.get(lag.backup)
+            if stream is not None and stream.status in ("streaming", "catching_up", "stopped"):
+                self.stream_line(test, stream, settings.stream_max_lag)
+                continue
+            how = f" (stream {stream.status}: kept warm by sync)" if stream is not None else ""
             seconds = lag.lag_s(now)
             if seconds is None:
                 test.add(INFO, self.clean(
-                    f"{lag.backup}: no successful sync from {lag.source} on record"
+                    f"{lag.backup}: no successful sync from {lag.source} on record{how}"
                     + (f" (last error: {lag.error})" if lag.error else "")
                     + f"; run `agent-factory sync --from {lag.source} --to {lag.backup}`"))
                 continue
-            line = f"{lag.backup}: {seconds / 60:.1f} min behind {lag.source}"
+            limit = settings.sync_max_lag
+            line = f"{lag.backup}: {seconds / 60:.1f} min behind {lag.source}{how}"
             if lag.last_ok is False and lag.error:
                 line += f"; last sync failed: {lag.error}"
             over = limit is not None and seconds > limit.total_seconds()
@@ -284,6 +293,35 @@ class _Run:
             test.add(FAIL if over else OK, self.clean(line))
         if not lags:
             test.add(INFO, "No backup provider configured")
+
+    def streams(self, db: DatabaseManager, test: VerifyTest) -> dict[str, Any]:
+        """Return each backup's stream state by name; an unreadable stream state is one FAIL line."""
+        try:
+            from .stream import stream_states
+
+            return {s.subscriber: s for s in stream_states(db)}
+        except Exception as exc:  # boundary of one check
+            test.add(FAIL, self.clean(f"Streams unreadable: {type(exc).__name__}: {exc}"))
+            return {}
+
+    def stream_line(self, test: VerifyTest, stream: Any, limit: Any) -> None:
+        """Add one line for a backup kept warm by its stream: FAIL when stopped or behind by more than `limit`."""
+        state = stream.status.replace("_", " ")
+        if stream.status == "stopped":
+            test.add(FAIL, self.clean(f"{stream.subscriber}: stream from {stream.publisher} stopped: {stream.detail}; "
+                                      f"see docs/RUNBOOK.md, Streams"))
+            return
+        if stream.lag_seconds is None:
+            test.add(OK, self.clean(f"{stream.subscriber}: stream from {stream.publisher} {state}, lag unknown "
+                                    f"({stream.detail})"))
+            return
+        line = f"{stream.subscriber}: stream from {stream.publisher} {state}, {stream.lag_seconds:.1f} s behind"
+        if stream.lag_bytes is not None:
+            line += f" ({stream.lag_bytes} bytes)"
+        over = limit is not None and stream.lag_seconds > limit.total_seconds()
+        if over:
+            line += f" (limit {limit.total_seconds():g} s)"
+        test.add(FAIL if over else OK, self.clean(line))
 
     # ---- TEST 8 ---------------------------------------------------------------
 

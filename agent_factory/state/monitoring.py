@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from .store import StateStore, parse_ts, ts
+from .streams import prune_stream_samples
 
 
 def _at(value: str) -> datetime:
@@ -157,9 +158,9 @@ def add_samples(conn: sqlite3.Connection, run_id: int, samples: list[HealthSampl
 def prune(conn: sqlite3.Connection, before: datetime) -> dict[str, int]:
     """Delete monitor history older than `before`; return counts per table.
 
-    Samples, heartbeats, alert events, finished deliveries, sync runs and
-    divergence rows go; the newest sync run of each (source, target) and the
-    newest divergence row of each backup stay, so a sync that stopped long ago
+    Samples, heartbeats, alert events, finished deliveries, sync runs,
+    divergence rows and stream samples go; the newest sync run of each (source,
+    target), the newest divergence row and the newest stream sample of each backup stay, so a sync that stopped long ago
     still shows how far behind its target is.
     """
     cutoff = ts(before)
@@ -175,6 +176,7 @@ def prune(conn: sqlite3.Connection, before: datetime) -> dict[str, int]:
         "divergence": conn.execute(
             "DELETE FROM divergence WHERE at < ? AND id NOT IN "
             "(SELECT MAX(id) FROM divergence GROUP BY backup, primary_provider)", (cutoff,)).rowcount,
+        "stream_samples": prune_stream_samples(conn, before),
     }
 
 

@@ -209,6 +209,20 @@ _MAINTENANCE_SAMPLES = [
     "CREATE INDEX query_samples_provider_at ON query_samples(provider, at)",
 ]
 
+_STREAM_SAMPLES = [
+    """CREATE TABLE stream_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER,
+        at TEXT NOT NULL,
+        subscriber TEXT NOT NULL,
+        publisher TEXT NOT NULL,
+        status TEXT NOT NULL,
+        lag_seconds REAL,
+        lag_bytes INTEGER,
+        detail TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX stream_samples_subscriber_at ON stream_samples(subscriber, at)",
+]
 # (what it does, its statements); the version after migration N is N (1-based).
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("initial tables", _INITIAL),
@@ -217,6 +231,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
     ("backups.signed", ["ALTER TABLE backups ADD COLUMN signed INTEGER NOT NULL DEFAULT 0"]),
     ("failover_events.kind (fail-back postponed), divergence", _EVENT_KINDS_AND_DIVERGENCE),
     ("size_samples, pool_samples, query_samples (maintenance history)", _MAINTENANCE_SAMPLES),
+    ("stream_samples (each backup's logical-replication stream per monitor run)", _STREAM_SAMPLES),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

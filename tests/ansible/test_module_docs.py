@@ -59,7 +59,7 @@ def test_every_module_of_the_issue_is_there():
     assert MODULES == sorted([
         "memory_backup", "memory_backup_info", "memory_backup_prune", "memory_backup_verify", "memory_capacity",
         "memory_credentials", "memory_health", "memory_maintenance", "memory_primary", "memory_restore",
-        "memory_schema", "memory_schema_info", "memory_sync", "memory_verify",
+        "memory_schema", "memory_schema_info", "memory_stream", "memory_stream_info", "memory_sync", "memory_verify",
     ])
 
 

@@ -149,22 +149,28 @@ def test_deploy_schema_stops_at_the_step_that_finds_drift(playbook, project: Pro
     proc = playbook("deploy_schema", "--check")
     _ok(proc)
     assert not list(project.backups.glob("*.dump"))  # check mode: the backups were only planned
-    with db.provider_connection("neon") as conn:
+    with db.provider_connection("supabase") as conn:
         conn.execute("ALTER TABLE knowledge_atoms ADD COLUMN drift_col integer")
         conn.commit()
     try:
         proc = playbook("deploy_schema")
         assert proc.returncode != 0
-        assert "deploy_schema stopped at 'Step 4: Verify schema deployed correctly on neon'" in proc.stdout
+        assert "deploy_schema stopped at 'Step 4: Verify schema deployed correctly on supabase'" in proc.stdout
         assert "drift_col" in proc.stdout
-        assert "Step 5-6" not in proc.stdout  # supabase and railway were not touched
+        assert "Step 5-6" not in proc.stdout  # railway and the primary were not touched
         assert len(list(project.backups.glob("*.dump"))) == 3  # step 1 backed up all providers
     finally:
-        with db.provider_connection("neon") as conn:
+        with db.provider_connection("supabase") as conn:
             conn.execute("ALTER TABLE knowledge_atoms DROP COLUMN drift_col")
             conn.commit()
     out = _ok(playbook("deploy_schema"))
     assert "Step 7: Final verification" in out
+    # Subscribers first: the primary is applied last, after every backup.
+    rollout = out[out.index("Step 5-6"):]
+    assert out.index("Step 3: Apply to supabase") < out.index("Step 5-6")
+    assert rollout.index("(item=railway)") < rollout.index("(item=neon)")
+    proc = playbook("deploy_schema", rollout_providers=["neon", "railway"])
+    assert proc.returncode != 0 and "must come last in rollout_providers" in proc.stdout
 
 
 def test_switch_primary(playbook, project: Project, local, passwords: list[str]):

@@ -190,10 +190,25 @@ def test_deploy_reports_an_unreachable_provider_and_deploys_the_others(make_db, 
     assert not result.ok and not result.changed
     status = {p.provider: p.status for p in result.providers}
     assert status == {"neon": "up_to_date", "supabase": "up_to_date", "railway": "unreachable"}
-    error = result.providers[2].error
+    error = next(p.error for p in result.providers if p.provider == "railway")
     assert "railway" in error and "--provider railway" in error
     drift = schema_verify(db)
     assert drift.ok and "railway" in drift.unreachable
+
+
+def test_deploy_all_migrates_the_backups_before_the_primary(make_db, local):
+    # DDL is not replicated: a stream's subscriber must have a column before its publisher sends rows with it.
+    with scratch_database(local, "neon") as neon, scratch_database(local, "supabase") as supabase:
+        with psycopg.connect(supabase, autocommit=True) as conn:  # the first migration fails here
+            conn.execute("CREATE VIEW session_memories AS SELECT 1 AS x")
+        db = make_db(NEON_DB_URL=neon, SUPABASE_DB_URL=supabase)
+        result = deploy(db, all_providers=True)
+        assert [(p.provider, p.status) for p in result.providers] == [
+            ("supabase", "failed"), ("railway", "skipped"), ("neon", "skipped")]
+        assert not result.ok and "--provider supabase" in result.providers[0].error
+        with psycopg.connect(neon) as conn:  # the primary was never touched
+            assert conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,)
+        db.close()
 
 
 def test_deploy_rejects_bad_targets(make_db, cli_env, capsys):

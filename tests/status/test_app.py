@@ -10,6 +10,7 @@ import streamlit as st
 from agent_factory.state import StateStore, maintenance, monitoring
 from agent_factory.state.backups import BackupCatalog, BackupRecord, RestoreRecord
 from agent_factory.state.maintenance import SizeSample
+from agent_factory.state.streams import StreamSample, add_stream_samples
 
 from .conftest import TABLE_VIEWS
 from .pagetext import chart_data, charts, everything, metrics, shown, table
@@ -161,7 +162,7 @@ def test_sync_lag_shown_per_backup(seeded, page, now):
     state = seeded()
     at = page(state)
     assert metrics(at)["Sync lag supabase"] == "no sync recorded yet"
-    assert "No sync recorded yet." in [shown(c.value) for c in at.caption]
+    assert "No stream or sync recorded yet." in [shown(c.value) for c in at.caption]
     store = StateStore(state)
     store.record_sync("neon", "supabase", ok=True, rows_copied=3, synced_through=now - 3 * MIN, lag_s=0.5)
     store.record_sync("neon", "railway", ok=True, synced_through=now - 45 * MIN, lag_s=0.5)
@@ -173,6 +174,36 @@ def test_sync_lag_shown_per_backup(seeded, page, now):
     assert any(c.startswith(":material/check_circle: within the 10 min target; last sync from neon ") and c.endswith(", ok")
                for c in captions)
     assert any(c.startswith(":material/warning: over the 10 min target") for c in captions)
+
+
+def test_stream_lag_replaces_sync_lag_for_a_streaming_backup(seeded, page, now):
+    state = seeded()
+    store = StateStore(state)
+    store.record_sync("neon", "supabase", ok=True, synced_through=now - 4 * MIN, lag_s=0.5)
+    store.record_sync("neon", "railway", ok=True, synced_through=now - 3 * MIN, lag_s=0.5)
+    with store.connect() as conn:
+        add_stream_samples(conn, [
+            StreamSample(at=now - MIN, subscriber="supabase", publisher="neon", status="streaming", lag_seconds=0.4,
+                         lag_bytes=120, detail="subscription enabled, worker running"),
+            StreamSample(at=now - MIN, subscriber="railway", publisher="neon", status="unsupported",
+                         lag_seconds=None, lag_bytes=None, detail="provider cannot subscribe: use sync --follow")])
+    at = page(state)
+    assert not at.exception
+    assert [h.value for h in at.header].count("Stream lag") == 1
+    m = metrics(at)
+    assert m["Stream lag supabase"] == "0.4 s" and "Sync lag supabase" not in m
+    assert m["Sync lag railway"] == "3 min"  # no stream there: the sync keeps it warm
+    captions = [shown(c.value) for c in at.caption]
+    assert any(c.startswith(":material/check_circle: within the 30 s target; stream from neon streaming, measured ")
+               for c in captions)
+    with store.connect() as conn:  # the next run finds the stream stopped
+        add_stream_samples(conn, [StreamSample(at=now, subscriber="supabase", publisher="neon", status="stopped",
+                                               lag_seconds=None, lag_bytes=None, detail="publisher unreachable")])
+    st.cache_data.clear()
+    at = page(state)
+    assert metrics(at)["Stream lag supabase"] == "unknown"
+    assert any(shown(c.value).startswith(":material/warning: over the 30 s target; stream from neon stopped")
+               and "publisher unreachable" in shown(c.value) for c in at.caption)
 
 
 def test_restore_shows_rto(seeded, page, now):

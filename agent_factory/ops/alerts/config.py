@@ -15,7 +15,9 @@ ALERT_DELIVERY_MAX_AGE_HOURS (24: undelivered notifications older than this are
 dropped), MONITOR_BACKUP_MAX_AGE_HOURS (24; 0 turns the backup rule off),
 MONITOR_RETENTION_DAYS (30), MONITOR_SYNC_BACKUPS (true: each run merges each
 backup into the primary, then syncs the primary into each backup), SYNC_MAX_LAG_MINUTES (10: WARNING when a backup is further
-behind the primary; 0 turns the lag rule off).
+behind the primary; 0 turns the lag rule off), STREAM_LAG_ALERT_SECONDS (30, positive,
+as `load_config` reads it: the same WARNING for a backup kept warm by a stream,
+when the stream is stopped or further behind).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class MonitorSettings:
     retention: timedelta = timedelta(days=30)
     sync_backups: bool = True
     sync_max_lag: timedelta | None = timedelta(minutes=10)
+    stream_max_lag: timedelta | None = timedelta(seconds=30)
 
 
 def env_values(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> dict[str, str]:
@@ -60,6 +63,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, env_file: str | Path
     reminder = env_float(values, "ALERT_REMINDER_MINUTES", 60, minimum=0, unit="minutes")
     backup_age = env_float(values, "MONITOR_BACKUP_MAX_AGE_HOURS", 24, minimum=0, unit="hours")
     max_lag = env_float(values, "SYNC_MAX_LAG_MINUTES", 10, minimum=0, unit="minutes")
+    stream_lag = env_float(values, "STREAM_LAG_ALERT_SECONDS", 30)
     return MonitorSettings(
         fire_after=env_int(values, "ALERT_FIRE_AFTER", 2, minimum=1),
         resolve_after=env_int(values, "ALERT_RESOLVE_AFTER", 2, minimum=1),
@@ -71,6 +75,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, env_file: str | Path
         retention=timedelta(days=env_float(values, "MONITOR_RETENTION_DAYS", 30, minimum=0.01, unit="days")),
         sync_backups=env_bool(values, "MONITOR_SYNC_BACKUPS", True),
         sync_max_lag=timedelta(minutes=max_lag) if max_lag > 0 else None,
+        stream_max_lag=timedelta(seconds=stream_lag),
     )
 
 
