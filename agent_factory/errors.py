@@ -21,7 +21,7 @@ class ConfigError(AgentFactoryError, ValueError):
 
 
 class DirectUrlRequiredError(ConfigError):
-    """An operation needs a session of its own and the provider's URL is a transaction pooler without NAME_DIRECT_URL."""
+    """An operation needs its own session, and the provider's URL is a transaction pooler without NAME_DIRECT_URL."""
 
 
 # --- database and failover ----------------------------------------------

@@ -47,7 +47,8 @@ def latency_chart(series: pd.DataFrame) -> alt.Chart:
         x=alt.X("time:T", title="Time", axis=alt.Axis(format=fmt, labelOverlap=True)),
         y=alt.Y("latency_ms:Q", title="Latency (ms)"),
         color=alt.Color("provider:N", title="Provider"),
-        tooltip=[alt.Tooltip("provider:N", title="Provider"), alt.Tooltip("time:T", title="Time", format="%Y-%m-%d %H:%M"),
+        tooltip=[alt.Tooltip("provider:N", title="Provider"),
+                 alt.Tooltip("time:T", title="Time", format="%Y-%m-%d %H:%M"),
                  alt.Tooltip("stat:N", title="Statistic"), alt.Tooltip("latency_ms:Q", title="ms", format=".1f")],
     )
     if (series["stat"] == "sample").all():

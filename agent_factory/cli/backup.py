@@ -166,7 +166,7 @@ def _restore(args: argparse.Namespace) -> Outcome:
             if not sys.stdin.isatty():
                 return Outcome(EXIT_USAGE, f"refusing to restore into provider {plan.provider} without --yes "
                                            "(not on a terminal to ask); run with --dry-run to see the plan")
-            print(_restore_text(plan), file=sys.stderr)
+            print(_restore_text(plan), file=sys.stderr)  # noqa: T201 - the plan, before the question
             answer = input(f"This replaces the data of provider {plan.provider}. Type its name to go on: ")
             if answer.strip() != plan.provider:
                 return Outcome(EXIT_FAILED, "restore cancelled; nothing was changed")

@@ -135,7 +135,8 @@ def _kill(args: argparse.Namespace) -> Outcome:
             raise LocalProviderError(f"local {POOLER} is not running")
         return Outcome(EXIT_OK, f"killed local {POOLER} (pid {pid})", {"name": args.name, "pid": pid})
     pid = providers.kill(args.name)
-    return Outcome(EXIT_OK, f"killed local provider {args.name} (postmaster pid {pid})", {"name": args.name, "pid": pid})
+    return Outcome(EXIT_OK, f"killed local provider {args.name} (postmaster pid {pid})",
+                   {"name": args.name, "pid": pid})
 
 
 def _start(args: argparse.Namespace) -> Outcome:

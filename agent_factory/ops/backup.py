@@ -9,7 +9,8 @@ Decisions:
   `--no-owner --no-privileges`, so they restore as any role that may create
   the objects, and `--no-comments` (the schema has none; an extension's comment,
   pgvector's, may only be set by the extension's owner, which would fail a
-  restore by the application role into a database where the platform installed it). Files and manifests are mode 0600, the directory 0700 when created.
+  restore by the application role into a database where the platform installed it). Files and manifests are
+  mode 0600, the directory 0700 when created.
 - Atomicity: pg_dump writes to a hidden `.<name>.partial-<pid>` file created
   0600; after it succeeds the file is fsynced, hashed and checked (custom:
   `pg_restore --list`; plain: the "dump complete" trailer), the manifest is
@@ -271,7 +272,8 @@ def _record_failure(db: Any, target: PgTarget, path: Path, fmt: str, started: da
 
 
 def _dump_args(target: PgTarget, fmt: str) -> list[str]:
-    args = [f"--dbname={target.conninfo}", "--no-owner", "--no-privileges", "--no-comments", "--lock-wait-timeout=60000"]
+    args = [f"--dbname={target.conninfo}", "--no-owner", "--no-privileges", "--no-comments",
+            "--lock-wait-timeout=60000"]
     return args + (["--format=custom", "--compress=6"] if fmt == "custom" else ["--format=plain", "--clean",
                                                                                "--if-exists"])
 

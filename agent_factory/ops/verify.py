@@ -209,8 +209,8 @@ class _Run:
     def knowledge(self, db: DatabaseManager) -> None:
         test = self.test("Testing knowledge base")
         if not self.healthy or "agent_factory.memory" in self.import_failures:
-            test.add(FAIL, "Knowledge atom count skipped: no provider is healthy"
-                     if not self.healthy else "Knowledge atom count skipped: agent_factory.memory could not be imported")
+            why = "no provider is healthy" if not self.healthy else "agent_factory.memory could not be imported"
+            test.add(FAIL, f"Knowledge atom count skipped: {why}")
             return
         try:
             from ..memory import KnowledgeBase

@@ -212,9 +212,9 @@ def _password(db: DatabaseManager, name: str) -> str | None:
 def _key(mark: Watermark | None) -> tuple[datetime, int, str]:
     """Order watermarks: -infinity first; (ts, no id) means '< ts' and sorts before (ts, id)."""
     if mark is None:
-        return (datetime.min.replace(tzinfo=None), 0, "")
+        return (datetime.min, 0, "")  # noqa: DTZ901 - naive UTC, compared with base below
     ts = mark.synced_through
-    base = datetime.min if ts is None else ts.replace(tzinfo=None) - (ts.utcoffset() or timedelta(0))
+    base = datetime.min if ts is None else ts.replace(tzinfo=None) - (ts.utcoffset() or timedelta(0))  # noqa: DTZ901
     return (base, 0 if mark.after_id is None else 1, str(mark.after_id or ""))
 
 
@@ -337,7 +337,7 @@ class _Run:
         row = src.execute(sql.SQL("SELECT ARRAY[{}]").format(sql.SQL(", ").join(parts)), params).fetchone()
         src.rollback()
         flags = row[0] if row else []
-        return {spec.name for spec, flag in zip(specs, flags) if flag}
+        return {spec.name for spec, flag in zip(specs, flags, strict=False) if flag}
 
     def _empty_tables(self, dst: psycopg.Connection, specs: list[TableSpec]) -> set[str]:
         """Return the tables that are empty on the target (one round trip): they are loaded in bulk batches."""
@@ -346,7 +346,7 @@ class _Run:
         parts = [sql.SQL("NOT EXISTS (SELECT FROM {})").format(sql.Identifier(s.name)) for s in specs]
         row = dst.execute(sql.SQL("SELECT ARRAY[{}]").format(sql.SQL(", ").join(parts))).fetchone()
         dst.rollback()
-        return {spec.name for spec, flag in zip(specs, row[0] if row else []) if flag}
+        return {spec.name for spec, flag in zip(specs, row[0] if row else [], strict=False) if flag}
 
     def _sync_table(self, src: psycopg.Connection, dst: psycopg.Connection, run: _TableRun,
                     horizon: Horizon, *, bulk: bool) -> None:

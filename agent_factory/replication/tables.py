@@ -206,8 +206,8 @@ def create_stage_sql(spec: TableSpec) -> sql.Composable:
     (which made a 1M-row sync quadratic).
     """
     return sql.SQL(
-        PLAN_SETTINGS + "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols}, changed_at AS src_changed_at FROM {table} "
-        "WITH NO DATA"
+        PLAN_SETTINGS + "CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
+        "SELECT {cols}, changed_at AS src_changed_at FROM {table} WITH NO DATA"
     ).format(stage=sql.Identifier(STAGE), cols=_ident_list(spec.columns), table=sql.Identifier(spec.name))
 
 
@@ -294,7 +294,8 @@ def _report(compare: sql.Composable, written: sql.Composable, stage: sql.Composa
                (SELECT count(*) FROM cmp WHERE conflict), (SELECT count(*) FROM cmp),
                (SELECT CASE WHEN isfinite(src_changed_at) THEN src_changed_at END FROM last), (SELECT id FROM last),
                (SELECT count(*) FROM cmp WHERE NOT ready),
-               (SELECT CASE WHEN isfinite(m) THEN m END FROM (SELECT min(src_changed_at) AS m FROM cmp WHERE NOT ready) d),
+               (SELECT CASE WHEN isfinite(m) THEN m END
+                  FROM (SELECT min(src_changed_at) AS m FROM cmp WHERE NOT ready) d),
                (SELECT coalesce(array_agg(DISTINCT session_id), '{{}}') FROM cmp WHERE session_id IS NOT NULL),
                (SELECT min(updated_at) FROM written)
     """).format(compare=compare, written=written, stage=stage)

@@ -260,9 +260,11 @@ def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> li
             lines.append(f"{who}: column {table}.{column} has type {h.type}, expected {w.type}")
         if w.nullable != h.nullable:
             state = "allows NULL" if h.nullable else "is NOT NULL"
-            lines.append(f"{who}: column {table}.{column} {state}, expected {'NULL allowed' if w.nullable else 'NOT NULL'}")
+            wanted = "NULL allowed" if w.nullable else "NOT NULL"
+            lines.append(f"{who}: column {table}.{column} {state}, expected {wanted}")
         if w.default != h.default:
-            lines.append(f"{who}: column {table}.{column} has default {h.default or 'none'}, expected {w.default or 'none'}")
+            lines.append(f"{who}: column {table}.{column} has default {h.default or 'none'}, "
+                         f"expected {w.default or 'none'}")
         if w.generated != h.generated:
             lines.append(f"{who}: column {table}.{column} is generated as {h.generated or 'nothing'}, "
                          f"expected {w.generated or 'a plain column'}")

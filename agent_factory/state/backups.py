@@ -63,7 +63,7 @@ class BackupRecord:
 
     @classmethod
     def _from_row(cls, row: tuple[Any, ...]) -> BackupRecord:
-        v = dict(zip(_COLUMNS, row))
+        v = dict(zip(_COLUMNS, row, strict=True))
         return cls(
             id=v["id"], provider=v["provider"], path=v["path"], format=v["format"], purpose=v["purpose"],
             status=v["status"], started_at=_dt(v["started_at"]),  # type: ignore[arg-type]

@@ -222,7 +222,7 @@ class AgentFactoryStore(BaseStore):
             def work(conn: psycopg.Connection) -> int:
                 if not self._vectors_ready(conn):
                     return 0
-                return conn.execute(q.ADD_VECTORS_SQL, params).rowcount  # type: ignore[arg-type]
+                return conn.execute(q.ADD_VECTORS_SQL, params).rowcount  # noqa: B023 - run in this iteration
 
             if not self.db.run_statement(work, idempotent=True):
                 return done

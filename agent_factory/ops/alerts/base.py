@@ -63,7 +63,7 @@ def post_json(url: str, payload: dict[str, Any], *, timeout: float, secrets: tup
         headers={"Content-Type": "application/json", "User-Agent": "agent-factory-monitor"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) from config)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) from config
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         try:

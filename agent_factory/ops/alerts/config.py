@@ -14,8 +14,8 @@ runs), ALERT_REMINDER_MINUTES (60; 0 = no reminders), ALERT_DELIVERY_TIMEOUT (10
 ALERT_DELIVERY_MAX_AGE_HOURS (24: undelivered notifications older than this are
 dropped), MONITOR_BACKUP_MAX_AGE_HOURS (24; 0 turns the backup rule off),
 MONITOR_RETENTION_DAYS (30), MONITOR_SYNC_BACKUPS (true: each run merges each
-backup into the primary, then syncs the primary into each backup), SYNC_MAX_LAG_MINUTES (10: WARNING when a backup is further
-behind the primary; 0 turns the lag rule off).
+backup into the primary, then syncs the primary into each backup), SYNC_MAX_LAG_MINUTES (10: WARNING when a
+backup is further behind the primary; 0 turns the lag rule off).
 """
 
 from __future__ import annotations
