@@ -33,7 +33,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigError, DirectUrlRequiredError
-from .redact import describe_url
+from .redact import describe_url, url_password
 from .tls import secure_conninfo
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class ProviderConfig:
     @property
     def password(self) -> str | None:
         """Return the password in the URL, for callers that must hide it (never log it)."""
-        return conninfo_to_dict(self.url).get("password")
+        return url_password(self.url)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.host})"

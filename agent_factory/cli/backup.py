@@ -21,7 +21,7 @@ from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Outcome, progress
 from .signals import stoppable
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("backup", help="back up a provider (default the primary) with pg_dump",
                        description="Back up one provider (default: the primary) or all of them with pg_dump, "
                                    "writing <dir>/<provider>-<UTC time>.dump (0600) and a manifest beside it.")

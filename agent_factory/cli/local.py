@@ -23,7 +23,7 @@ from ..vector import has_pgvector
 from .output import EXIT_OK, Outcome
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("local", help="start, stop and break the local providers (neon, supabase, railway)")
     parser.add_argument("--dir", default=os.environ.get("AGENT_FACTORY_LOCAL_DIR", "var/local"),
                         help="where the providers' data lives (default var/local)")

@@ -12,7 +12,7 @@ from .monitor import _since
 from .output import EXIT_FAILED, EXIT_OK, Outcome
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "capacity", help="database size per provider against NAME_STORAGE_QUOTA_MB, growth and days left",
         description="Measure every provider now, list its largest tables and indexes (dead tuples, bloat "

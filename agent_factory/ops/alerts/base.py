@@ -44,8 +44,15 @@ class Notification:
 class Channel(Protocol):
     """A way to reach a person. `send` raises `AlertError` with a credential-free reason on failure."""
 
-    name: str
-    sends_reminders: bool
+    @property
+    def name(self) -> str:
+        """The channel's name in alerts and logs."""
+        ...
+
+    @property
+    def sends_reminders(self) -> bool:
+        """Whether a firing alert is repeated to this channel."""
+        ...
 
     def send(self, notification: Notification) -> None:
         """Deliver one notification, or raise `AlertError`."""
