@@ -382,7 +382,7 @@ def _write_private(path: Path, text: str) -> None:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, seconds: float) -> bool:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -403,7 +403,7 @@ class _Run:
                 return
 
     def _staged_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec,
-                      copy_out: sql.Composable, params: dict, merge: sql.Composable, prev: datetime | None,
+                      copy_out: sql.Composed, params: dict[str, Any], merge: sql.Composed, prev: datetime | None,
                       bulk: bool) -> tuple[_Batch, bool]:
         """Stage the next batch on the target and merge it (bulk: plain insert); return its report.
 
@@ -419,7 +419,7 @@ class _Run:
             return batch, True
         return self._merge(dst, merge, prev, spec), False
 
-    def _copy_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec, params: dict,
+    def _copy_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec, params: dict[str, Any],
                     batch_size: int) -> _Batch | None:
         """COPY the next batch from the source straight into the table on the target (bulk, no parents).
 
@@ -464,7 +464,7 @@ class _Run:
         assert row is not None
         return _Batch(*row)
 
-    def _merge(self, dst: psycopg.Connection, merge: sql.Composable, prev: datetime | None,
+    def _merge(self, dst: psycopg.Connection, merge: sql.Composed, prev: datetime | None,
                spec: TableSpec) -> _Batch:
         try:
             row = dst.execute(merge, {"prev": prev}).fetchone()
