@@ -335,12 +335,12 @@ class _Run:
 
 def _round_trip(db: DatabaseManager) -> str:
     """Save, load and delete one scratch session; return the provider that served it."""
-    from ..memory import PostgresMemoryStorage, Session
+    from ..memory import Message, PostgresMemoryStorage, Session
 
     storage = PostgresMemoryStorage(db)
     session_id = f"verify-{uuid.uuid4().hex}"
     messages = [{"role": "user", "content": "verify: ping"}, {"role": "assistant", "content": "verify: pong"}]
-    session = Session("agent-factory-verify", session_id=session_id, messages=messages,
+    session = Session("agent-factory-verify", session_id=session_id, messages=[Message(**m) for m in messages],
                       metadata={"purpose": "agent-factory verify"})
     try:
         storage.save_session(session)

@@ -192,7 +192,7 @@ def search_sql(where: Sequence[str], *, semantic_dims: int | None, refresh: bool
     return _refreshing(select, refresh)
 
 
-def list_namespaces_sql(conditions: list[tuple[str, tuple[str, ...]]], max_depth: int | None,
+def list_namespaces_sql(conditions: Sequence[tuple[str, tuple[str, ...]]], max_depth: int | None,
                         omit_expired: bool, params: dict[str, Any]) -> str:
     """Return the distinct namespaces (truncated to `max_depth` labels) matching prefix/suffix conditions."""
     where = [_LIVE] + ([_NOT_EXPIRED] if omit_expired else [])
