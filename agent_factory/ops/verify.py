@@ -340,7 +340,8 @@ def _round_trip(db: DatabaseManager) -> str:
     storage = PostgresMemoryStorage(db)
     session_id = f"verify-{uuid.uuid4().hex}"
     messages = [{"role": "user", "content": "verify: ping"}, {"role": "assistant", "content": "verify: pong"}]
-    session = Session("agent-factory-verify", session_id=session_id, messages=[Message(**m) for m in messages],
+    session = Session("agent-factory-verify", session_id=session_id,
+                      messages=[Message(m["role"], m["content"]) for m in messages],
                       metadata={"purpose": "agent-factory verify"})
     try:
         storage.save_session(session)
