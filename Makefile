@@ -1,9 +1,9 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test`; `make check` (lint and types) runs in CI before the tests.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test bench clean-local
+.PHONY: setup demo test check bench clean-local
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,11 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest
+
+# ruff (rules in pyproject.toml) over the whole tree, mypy over agent_factory/, status_app/ and library/: 0 findings.
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/run.py
