@@ -275,8 +275,8 @@ class _Run:
             if lag.last_ok is False and lag.error:
                 line += f"; last sync failed: {lag.error}"
             over = limit is not None and seconds > limit.total_seconds()
-            if over:
-                line += f" (limit {limit.total_seconds() / 60:g} min)"  # type: ignore[union-attr]
+            if limit is not None and over:
+                line += f" (limit {limit.total_seconds() / 60:g} min)"
             test.add(FAIL if over else OK, self.clean(line))
         if not lags:
             test.add(INFO, "No backup provider configured")

@@ -269,8 +269,8 @@ class _Run:
     def synced_through(self) -> datetime | None:
         if not self.results or len(self.results) < self.expected:
             return None
-        marks = [r.synced_through for r in self.results]
-        return None if any(m is None for m in marks) else min(marks)  # type: ignore[type-var]
+        marks = [r.synced_through for r in self.results if r.synced_through is not None]
+        return min(marks) if len(marks) == len(self.results) else None
 
     def lag_s(self, duration: float) -> float | None:
         through = self.synced_through()

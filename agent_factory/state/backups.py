@@ -66,7 +66,7 @@ class BackupRecord:
         v = dict(zip(_COLUMNS, row, strict=True))
         return cls(
             id=v["id"], provider=v["provider"], path=v["path"], format=v["format"], purpose=v["purpose"],
-            status=v["status"], started_at=_dt(v["started_at"]),  # type: ignore[arg-type]
+            status=v["status"], started_at=datetime.fromisoformat(v["started_at"]),
             finished_at=_dt(v["finished_at"]), duration_s=v["duration_s"], size_bytes=v["size_bytes"],
             sha256=v["sha256"], host=v["host"], server_version=v["server_version"],
             pg_dump_version=v["pg_dump_version"], row_counts=json.loads(v["row_counts"] or "{}"),
@@ -185,7 +185,7 @@ _RESTORE_COLUMNS = ("provider, backup_path, backup_provider, started_at, finishe
 
 
 def _restore(r: tuple[Any, ...]) -> RestoreRecord:
-    return RestoreRecord(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), r[5], r[6], r[7], r[8])  # type: ignore[arg-type]
+    return RestoreRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), _dt(r[4]), r[5], r[6], r[7], r[8])
 
 
 def backup_rows(conn: sqlite3.Connection, provider: str | None = None,
