@@ -81,9 +81,11 @@ primary:
 """
 
 import traceback
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+IMPORT_ERROR: str | None
 try:
     from agent_factory.automation import argument_spec, module_config, to_result
     from agent_factory.errors import AgentFactoryError
@@ -93,24 +95,24 @@ try:
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
 
-    def argument_spec(**options):
+    def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Return the common options without the package, to report it missing."""
         return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
                     provider_urls=dict(type="dict", no_log=True), **options)
 else:
     IMPORT_ERROR = None
 
-OPTIONS = dict(
+OPTIONS: dict[str, dict[str, Any]] = dict(
     provider=dict(type="str"),
     backup_dir=dict(type="path", default="backups"),
 )
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
-    result = dict(changed=False, backups=[], newest={}, primary=None)
+    result: dict[str, Any] = dict(changed=False, backups=[], newest={}, primary=None)
     name = None if module.params["provider"] in (None, "all") else module.params["provider"]
     try:
         config = module_config(module)

@@ -82,9 +82,11 @@ untouched:
 """
 
 import traceback
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+IMPORT_ERROR: str | None
 try:
     from agent_factory.automation import argument_spec, module_config, to_result
     from agent_factory.errors import AgentFactoryError
@@ -94,14 +96,14 @@ try:
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
 
-    def argument_spec(**options):
+    def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Return the common options without the package, to report it missing."""
         return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
                     provider_urls=dict(type="dict", no_log=True), **options)
 else:
     IMPORT_ERROR = None
 
-OPTIONS = dict(
+OPTIONS: dict[str, dict[str, Any]] = dict(
     keep=dict(type="int"),
     max_age_days=dict(type="float"),
     provider=dict(type="str"),
@@ -110,12 +112,12 @@ OPTIONS = dict(
 REQUIRED_ONE_OF = [["keep", "max_age_days"]]
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), required_one_of=REQUIRED_ONE_OF,
                            supports_check_mode=True)
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
-    result = dict(changed=False, deleted=[], kept=[], actions=[], untouched=[])
+    result: dict[str, Any] = dict(changed=False, deleted=[], kept=[], actions=[], untouched=[])
     params = module.params
     name = None if params["provider"] in (None, "all") else params["provider"]
     try:

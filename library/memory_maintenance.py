@@ -76,10 +76,12 @@ summary:
 """
 
 import traceback
+from typing import Any
 from datetime import timedelta
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+IMPORT_ERROR: str | None
 try:
     from agent_factory.automation import argument_spec, open_manager, to_result
     from agent_factory.errors import AgentFactoryError
@@ -88,27 +90,28 @@ try:
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
 
-    def argument_spec(**options):
+    def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Return the common options without the package, to report it missing."""
         return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
                     provider_urls=dict(type="dict", no_log=True), **options)
 else:
     IMPORT_ERROR = None
 
-OPTIONS = dict(
+OPTIONS: dict[str, dict[str, Any]] = dict(
     action=dict(type="str", required=True, choices=["analyze", "pools", "queries"]),
     provider=dict(type="str"),
     since_days=dict(type="float", default=30),
 )
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
-    result = dict(changed=False, report=[], summary="")
+    result: dict[str, Any] = dict(changed=False, report=[], summary="")
     params = module.params
     since = utcnow() - timedelta(days=params["since_days"])
+    done: list[Any]  # each action's own records, all turned into dicts by to_result
     try:
         with open_manager(module) as db:
             store = StateStore(db.config.state_dir)

@@ -91,9 +91,11 @@ restore:
 """
 
 import traceback
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+IMPORT_ERROR: str | None
 try:
     from agent_factory.automation import argument_spec, open_manager, to_result
     from agent_factory.errors import AgentFactoryError, ConfirmationRequiredError
@@ -101,14 +103,14 @@ try:
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
 
-    def argument_spec(**options):
+    def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Return the common options without the package, to report it missing."""
         return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
                     provider_urls=dict(type="dict", no_log=True), **options)
 else:
     IMPORT_ERROR = None
 
-OPTIONS = dict(
+OPTIONS: dict[str, dict[str, Any]] = dict(
     backup=dict(type="path", required=True),
     provider=dict(type="str"),
     allow_cross_provider=dict(type="bool", default=False),
@@ -117,11 +119,11 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
-    result = dict(changed=False, restore={})
+    result: dict[str, Any] = dict(changed=False, restore={})
     params = module.params
     try:
         with open_manager(module) as db:

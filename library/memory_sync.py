@@ -152,9 +152,11 @@ summary:
 """
 
 import traceback
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+IMPORT_ERROR: str | None
 try:
     from agent_factory.automation import argument_spec, open_manager, to_result
     from agent_factory.errors import AgentFactoryError
@@ -163,14 +165,14 @@ try:
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
 
-    def argument_spec(**options):
+    def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Return the common options without the package, to report it missing."""
         return dict(project_dir=dict(type="path", required=True), env_file=dict(type="path", default=".env"),
                     provider_urls=dict(type="dict", no_log=True), **options)
 else:
     IMPORT_ERROR = None
 
-OPTIONS = dict(
+OPTIONS: dict[str, dict[str, Any]] = dict(
     mode=dict(type="str", default="pair", choices=["pair", "all"]),
     source=dict(type="str"),
     target=dict(type="str"),
@@ -179,12 +181,12 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True,
                            required_if=[("mode", "pair", ("source", "target"))])
     if IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("agent-factory"), exception=IMPORT_ERROR)
-    result = dict(changed=False, pairs=[], hub=None, skipped={}, dry_run=module.check_mode, ok=False,
+    result: dict[str, Any] = dict(changed=False, pairs=[], hub=None, skipped={}, dry_run=module.check_mode, ok=False,
                   rows_copied=0, conflicts_resolved=0, tombstones_applied=0, max_lag_s=None, summary="")
     params = module.params
     everyone = params["mode"] == "all"
