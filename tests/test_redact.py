@@ -1,12 +1,13 @@
-"""Redaction of passwords in free text: URLs (SQLAlchemy forms too), key=value, JSON fields."""
+"""Redaction of passwords in free text: URLs (SQLAlchemy forms too), key=value, JSON fields; a URL's password."""
 
 from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 
-from agent_factory.redact import scrub
+from agent_factory.redact import scrub, url_password
 
 SECRET = "p4ss-Secr3t"
 
@@ -53,3 +54,19 @@ def test_json_numbers_and_nulls_are_hidden_and_json_stays_valid() -> None:
 def test_text_without_secrets_is_unchanged() -> None:
     text = "provider neon (db.example.com:5432/app) failed: connection refused; see postgresql docs"
     assert scrub(text) == text
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (f"postgresql://agent:{SECRET}@db.example.com:5432/app", SECRET),
+    (f"host=db.example.com password={SECRET} user=agent", SECRET),
+    ("postgresql://agent:12345@db.example.com/app", "12345"),  # digits stay a string
+    ("postgresql://agent@db.example.com/app", None),
+    ("host=db.example.com user=agent", None),
+])
+def test_url_password_reads_the_password_of_either_form(url: str, expected: str | None) -> None:
+    assert url_password(url) == expected
+
+
+def test_url_password_of_an_unparseable_url_raises_psycopgs_error() -> None:
+    with pytest.raises(psycopg.ProgrammingError):
+        url_password("host='unterminated")
