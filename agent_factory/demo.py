@@ -39,8 +39,8 @@ def run(local_dir: str = "var/local") -> None:
         session.add_message("assistant", "Noted: P-101 trips at 80 C.")
         storage.save_session(session)
         storage.save_session(session)  # idempotent: saving twice duplicates nothing
-        print(f"[2] saved session {session.id} on {db.active_provider}: "
-              f"{_message_count(storage, session.id)} messages")
+        print(f"[2] saved session {session.session_id} on {db.active_provider}: "
+              f"{len(storage.load_session(session.session_id).messages)} messages")  # type: ignore[union-attr]
 
         if primary_was_up:
             warm = sync_pair(db, primary, backup)  # what `agent-factory monitor` does every run
@@ -50,10 +50,10 @@ def run(local_dir: str = "var/local") -> None:
         else:
             print(f"[3] the primary ({primary}) is already down: the demo leaves it down")
         killed_at = time.perf_counter()
-        storage.append_messages(session.id, [{"role": "user", "content": "Still there?"}])
+        storage.append_messages(session.session_id, [{"role": "user", "content": "Still there?"}])
         elapsed_ms = (time.perf_counter() - killed_at) * 1000
         print(f"[5] appended on {db.active_provider} {elapsed_ms:.0f} ms later; "
-              f"the session holds {_message_count(storage, session.id)} messages")
+              f"the session holds {len(storage.load_session(session.session_id).messages)} messages")  # type: ignore[union-attr]
         time.sleep(0.2)  # the failover event is recorded off the request thread
         events = StateStore(config.state_dir).failovers()
         if events:
@@ -71,15 +71,10 @@ def run(local_dir: str = "var/local") -> None:
         print(f"[8] serving from {db.active_provider}")
 
     with DatabaseManager(config) as fresh:  # a new process would see this
-        count = _message_count(PostgresMemoryStorage(fresh), session.id)
+        loaded = PostgresMemoryStorage(fresh).load_session(session.session_id)
+        count = len(loaded.messages) if loaded else 0
         print(f"[9] a fresh manager on {fresh.active_provider} loads the session with {count} messages")
-        PostgresMemoryStorage(fresh).delete_session(session.id)
-
-
-def _message_count(storage: PostgresMemoryStorage, session_id: str) -> int:
-    """Return how many messages the stored session holds (0 when it is absent)."""
-    loaded = storage.load_session(session_id)
-    return len(loaded.messages) if loaded else 0
+        PostgresMemoryStorage(fresh).delete_session(session.session_id)
 
 
 def main() -> int:
