@@ -32,7 +32,7 @@ from dotenv import dotenv_values
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
-from .errors import ConfigError, DirectUrlRequiredError
+from .errors import ConfigError, DirectUrlRequiredError, UnknownProviderError
 from .redact import describe_url, url_password
 from .tls import secure_conninfo
 
@@ -149,9 +149,7 @@ class Config:
         try:
             return self.providers[name]
         except KeyError:
-            raise ConfigError(
-                f"unknown provider {name!r}; configured providers: {', '.join(self.providers)}"
-            ) from None
+            raise UnknownProviderError(name, self.providers) from None
 
 
 def load_config(

@@ -6,6 +6,7 @@ grouped in families so callers can catch as broadly as they need.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 
@@ -18,6 +19,18 @@ class AgentFactoryError(Exception):
 
 class ConfigError(AgentFactoryError, ValueError):
     """The configuration is missing, malformed or inconsistent."""
+
+
+class UnknownProviderError(ConfigError):
+    """A provider name that is not configured; the message lists the configured ones."""
+
+    def __init__(self, name: str, configured: Iterable[str]) -> None:
+        self.name = name
+        self.configured = tuple(configured)
+        super().__init__(f"unknown provider {name!r}; configured providers: {', '.join(self.configured)}")
+
+    def __reduce__(self) -> tuple[type[UnknownProviderError], tuple[str, tuple[str, ...]]]:
+        return type(self), (self.name, self.configured)
 
 
 class DirectUrlRequiredError(ConfigError):
@@ -192,6 +205,10 @@ class AlertError(AgentFactoryError):
 
 class SyncError(DatabaseError):
     """A sync (the merge of one provider's changes into another) failed."""
+
+
+class SyncConflictError(SyncError):
+    """A row's natural key has different ids on the two providers, so the merge cannot pair them."""
 
 
 class SyncBusyError(SyncError):

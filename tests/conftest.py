@@ -7,7 +7,6 @@ it again, so every test begins with all three up.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import tempfile
@@ -22,7 +21,6 @@ from agent_factory.config import Config, load_config
 from agent_factory.core import DatabaseManager, close_default_manager
 from agent_factory.local import LocalProviders
 from agent_factory.schema import EXPECTED_TABLES, apply_schema
-from agent_factory.state import StateStore
 from agent_factory.state.store import FailoverEvent
 
 
@@ -117,7 +115,7 @@ def wait_for_failovers(db: DatabaseManager, count: int, timeout: float = 5.0) ->
     """Return the failover log once it holds `count` events (recording is asynchronous), or as it is at `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        events = StateStore(db.config.state_dir).failovers()
+        events = db.state.failovers()
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.05)
@@ -145,5 +143,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.real_server)
 
-
-os.environ.setdefault("AGENT_FACTORY_TESTING", "1")

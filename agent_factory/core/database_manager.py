@@ -35,10 +35,10 @@ from ..config import Config, load_config
 from ..errors import (
     AllProvidersDownError,
     CommitOutcomeUnknownError,
-    ConfigError,
     ManagerClosedError,
     ProviderUnavailableError,
     QueryError,
+    UnknownProviderError,
 )
 from ..state.store import StateStore
 from .failback import FailbackFactory, FailbackSync, registered_failback
@@ -106,6 +106,11 @@ class DatabaseManager:
     def active_provider(self) -> str:
         """The provider serving traffic now: the primary, or a backup after failover."""
         return self._active
+
+    @property
+    def state(self) -> StateStore:
+        """The state store this manager records failovers in; ops record backups and restores there too."""
+        return self._state
 
     @property
     def providers(self) -> Sequence[str]:
@@ -404,9 +409,7 @@ class DatabaseManager:
         try:
             return self._providers[name]
         except KeyError:
-            raise ConfigError(
-                f"unknown provider {name!r}; configured providers: {', '.join(self.failover_order)}"
-            ) from None
+            raise UnknownProviderError(name, self.failover_order) from None
 
     def _candidates(self, first: str) -> Iterator[Provider]:
         """Yield `first` (the active provider), then (only if asked: the hot path stops at the first)

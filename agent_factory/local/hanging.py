@@ -26,6 +26,11 @@ class HangingServer:
     def url(self) -> str:
         return f"postgresql://agent:hang-pw@127.0.0.1:{self.port}/agent_factory"
 
+    @property
+    def accepted(self) -> int:
+        """How many connections it has accepted so far."""
+        return len(self._clients)
+
     def _accept(self) -> None:
         self._sock.settimeout(0.1)
         while not self._stop.is_set():

@@ -48,19 +48,22 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
 from ..core.sqlstate import describe
 from ..errors import AgentFactoryError, BackupError, BackupVerificationError, ConfigError, ProviderUnavailableError
 from ..state.backups import BackupCatalog, BackupRecord
-from ..state.store import StateStore, utcnow
+from ..state.store import utcnow
 from . import leftovers, pgtools, plainsql
 from .locks import operation_lock
 from .manifest import (MANIFEST_SUFFIX, MANIFEST_VERSION, Manifest, SigningKeys, digests, manifest_path, read_manifest,
                        sha256_of, sign, write_manifest)
 from .pgtools import FORMATS, PgTarget, Progress
+
+if TYPE_CHECKING:
+    from ..core import DatabaseManager
 
 __all__ = ["EXTENSIONS", "MANIFEST_SUFFIX", "MANIFEST_VERSION", "BackupResult", "Manifest", "backup",
            "backup_locked", "backup_provider", "check_archive", "manifest_path", "read_manifest", "sha256_of",
@@ -73,14 +76,16 @@ _PLAIN_HEADER = b"-- PostgreSQL database dump"
 _PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
 _CUSTOM_MAGIC = b"PGDMP"
 
+BackupOutcome = Literal["ok", "failed", "planned"]
 
-@dataclass
+
+@dataclass(kw_only=True)
 class BackupResult:
     """The outcome (or, in check mode, the plan) of backing up one provider."""
 
     provider: str
     changed: bool
-    status: str  # "ok", "failed" or "planned"
+    status: BackupOutcome
     path: Path | None
     format: str
     actions: list[str] = field(default_factory=list)
@@ -137,7 +142,7 @@ def check_archive(path: Path, fmt: str, expected_tables: dict[str, int] | None =
 
 
 def backup(
-    db: Any,
+    db: DatabaseManager,
     provider: str | None = None,
     *,
     all_providers: bool = False,
@@ -167,12 +172,13 @@ def backup(
                                            progress=progress))
         except AgentFactoryError as exc:
             logger.warning("provider %s: no backup made (%s); going on with the next provider", name, exc)
-            results.append(BackupResult(name, False, "failed", None, fmt, error=str(exc)))
+            results.append(BackupResult(provider=name, changed=False, status="failed", path=None, format=fmt,
+                                        error=str(exc)))
     return results
 
 
 def backup_provider(
-    db: Any,
+    db: DatabaseManager,
     provider: str,
     *,
     fmt: str = "custom",
@@ -200,7 +206,7 @@ def backup_provider(
 
 
 def backup_locked(
-    db: Any,
+    db: DatabaseManager,
     target: PgTarget,
     *,
     fmt: str,
@@ -210,14 +216,14 @@ def backup_locked(
     progress: Progress | None,
 ) -> BackupResult:
     """Back up `target`; the caller holds its operation lock (restore uses this for its pre-restore backup)."""
-    catalog = BackupCatalog(StateStore(db.config.state_dir))
+    catalog = BackupCatalog(db.state)
     key = SigningKeys.from_config(db.config).require("backup")
     say = progress or (lambda _msg: None)
     started = utcnow()
     t0 = time.monotonic()
     path = _free_name(backup_dir, target.provider, started, fmt)
-    result = BackupResult(target.provider, False, "planned", path, fmt, host=target.host, started_at=started,
-                          manifest_path=manifest_path(path))
+    result = BackupResult(provider=target.provider, changed=False, status="planned", path=path, format=fmt,
+                          host=target.host, started_at=started, manifest_path=manifest_path(path))
     try:
         swept = leftovers.sweep(backup_dir, check=check)
         with target.connect(autocommit=True, purpose="backup") as conn:
@@ -253,7 +259,8 @@ def backup_locked(
         raise
     result.duration_s = round(time.monotonic() - t0, 3)
     catalog.record(BackupRecord(
-        target.provider, str(path.absolute()), fmt, "ok", started, purpose=purpose, finished_at=result.finished_at,
+        provider=target.provider, path=str(path.absolute()), format=fmt, status="ok", started_at=started,
+        purpose=purpose, finished_at=result.finished_at,
         duration_s=result.duration_s, size_bytes=result.size_bytes, sha256=result.sha256, host=target.host,
         server_version=result.server_version, pg_dump_version=result.pg_dump_version, row_counts=result.row_counts,
         verified_at=result.finished_at, verify_depth="quick", signed=True,
@@ -263,10 +270,11 @@ def backup_locked(
     return result
 
 
-def _record_failure(db: Any, target: PgTarget, path: Path, fmt: str, started: datetime, purpose: str,
+def _record_failure(db: DatabaseManager, target: PgTarget, path: Path, fmt: str, started: datetime, purpose: str,
                     duration: float, error: str, level: int = logging.ERROR) -> None:
-    BackupCatalog(StateStore(db.config.state_dir)).record(BackupRecord(
-        target.provider, str(path.absolute()), fmt, "failed", started, purpose=purpose, finished_at=utcnow(),
+    BackupCatalog(db.state).record(BackupRecord(
+        provider=target.provider, path=str(path.absolute()), format=fmt, status="failed", started_at=started,
+        purpose=purpose, finished_at=utcnow(),
         duration_s=round(duration, 3), host=target.host, error=error[:1000]))
     logger.log(level, "provider %s: backup failed: %s", target.provider, error)
 

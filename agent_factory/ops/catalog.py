@@ -34,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
@@ -46,6 +46,9 @@ from .backup import check_archive
 from .manifest import (MANIFEST_SUFFIX, Manifest, SigningKeys, archive_problem, digests, key_id_of, manifest_path,
                        parse_time, read_manifest_raw, sha256_of, sign, signature_problem, write_manifest)
 from .pgtools import Progress
+
+if TYPE_CHECKING:
+    from ..core import DatabaseManager
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +109,6 @@ class VerifyResult:
     manifest: Manifest | None = field(default=None, repr=False)
 
 
-def _catalog(db_or_state: Any) -> BackupCatalog:
-    if isinstance(db_or_state, StateStore):
-        return BackupCatalog(db_or_state)
-    return BackupCatalog(StateStore(db_or_state.config.state_dir))
-
-
 def adopt_directory(state: StateStore, backup_dir: str | Path, keys: SigningKeys | None = None, *,
                     now: datetime | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Add to the catalog the backups in `backup_dir` whose manifest it does not know.
@@ -170,7 +167,8 @@ def _record_from_manifest(m: Manifest, data: Path, signed: bool) -> BackupRecord
     """Return a catalog row for a manifest; an unsigned manifest's claims of verification are not taken."""
     verified_at = parse_time(m.verified_at) if signed and m.verified_at else None
     return BackupRecord(
-        m.provider, str(data.absolute()), m.format, "ok", parse_time(m.started_at), purpose=m.purpose,
+        provider=m.provider, path=str(data.absolute()), format=m.format, status="ok",
+        started_at=parse_time(m.started_at), purpose=m.purpose,
         finished_at=parse_time(m.finished_at), duration_s=m.duration_s, size_bytes=m.size_bytes,
         sha256=m.sha256, host=m.host, server_version=m.server_version, pg_dump_version=m.pg_dump_version,
         row_counts=m.row_counts, verified_at=verified_at, verify_depth=m.verify_depth if verified_at else None,
@@ -202,7 +200,7 @@ def list_backups(
         trust, problem = _trust(record, keys) if exists else ("signed" if record.signed else "unsigned", None)
         entries.append(BackupEntry(record, (now - record.started_at).total_seconds(), exists, trust, problem))
     for data, reason in refused:
-        record = BackupRecord("?", str(data.absolute()), "?", "invalid", now)
+        record = BackupRecord(provider="?", path=str(data.absolute()), format="?", status="invalid", started_at=now)
         entries.append(BackupEntry(record, 0.0, data.is_file(), "invalid", reason))
     return entries
 
@@ -222,7 +220,7 @@ def _trust(record: BackupRecord, keys: SigningKeys) -> tuple[str, str | None]:
 
 
 def verify_backup(
-    db: Any,
+    db: DatabaseManager,
     path: str | Path,
     *,
     deep: bool = False,
@@ -243,7 +241,7 @@ def verify_backup(
     t0 = time.monotonic()
     say = progress or (lambda _msg: None)
     file = Path(path)
-    catalog = _catalog(db)
+    catalog = BackupCatalog(db.state)
     keys = SigningKeys.from_config(db.config)
     with ExitStack() as stack:
         try:
@@ -373,7 +371,8 @@ def check_file(file: Path, keys: SigningKeys, *, allow_unsigned: bool = False,
     return CheckedFile(manifest, checks, digest, manifest.signed)
 
 
-def _deep_check(db: Any, file: Path, manifest: Manifest, provider: str, say: Progress) -> tuple[str, dict[str, int]]:
+def _deep_check(db: DatabaseManager, file: Path, manifest: Manifest, provider: str,
+                say: Progress) -> tuple[str, dict[str, int]]:
     """Restore into a scratch database and compare row counts; return its name and the vector tables left out.
 
     The scratch database is made by the application role, which may not be allowed to

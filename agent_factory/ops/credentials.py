@@ -61,7 +61,7 @@ SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
 _CONNECT_TIMEOUT = 10
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CredentialResult:
     """The outcome (or, with `check`, the plan) of a rotation, reload or credentials check."""
 
@@ -144,8 +144,9 @@ def rotate_password(env_file: str | Path, provider: str, *, check: bool, vault_p
                "prove a new login with " + ", ".join(target.values),
                f"write {', '.join(target.values)} to {path} (atomic, mode 0600)",
                "check that the old password is refused"]
-    result = CredentialResult(target.provider.name, target.role, not check, check, actions, list(target.values),
-                              path, False, vault_variables=_vault(vault_prefix, target.values))
+    result = CredentialResult(provider=target.provider.name, role=target.role, changed=not check, check=check,
+                              actions=actions, variables=list(target.values), env_file=path, logged_in=False,
+                              vault_variables=_vault(vault_prefix, target.values))
     claimed = _claim(path)
     pending: Path | None = claimed
     keep = False  # once the role has the new password, the pending file is its only copy until it moves
@@ -203,8 +204,9 @@ def accept_password(env_file: str | Path, provider: str, new_password: str, *, c
     path, target = _target(env_file, provider, env)
     new_values = {var: _replace(var, raw, new_password) for var, raw in target.values.items()}
     actions = ["prove a new login with the new password", f"write {', '.join(target.values)} to {path}"]
-    result = CredentialResult(target.provider.name, target.role, not check, check, actions, list(target.values),
-                              path, False, vault_variables=_vault(vault_prefix, target.values))
+    result = CredentialResult(provider=target.provider.name, role=target.role, changed=not check, check=check,
+                              actions=actions, variables=list(target.values), env_file=path, logged_in=False,
+                              vault_variables=_vault(vault_prefix, target.values))
     failure = _prove(target, new_values)
     if failure is not None:
         raise AuthenticationFailedError(target.provider.name, next(iter(target.values)),
@@ -242,8 +244,9 @@ def check_credentials(env_file: str | Path | None, provider: str | None = None,
         problems = [f"{var}: {why}" for var, url in urls.items() if (why := _try_login(url, p.password)) is not None]
         summary = (f"{name}: the configured credentials log in ({', '.join(urls)})" if not problems
                    else f"{name}: " + "; ".join(problems))
-        results.append(CredentialResult(name, _user(p.url), False, True, [], list(urls),
-                                        None if env_file is None else Path(env_file), not problems, summary=summary))
+        results.append(CredentialResult(provider=name, role=_user(p.url), changed=False, check=True, actions=[],
+                                        variables=list(urls), env_file=None if env_file is None else Path(env_file),
+                                        logged_in=not problems, summary=summary))
     return results
 
 

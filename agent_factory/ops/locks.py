@@ -27,7 +27,7 @@ import psycopg
 
 from ..errors import OperationLockedError
 from ..state.store import utcnow
-from .pgtools import PgTarget
+from .target import PgTarget
 
 logger = logging.getLogger(__name__)
 

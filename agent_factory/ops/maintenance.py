@@ -68,7 +68,7 @@ _POOL_KEYS = ("pool_size", "pool_available", "requests_waiting", "requests_num",
               "requests_wait_ms", "connections_errors", "connections_lost", "pool_exhausted")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TableStatistics:
     """One table's planner statistics and autovacuum state, and whether this run analyzed it."""
 
@@ -158,8 +158,11 @@ def _table_statistics(conn: psycopg.Connection) -> list[TableStatistics]:
     for table, live, dead, modified, last_analyze, last_vacuum, vacuums, analyzes, enabled in rows:
         live, modified = int(live or 0), int(modified or 0)
         stale = last_analyze is None or modified > STALE_ROWS + STALE_RATIO * live
-        out.append(TableStatistics(table, live, int(dead or 0), modified, last_analyze, last_vacuum, int(vacuums or 0),
-                                   int(analyzes or 0), str(enabled).lower() in ("on", "true"), stale))
+        out.append(TableStatistics(
+            table=table, live_tuples=live, dead_tuples=int(dead or 0), modified_since_analyze=modified,
+            last_analyze=last_analyze, last_vacuum=last_vacuum, autovacuum_runs=int(vacuums or 0),
+            autoanalyze_runs=int(analyzes or 0), autovacuum_enabled=str(enabled).lower() in ("on", "true"),
+            stale=stale))
     return out
 
 
@@ -191,7 +194,7 @@ def record_pool_figures(db: DatabaseManager, store: StateStore, names: Sequence[
     return samples
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PoolReview:
     """A provider's connection figures over a period: peaks, and the errors pools counted."""
 
@@ -235,8 +238,10 @@ def pool_review(store: StateStore, pool_max_size: int, since: datetime) -> list[
                       "pooler in front before adding processes")
         else:
             advice = f"no waiting and no exhaustion recorded: DATABASE_POOL_MAX_SIZE={pool_max_size} is enough"
-        reviews.append(PoolReview(name, len(samples), peak, limit, waiting, exhausted, errors,
-                                  growth("connections_errors"), growth("connections_lost"), advice))
+        reviews.append(PoolReview(
+            provider=name, samples=len(samples), peak_connections=peak, max_connections=limit,
+            peak_waiting_requests=waiting, pool_exhausted=exhausted, request_errors=errors,
+            connection_errors=growth("connections_errors"), connections_lost=growth("connections_lost"), advice=advice))
     return reviews
 
 

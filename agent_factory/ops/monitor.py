@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
@@ -74,6 +75,9 @@ from .alerts import (
 from .alerts.rules import ALL_DOWN, BACKUP_OVERDUE, CREDENTIALS, PRIMARY_DOWN, PROVIDER_DOWN
 from .monitor_sync import sync_step
 
+if TYPE_CHECKING:
+    from ..state.backups import BackupState
+
 logger = logging.getLogger(__name__)
 
 KEY_TABLES = ("session_memories", "knowledge_atoms")
@@ -86,7 +90,7 @@ class BackupStatus:
 
     provider: str
     newest_backup_at: datetime | None  # started_at of `newest_good_backup` (signed, verified, live, not pre-restore)
-    last_attempt_status: str | None  # "ok", "failed", "pruned" or None (never backed up)
+    last_attempt_status: BackupState | None  # None: never backed up
     last_attempt_at: datetime | None
     last_error: str | None = None
 
@@ -94,7 +98,7 @@ class BackupStatus:
 BackupSource = Callable[[StateStore, Sequence[str]], "list[BackupStatus] | None"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MonitorResult:
     """One monitor run: samples, alert transitions, deliveries and the status line."""
 
@@ -334,8 +338,9 @@ def _run(db: DatabaseManager, store: StateStore, channels: Sequence[Channel], no
     for action in actions:
         if action.action in ("fired", "resolved"):
             logger.warning("alert %s: %s", action, action.detail)
-    return MonitorResult(now, db.primary_provider, samples, up > 0, actions, firing, report, summary, run_id,
-                         backup_states, syncs, diverged)
+    return MonitorResult(at=now, primary=db.primary_provider, providers=samples, can_serve=up > 0, alerts=actions,
+                         firing=firing, deliveries=report, summary=summary, run_id=run_id, backups=backup_states,
+                         syncs=syncs, divergence=diverged)
 
 
 
@@ -372,7 +377,7 @@ def run_monitor_loop(seconds: float, db: DatabaseManager | None = None, store: S
     if seconds <= 0:
         raise ValueError("seconds must be positive")
     db = db if db is not None else default_manager()
-    store = store if store is not None else StateStore(db.config.state_dir)
+    store = store if store is not None else db.state
     settings = settings if settings is not None else settings_from_env()
     channels = list(channels) if channels is not None else channels_from_env(timeout=settings.delivery_timeout)
     stop = stop or threading.Event()

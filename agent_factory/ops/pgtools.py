@@ -1,9 +1,10 @@
 """Point pg_dump, pg_restore and psql at one provider without exposing its password; load archives; count rows.
 
-- The connection string on the command line is rebuilt from the provider's
-  session URL (`NAME_DIRECT_URL` when set, else `NAME_DB_URL`: pg_dump needs a
-  session of its own, not a transaction pooler, and behind one without a direct
-  URL `target_for` refuses with `DirectUrlRequiredError`) without its password,
+- The connection string on the command line (`agent_factory.ops.target`,
+  re-exported here) is rebuilt from the provider's session URL
+  (`NAME_DIRECT_URL` when set, else `NAME_DB_URL`: pg_dump needs a session of
+  its own, not a transaction pooler, and behind one without a direct URL
+  `target_for` refuses with `DirectUrlRequiredError`) without its password,
   plus the connect timeout and the dead-peer settings (`agent_factory.keepalive`),
   so a tool whose provider goes silent fails within DATABASE_DEAD_PEER_TIMEOUT;
   tool output is scrubbed before it reaches a message.
@@ -36,88 +37,26 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ..core.sqlstate import describe
-from ..errors import ProviderUnavailableError
-from ..keepalive import dead_peer_params
-from ..redact import describe_url
-from ..tls import is_loopback
 from . import plainsql
 from ..vector import EXTENSION, OPTIONAL_TABLES, RUNTIME_INDEX_PREFIX, is_optional
+from .target import PgTarget, target_for
 from .tools import Progress, Tool, major_of, pick_tool, run_tool
 from .vector_columns import cut_vector_columns
 
 __all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
-           "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for", "target_objects"]
+           "load_args", "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for",
+           "target_objects"]
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("custom", "plain")
-
-
-@dataclass(frozen=True)
-class PgTarget:
-    """One database on one provider: a password-free conninfo plus the password kept apart."""
-
-    provider: str
-    host: str
-    dbname: str
-    conninfo: str = field(repr=False)
-    password: str | None = field(repr=False)
-    connect_timeout: int = 5
-
-    def with_dbname(self, dbname: str) -> PgTarget:
-        """Return the same server and role, another database (for scratch databases)."""
-        params = conninfo_to_dict(self.conninfo)
-        params["dbname"] = dbname
-        host = self.host.rsplit("/", 1)[0] + "/" + dbname
-        return replace(self, dbname=dbname, conninfo=make_conninfo("", **params), host=host)
-
-    @property
-    def needs_ssl(self) -> bool:
-        """Whether a client tool for this target must be built with SSL support (else it fails or goes plain)."""
-        params = conninfo_to_dict(self.conninfo)
-        mode = params.get("sslmode")
-        return mode != "disable" and (mode in ("require", "verify-ca", "verify-full") or not is_loopback(params))
-
-    def connect(self, *, autocommit: bool = True, purpose: str = "ops") -> psycopg.Connection[Any]:
-        """Open a direct (unpooled) connection; raise `ProviderUnavailableError` when it fails."""
-        try:
-            return psycopg.connect(
-                self.conninfo,
-                password=self.password,
-                autocommit=autocommit,
-                connect_timeout=self.connect_timeout,
-                application_name=f"agent-factory {purpose}"[:63],
-            )
-        except psycopg.Error as exc:
-            raise ProviderUnavailableError(self.provider, describe(exc, self.password)) from None
-
-
-def target_for(db: Any, provider: str, operation: str = "a backup or restore") -> PgTarget:
-    """Return the `PgTarget` of a configured provider (its direct URL when set) for `operation`.
-
-    Raises `ConfigError` for an unknown name and `DirectUrlRequiredError` when
-    the provider's URL is a transaction pooler and no direct URL is set.
-    """
-    config = db.config.provider(provider)
-    url = config.session_url_for(operation)
-    params = conninfo_to_dict(url)
-    password = params.pop("password", None)
-    params.setdefault("application_name", "agent-factory")
-    params.setdefault("connect_timeout", str(db.config.connect_timeout))
-    for key, value in dead_peer_params(db.config.dead_peer_timeout).items():
-        params.setdefault(key, str(value))
-    dbname = params.get("dbname") or params.get("user") or "postgres"
-    return PgTarget(provider, describe_url(url), str(dbname), make_conninfo("", **params),
-                    None if password is None else str(password), db.config.connect_timeout)
 
 
 def server_version(conn: psycopg.Connection[Any]) -> tuple[int, str]:
@@ -244,6 +183,22 @@ def _read_lines(path: Path) -> Iterator[bytes]:
         yield from fh
 
 
+def load_args(fmt: str, conninfo: str, *, clean: bool, use_list: str = "") -> list[str]:
+    """Return the options of the tool that loads a `fmt` archive into `conninfo` in one transaction.
+
+    pg_restore (custom) reads the filtered entry list `use_list` and drops what
+    it recreates when `clean`; psql (plain) reads the filtered script on stdin.
+    `apply_archive` runs exactly these; a restore's dry run shows them.
+    """
+    if fmt == "custom":
+        return [*_pg_restore_args(clean, use_list), f"--dbname={conninfo}", "--single-transaction", "--exit-on-error"]
+    return ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={conninfo}", "-f", "-"]
+
+
+def _pg_restore_args(clean: bool, use_list: str) -> list[str]:
+    return ["--no-owner", "--no-privileges", f"--use-list={use_list}", *(["--clean", "--if-exists"] if clean else [])]
+
+
 def apply_archive(
     tool: Tool,
     path: Path,
@@ -271,18 +226,16 @@ def apply_archive(
         with tempfile.NamedTemporaryFile("w", prefix="agent-factory-toc-", suffix=".list") as list_file:
             list_file.write(toc)
             list_file.flush()
-            args = ["--no-owner", "--no-privileges", f"--use-list={list_file.name}"]
-            if clean:
-                args += ["--clean", "--if-exists"]
             if objects.lacks_pgvector:
                 # Vector columns cannot be cut out of an archive: write it out as a script, load that.
                 with tempfile.TemporaryDirectory(prefix="agent-factory-restore-") as scratch:
                     script = Path(scratch) / "restore.sql"
-                    run_tool(tool, [*args, f"--file={script}", str(path)], label=label)
+                    run_tool(tool, [*_pg_restore_args(clean, list_file.name), f"--file={script}", str(path)],
+                             label=label)
                     psql = pick_tool("psql", tool.major, ssl=target.needs_ssl)
                     _load_script(psql, script, target, objects, skipped, progress, label)
             else:
-                args += [f"--dbname={target.conninfo}", "--single-transaction", "--exit-on-error"]
+                args = load_args(fmt, target.conninfo, clean=clean, use_list=list_file.name)
                 run_tool(tool, [*args, str(path)], target, progress=progress, label=label)
     else:
         _load_script(tool, path, target, objects, skipped, progress, label)
@@ -300,7 +253,7 @@ def _load_script(psql: Tool, path: Path, target: PgTarget, objects: TargetObject
     custom one alike: `plainsql` refuses its meta-commands before psql sees
     them, and psql runs in `\\restrict` mode where it has it.
     """
-    args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={target.conninfo}", "-f", "-"]
+    args = load_args("plain", target.conninfo, clean=False)
     lines = plainsql.guard_lines(_read_lines(path), path.name)
     if objects.lacks_pgvector:
         lines = cut_vector_columns(lines, skipped)

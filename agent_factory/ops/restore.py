@@ -45,11 +45,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import BackupError, BackupVerificationError, ConfirmationRequiredError, UnsignedBackupError
-from ..state.backups import BackupCatalog, RestoreRecord
-from ..state.store import StateStore, utcnow
+from ..state.backups import BackupCatalog, RestoreRecord, RestoreState
+from ..state.store import utcnow
 from ..vector import missing_message
 from . import pgtools
 from .backup import backup_locked
@@ -59,10 +59,20 @@ from .manifest import SigningKeys
 from .pgtools import Progress
 from .verify import verify
 
+if TYPE_CHECKING:
+    from ..core import DatabaseManager
+
 logger = logging.getLogger(__name__)
 
+# A dry run shows the load's options as `pgtools.load_args` builds them, with these in place of the connection
+# string and of the entry list written at run time.
+PLAN_TARGET = "<target>"
+PLAN_LIST = "<filtered entries>"
 
-@dataclass
+RestoreOutcome = Literal["planned", "ok", "mismatch"]
+
+
+@dataclass(kw_only=True)
 class RestoreResult:
     """The outcome (or, for a dry run, the plan) of one restore."""
 
@@ -70,7 +80,7 @@ class RestoreResult:
     backup_path: Path
     backup_provider: str
     changed: bool
-    status: str  # "planned", "ok" or "mismatch"
+    status: RestoreOutcome
     host: str
     actions: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
@@ -95,7 +105,7 @@ class RestoreResult:
 
 
 def restore(
-    db: Any,
+    db: DatabaseManager,
     provider: str | None,
     backup_file: str | Path,
     *,
@@ -119,14 +129,14 @@ def restore(
                         progress=progress, allow_unsigned=allow_unsigned)
 
 
-def _restore(db: Any, provider: str | None, file: Path, stack: ExitStack, *, check: bool, yes: bool,
+def _restore(db: DatabaseManager, provider: str | None, file: Path, stack: ExitStack, *, check: bool, yes: bool,
              backup_dir: str | Path, progress: Progress | None, allow_unsigned: bool) -> RestoreResult:
     """Run `restore`; the private copy of the backup lives as long as `stack`."""
     t0 = time.monotonic()
     started = utcnow()
     say = progress or (lambda _msg: None)
     target = pgtools.target_for(db, provider, "restore") if provider else None
-    catalog = BackupCatalog(StateStore(db.config.state_dir))
+    catalog = BackupCatalog(db.state)
     try:
         checked, local = stack.enter_context(checked_copy(
             file, SigningKeys.from_config(db.config), workdir=Path(db.config.state_dir), allow_unsigned=allow_unsigned))
@@ -142,7 +152,8 @@ def _restore(db: Any, provider: str | None, file: Path, stack: ExitStack, *, che
     if target is None:
         target = pgtools.target_for(db, manifest.provider, "restore")
     name = target.provider
-    result = RestoreResult(name, file, manifest.provider, False, "planned", target.host, checks=checks,
+    result = RestoreResult(provider=name, backup_path=file, backup_provider=manifest.provider, changed=False,
+                           status="planned", host=target.host, checks=checks,
                            expected_row_counts=dict(manifest.row_counts), started_at=started)
     if manifest.provider != name:
         warning = (f"{file.name} is a backup of provider {manifest.provider}, not {name}: "
@@ -173,8 +184,7 @@ def _restore(db: Any, provider: str | None, file: Path, stack: ExitStack, *, che
         result.actions = [
             f"take a pre-restore backup of {name} into {backup_dir}",
             f"{tool.name} {tool.version} "
-            + ("--clean --if-exists --no-owner --no-privileges --single-transaction"
-               if manifest.format == "custom" else "-v ON_ERROR_STOP=1 --single-transaction")
+            + " ".join(pgtools.load_args(manifest.format, PLAN_TARGET, clean=True, use_list=PLAN_LIST))
             + f" {file.name} into {target.host} (PostgreSQL {version})",
             f"compare row counts of {len(manifest.row_counts)} tables with the manifest "
             f"({sum(manifest.row_counts.values())} rows)",
@@ -228,11 +238,12 @@ def _require_deep_verify(catalog: BackupCatalog, file: Path, sha256: str) -> Non
             f"`agent-factory backups verify --deep --allow-unsigned {file}` first")
 
 
-def _record(catalog: BackupCatalog, result: RestoreResult, status: str, t0: float, error: str | None) -> None:
+def _record(catalog: BackupCatalog, result: RestoreResult, status: RestoreState, t0: float, error: str | None) -> None:
     result.finished_at = utcnow()
     result.duration_s = round(time.monotonic() - t0, 3)
     catalog.record_restore(RestoreRecord(
-        result.provider, str(result.backup_path.absolute()), result.backup_provider,
-        result.started_at or result.finished_at, result.finished_at, result.duration_s, status,
-        str(result.pre_restore_backup) if result.pre_restore_backup else None, error,
+        provider=result.provider, backup_path=str(result.backup_path.absolute()),
+        backup_provider=result.backup_provider, started_at=result.started_at or result.finished_at,
+        finished_at=result.finished_at, duration_s=result.duration_s, status=status,
+        pre_restore_backup=str(result.pre_restore_backup) if result.pre_restore_backup else None, error=error,
     ))

@@ -26,11 +26,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import psycopg
 
 from ..core import DatabaseManager
-from ..errors import ConfigError, DatabaseError, ProviderUnavailableError, SchemaError
+from ..errors import ConfigError, DatabaseError, ProviderUnavailableError, SchemaError, UnknownProviderError
 from ..redact import scrub
 from ..schema import apply_schema, load_migrations
 from ..schema.introspect import SchemaSnapshot, canonical_snapshot, compare, snapshot
@@ -48,6 +49,9 @@ _LOCK_TIMEOUT = "5s"
 
 # ---- results -------------------------------------------------------------------
 
+DeployStatus = Literal["applied", "up_to_date", "would_apply", "unreachable", "failed", "skipped"]
+ConstraintStatus = Literal["canonical", "would_replace", "replaced", "blocked", "unreachable", "failed"]
+
 
 @dataclass
 class ProviderDeploy:
@@ -57,7 +61,7 @@ class ProviderDeploy:
     """
 
     provider: str
-    status: str
+    status: DeployStatus
     applied: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     current_version: int | None = None
@@ -76,7 +80,7 @@ class DeployResult:
     summary: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DriftReport:
     """The outcome of `schema_verify`: each difference from the expected schema as one readable line."""
 
@@ -103,7 +107,7 @@ class ConstraintPlan:
     """
 
     provider: str
-    status: str
+    status: ConstraintStatus
     current: dict[str, str] = field(default_factory=dict)
     violations: dict[str, int] = field(default_factory=dict)
     statements: list[str] = field(default_factory=list)
@@ -171,6 +175,7 @@ def deploy(db: DatabaseManager, provider: str | None = None, all_providers: bool
                                           error=_clean(db, f"provider {name}: {exc}; run `agent-factory verify`, "
                                                            f"then `agent-factory schema deploy --provider {name}`")))
             continue
+        status: DeployStatus
         if result.applied:
             status = "applied"
         elif result.pending:
@@ -235,8 +240,9 @@ def schema_verify(db: DatabaseManager) -> DriftReport:
             unreachable[name] = _clean(db, str(exc).splitlines()[0])
     target = max((m.version for m in load_migrations()), default=0)
     if not snapshots:
-        return DriftReport(False, "", target, {}, [], unreachable,
-                           "No provider could be read, so schema drift could not be checked; "
+        return DriftReport(ok=False, reference="", target_version=target, versions={}, differences=[],
+                           unreachable=unreachable,
+                           summary="No provider could be read, so schema drift could not be checked; "
                            "run `agent-factory verify` to see why.")
     if expected is None:
         expected = next(iter(snapshots.values()))
@@ -246,7 +252,8 @@ def schema_verify(db: DatabaseManager) -> DriftReport:
             differences.extend(compare(expected, snapshots[name]))
     versions = {name: snap.version for name, snap in snapshots.items()}
     notes = [missing_message(name) for name in db.providers if name in snapshots and not snapshots[name].has_pgvector]
-    report = DriftReport(not differences, reference, target, versions, differences, unreachable, "", notes)
+    report = DriftReport(ok=not differences, reference=reference, target_version=target, versions=versions,
+                         differences=differences, unreachable=unreachable, summary="", notes=notes)
     report.summary = _drift_summary(report)
     return report
 
@@ -454,7 +461,7 @@ def _targets(db: DatabaseManager, provider: str | None, all_providers: bool, *, 
         raise ConfigError("give either a provider name or all providers, not both")
     if provider is not None:
         if provider not in db.providers:
-            raise ConfigError(f"unknown provider {provider!r}; configured providers: {', '.join(db.providers)}")
+            raise UnknownProviderError(provider, db.providers)
         return [provider]
     if all_providers or default_all:
         return list(db.providers)

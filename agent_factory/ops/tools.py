@@ -39,7 +39,7 @@ from ..redact import scrub
 from .leftovers import passfile_dir_prefix
 
 if TYPE_CHECKING:
-    from .pgtools import PgTarget
+    from .target import PgTarget
 
 logger = logging.getLogger(__name__)
 

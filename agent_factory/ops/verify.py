@@ -24,7 +24,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from ..core import DatabaseManager, default_manager
 from ..errors import AgentFactoryError, ConfigError
@@ -33,7 +33,11 @@ from .schema_ops import schema_verify
 
 logger = logging.getLogger(__name__)
 
-OK, DOWN, FAIL, INFO = "OK", "DOWN", "FAIL", "INFO"
+CheckStatus = Literal["OK", "DOWN", "FAIL", "INFO"]
+OK: Final = "OK"
+DOWN: Final = "DOWN"
+FAIL: Final = "FAIL"
+INFO: Final = "INFO"
 IMPORTS = (
     "agent_factory.config", "agent_factory.core", "agent_factory.memory",
     "agent_factory.schema", "agent_factory.ops.schema_ops",
@@ -44,7 +48,7 @@ IMPORTS = (
 class Check:
     """One line of the report: `[status] detail`."""
 
-    status: str
+    status: CheckStatus
     detail: str
 
     def __str__(self) -> str:
@@ -59,7 +63,7 @@ class VerifyTest:
     title: str
     checks: list[Check] = field(default_factory=list)
 
-    def add(self, status: str, detail: str) -> None:
+    def add(self, status: CheckStatus, detail: str) -> None:
         self.checks.append(Check(status, detail))
 
     @property
@@ -253,12 +257,12 @@ class _Run:
     def sync_lag(self, db: DatabaseManager) -> None:
         test = self.test("Checking warm backups (sync lag)")
         try:
-            from ..state.store import StateStore, utcnow
+            from ..state.store import utcnow
             from .alerts.config import settings_from_env
             from .sync import backup_lags
 
             limit = settings_from_env().sync_max_lag
-            lags = backup_lags(db, StateStore(db.config.state_dir))
+            lags = backup_lags(db, db.state)
         except Exception as exc:  # boundary of one check
             test.add(FAIL, self.clean(f"Sync lag unreadable: {type(exc).__name__}: {exc}"))
             return

@@ -45,7 +45,7 @@ from psycopg import sql
 from ..config import env_float, env_int, read_env
 from ..core.database_manager import DatabaseManager
 from ..core.sqlstate import describe
-from ..errors import ConfigError, DatabaseError, SchemaError, SyncError
+from ..errors import ConfigError, DatabaseError, SchemaError, SyncBusyError, SyncConflictError, UnknownProviderError
 from ..redact import scrub
 from . import sessions
 from .result import SyncResult, TableResult
@@ -153,13 +153,9 @@ def sync_pair(db: DatabaseManager, source: str, target: str, *, dry_run: bool = 
             finally:
                 if not dry_run:
                     release_lock(dst)
-    except (ConfigError, SchemaError):
+    except (ConfigError, SchemaError, SyncBusyError):
         raise
-    except SyncError as exc:
-        if type(exc) is not SyncError:  # SyncBusyError and other specific errors go to the caller
-            raise
-        error = str(exc)
-    except DatabaseError as exc:
+    except DatabaseError as exc:  # a provider gone, or a SyncConflictError: the result says so
         error = str(exc)
     except psycopg.Error as exc:
         error = describe(exc, _password(db, source) or _password(db, target))
@@ -177,7 +173,7 @@ def _check_args(db: DatabaseManager, source: str, target: str, tables: Sequence[
                 batch_size: int | None) -> list[str]:
     for name in (source, target):
         if name not in db.providers:
-            raise ConfigError(f"unknown provider {name!r}; configured providers: {', '.join(db.providers)}")
+            raise UnknownProviderError(name, db.providers)
     if source == target:
         raise ConfigError(f"cannot sync provider {source} into itself; name two different providers")
     if batch_size is not None and batch_size < 1:
@@ -470,7 +466,7 @@ class _Run:
             row = dst.execute(merge, {"prev": prev}).fetchone()
         except psycopg.errors.UniqueViolation as exc:
             constraint = exc.diag.constraint_name or "a unique key"
-            raise SyncError(
+            raise SyncConflictError(
                 f"table {spec.name}: {constraint}: a row with the same natural key has a different id on "
                 f"{self.source} and {self.target} (written before ids were deterministic?); "
                 "keep one of the two rows and delete the other, then sync again") from None

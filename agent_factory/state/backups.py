@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .schema import user_version
 from .store import StateStore, utcnow
@@ -29,15 +29,20 @@ _COLUMNS = ("id", "provider", "path", "format", "purpose", "status", "started_at
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
+BackupState = Literal["ok", "failed", "pruned", "invalid"]
+"""A catalog row's status ("invalid" only in listings: a file in a backup directory that is no usable backup)."""
+RestoreState = Literal["ok", "mismatch", "failed"]
+"""How a restore ended: row counts as in the manifest, not as in it, or rolled back."""
 
-@dataclass
+
+@dataclass(kw_only=True)
 class BackupRecord:
     """One catalog row."""
 
     provider: str
     path: str
     format: str
-    status: str
+    status: BackupState
     started_at: datetime
     purpose: str = "manual"
     finished_at: datetime | None = None
@@ -75,7 +80,7 @@ class BackupRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RestoreRecord:
     """One restore, with its duration (the runbook's RTO)."""
 
@@ -85,7 +90,7 @@ class RestoreRecord:
     started_at: datetime
     finished_at: datetime | None
     duration_s: float | None
-    status: str
+    status: RestoreState
     pre_restore_backup: str | None
     error: str | None
 
@@ -185,7 +190,9 @@ _RESTORE_COLUMNS = ("provider, backup_path, backup_provider, started_at, finishe
 
 
 def _restore(r: tuple[Any, ...]) -> RestoreRecord:
-    return RestoreRecord(r[0], r[1], r[2], datetime.fromisoformat(r[3]), _dt(r[4]), r[5], r[6], r[7], r[8])
+    return RestoreRecord(provider=r[0], backup_path=r[1], backup_provider=r[2],
+                         started_at=datetime.fromisoformat(r[3]),
+                         finished_at=_dt(r[4]), duration_s=r[5], status=r[6], pre_restore_backup=r[7], error=r[8])
 
 
 def backup_rows(conn: sqlite3.Connection, provider: str | None = None,

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from .store import StateStore, parse_ts, ts
 
@@ -63,6 +63,8 @@ class AlertState:
         """Whether the alert has fired and not yet resolved."""
         return self.state == "firing"
 
+DeliveryStatus = Literal["pending", "sent", "expired"]
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -76,7 +78,7 @@ class Delivery:
     channel: str
     subject: str
     body: str
-    status: str  # "pending", "sent" or "expired"
+    status: DeliveryStatus
     attempts: int
     last_attempt_at: datetime | None
     last_error: str | None

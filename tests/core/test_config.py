@@ -136,3 +136,23 @@ def test_pooler_setting_overrides_the_guess_and_is_validated():
     assert config.providers["neon"].session_url_for("sync") == config.providers["neon"].url
     with pytest.raises(ConfigError, match="NEON_POOLER='statement' is not one of transaction, session, none"):
         load_config(env={"NEON_DB_URL": pooled, "NEON_POOLER": "statement"}, env_file=None)
+
+
+def test_every_unknown_provider_refusal_is_one_error_naming_the_configured_ones(make_db):
+    import pickle
+
+    from agent_factory.errors import UnknownProviderError
+    from agent_factory.ops.schema_ops import deploy
+    from agent_factory.replication import sync_pair
+
+    db = make_db()
+    refusals = [lambda: db.config.provider("nope"), lambda: db.set_provider("nope"),
+                lambda: sync_pair(db, "nope", "neon"), lambda: deploy(db, "nope", check=True)]
+    for refuse in refusals:
+        with pytest.raises(UnknownProviderError) as caught:
+            refuse()
+        assert isinstance(caught.value, ConfigError) and caught.value.name == "nope"
+        assert str(caught.value).startswith("unknown provider 'nope'; configured providers: ")
+        assert set(caught.value.configured) == set(db.providers)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (type(copy), str(copy)) == (UnknownProviderError, str(caught.value))

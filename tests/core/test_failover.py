@@ -17,7 +17,7 @@ from agent_factory.errors import (
     QueryError,
 )
 from agent_factory.state import StateStore
-from tests.conftest import wait_for_failovers
+from tests.conftest import wait_for_failovers, wait_until
 
 
 def _insert_message(db, message_id: str) -> int:
@@ -57,10 +57,10 @@ def test_sigkill_of_primary_during_concurrent_writes_loses_no_acknowledged_write
     threads = [threading.Thread(target=writer) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    assert wait_until(lambda: len(acknowledged) >= 40, timeout=30), "the writers did not get going"
     local.kill("neon")
     killed_at = time.monotonic()
-    time.sleep(1.0)
+    wait_until(lambda: sum(1 for a in acknowledged if a[2] > killed_at) >= 40, timeout=30)
     stop.set()
     for t in threads:
         t.join(timeout=30)
@@ -89,18 +89,25 @@ def test_sigkill_of_primary_during_concurrent_writes_loses_no_acknowledged_write
         events[0].reason
 
 
-def test_fail_back_after_primary_restarts_and_passes_checks(db, local):
+def test_fail_back_after_primary_restarts_and_passes_checks(db, local, monkeypatch):
+    probes: list[tuple[str, int]] = []
+    real_probe = db.probe_streak
+
+    def counted_probe(name: str) -> int:  # the fail-back watcher probes through the manager
+        passes = real_probe(name)
+        probes.append((name, passes))
+        return passes
+
+    monkeypatch.setattr(db, "probe_streak", counted_probe)
     local.kill("neon")
     assert db.execute_query("SELECT 1", fetch_mode="one") == (1,)
     assert db.active_provider == "supabase"
-    time.sleep(1.2)  # several failed probes of the primary: no fail-back while it is down
+    # several failed probes of the primary: no fail-back while it is down
+    assert wait_until(lambda: probes.count(("neon", 0)) >= 3, timeout=30), probes
     assert db.active_provider == "supabase"
 
     local.start("neon")
-    deadline = time.monotonic() + 10
-    while db.active_provider != "neon" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert db.active_provider == "neon"
+    assert wait_until(lambda: db.active_provider == "neon", timeout=10)
     port = db.execute_query("SELECT current_setting('port')", fetch_mode="one")[0]
     assert int(port) == local.get("neon").port
     events = [(e.from_provider, e.to_provider) for e in wait_for_failovers(db, 2)]

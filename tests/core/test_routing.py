@@ -13,7 +13,7 @@ from psycopg.types.json import Json
 
 from agent_factory.errors import CommitOutcomeUnknownError
 from agent_factory.state import StateStore
-from tests.conftest import wait_for_failovers
+from tests.conftest import wait_for_failovers, wait_until
 
 
 def _events(db, count: int = 0, timeout: float = 5.0) -> list[tuple[str, str, str]]:
@@ -45,14 +45,11 @@ def test_terminating_the_backend_serving_a_read_retries_it_on_the_same_provider(
 
     reader = threading.Thread(target=slow_read)
     reader.start()
-    deadline = time.monotonic() + 5
-    terminated = 0
-    while not terminated and time.monotonic() < deadline:
-        terminated = _terminate(local, "neon", "query LIKE 'SELECT pg_sleep(1.5)%' AND state = 'active'")
-        time.sleep(0.02)
+    terminated = wait_until(
+        lambda: _terminate(local, "neon", "query LIKE 'SELECT pg_sleep(1.5)%' AND state = 'active'") == 1, timeout=5)
     reader.join(timeout=10)
 
-    assert terminated == 1
+    assert terminated
     assert "error" not in result, result.get("error")
     assert int(result["row"][1]) == local.get("neon").port  # retried on neon, not on a backup
     assert db.active_provider == "neon"
@@ -106,10 +103,7 @@ def test_a_request_finishing_on_the_backup_after_fail_back_moves_nothing(db, loc
     reader = threading.Thread(target=slow_read_on_backup)
     reader.start()  # starts on supabase, the active provider
     local.start("neon")
-    deadline = time.monotonic() + 10
-    while db.active_provider != "neon" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert db.active_provider == "neon"
+    assert wait_until(lambda: db.active_provider == "neon", timeout=10)
     reader.join(timeout=10)
     assert int(result["row"][1]) == local.get("supabase").port  # it did finish on the backup
     time.sleep(0.3)
@@ -164,16 +158,10 @@ def test_eight_writers_through_five_kills_end_on_the_primary_with_one_switch_eac
         for cycle in range(5):
             time.sleep(0.5)
             local.kill("neon")
-            deadline = time.monotonic() + 10
-            while db.active_provider != "supabase" and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert db.active_provider == "supabase", f"cycle {cycle}: no failover"
+            assert wait_until(lambda: db.active_provider == "supabase", timeout=10), f"cycle {cycle}: no failover"
             time.sleep(0.5)
             local.start("neon")
-            deadline = time.monotonic() + 20
-            while db.active_provider != "neon" and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert db.active_provider == "neon", f"cycle {cycle}: no fail-back"
+            assert wait_until(lambda: db.active_provider == "neon", timeout=20), f"cycle {cycle}: no fail-back"
             time.sleep(0.5)  # requests still in flight on supabase finish: they must not switch back
             assert db.active_provider == "neon", f"cycle {cycle}: fail-back undone"
             events = _events(db, 2 * (cycle + 1))
@@ -224,10 +212,9 @@ def _cut_statement_in_flight(local, run) -> dict[str, object]:
 
     thread = threading.Thread(target=request)
     thread.start()
-    deadline = time.monotonic() + 5
-    while not _terminate(local, "neon", "query LIKE 'WITH w AS (INSERT%' AND state = 'active'"):
-        assert time.monotonic() < deadline, "the statement never started"
-        time.sleep(0.02)
+    in_flight = "query LIKE 'WITH w AS (INSERT%' AND state = 'active'"
+    started = wait_until(lambda: bool(_terminate(local, "neon", in_flight)), timeout=5)
+    assert started, "the statement never started"
     thread.join(timeout=10)
     return outcome
 

@@ -260,3 +260,20 @@ def test_backup_is_restorable_by_plain_pg_restore(db: DatabaseManager, local: An
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {fresh} WITH (FORCE)")
+
+
+def test_backup_and_restore_record_in_the_managers_state_store(env, tmp_path: Path) -> None:
+    from agent_factory.ops.restore import restore
+    from tests.conftest import make_config
+
+    mine = StateStore(tmp_path / "injected")
+    config = make_config(env)
+    with DatabaseManager(config, state=mine) as db:
+        assert db.state is mine
+        [made] = backup(db, "neon", backup_dir=tmp_path / "b")
+        restore(db, "neon", made.path, backup_dir=tmp_path / "b")
+    recorded = {r.path: r.purpose for r in BackupCatalog(mine).entries()}
+    assert recorded[str(made.path.absolute())] == "manual" and "pre-restore" in recorded.values()
+    assert [r.status for r in BackupCatalog(mine).restores()] == ["ok"]
+    default = BackupCatalog(StateStore(config.state_dir))
+    assert str(made.path.absolute()) not in [r.path for r in default.entries()] and default.restores() == []

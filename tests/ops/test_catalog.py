@@ -68,7 +68,8 @@ def _fake_backup(catalog: BackupCatalog, directory: Path, provider: str, days: f
     path = directory / f"{provider}-{started:%Y-%m-%dT%H%M%SZ}.dump"
     path.write_bytes(b"PGDMP")
     write_signed_manifest(path, provider, started)
-    catalog.record(BackupRecord(provider, str(path.absolute()), "custom", "ok", started, finished_at=started,
+    catalog.record(BackupRecord(provider=provider, path=str(path.absolute()), format="custom", status="ok",
+                                started_at=started, finished_at=started,
                                 sha256=sha256_of(path), signed=True, verified_at=started if verified else None,
                                 verify_depth="quick" if verified else None))
     return path

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -154,13 +155,39 @@ def test_dry_run_validates_and_changes_nothing(db: DatabaseManager, tmp_path: Pa
 
     assert plan.status == "planned" and not plan.changed and plan.pre_restore_backup is None
     assert any("pre-restore backup" in a for a in plan.actions)
-    assert any("--clean --if-exists --no-owner --no-privileges --single-transaction" in a for a in plan.actions)
+    assert any("--clean --if-exists" in a and "--single-transaction" in a for a in plan.actions)
     assert plan.row_counts_before["public.knowledge_atoms"] == 301 and plan.expected_row_counts[
         "public.knowledge_atoms"] == 300
     assert any("sha256 matches" in c for c in plan.checks)
     assert checksums(db) == before
     assert sorted(os.listdir(tmp_path)) == files_before
     assert BackupCatalog(StateStore(db.config.state_dir)).restores() == []
+
+
+@pytest.mark.parametrize("fmt", ["custom", "plain"])
+def test_the_dry_run_shows_the_options_the_restore_runs(db: DatabaseManager, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    seed(db, atoms=20, sessions=2)
+    [made] = backup(db, "neon", fmt=fmt, backup_dir=tmp_path)
+    plan = restore(db, "neon", made.path, check=True, backup_dir=tmp_path)
+    [shown] = [a for a in plan.actions if "--single-transaction" in a]
+    ran: list[list[str]] = []
+    real = pgtools.run_tool
+
+    def spy(tool: pgtools.Tool, args: list[str], *rest: Any, **kw: Any) -> str:
+        ran.append([tool.name, *args])
+        return real(tool, args, *rest, **kw)
+
+    monkeypatch.setattr(pgtools, "run_tool", spy)
+    restore(db, "neon", made.path, backup_dir=tmp_path)
+    [load] = [argv for argv in ran if "--single-transaction" in argv]
+    target = pgtools.target_for(db, "neon")
+    shown_argv = [a.replace(f"--dbname={target.conninfo}", "--dbname=<target>") for a in load]
+    shown_argv = [a if not a.startswith("--use-list=") else "--use-list=<filtered entries>" for a in shown_argv]
+    if fmt == "custom":
+        assert Path(shown_argv[-1]).name == made.path.name  # the checked private copy
+        shown_argv = shown_argv[:-1]
+    assert shown.startswith(shown_argv[0] + " ") and " ".join(shown_argv[1:]) in shown
 
 
 def test_bad_input_is_refused(db: DatabaseManager, tmp_path: Path) -> None:

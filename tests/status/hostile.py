@@ -65,5 +65,6 @@ def seed_hostile(state_dir: Path, now: datetime, payload: Hostile, *, run_failed
     catalog.record(BackupRecord(provider=name, path=f"/srv/backups/{name}-bad.dump", format="custom", status="ok",
                                 started_at=started - MIN, size_bytes=1000))
     catalog.mark_verify_failed(f"/srv/backups/{name}-bad.dump", text)
-    catalog.record_restore(RestoreRecord(name, f"/srv/backups/{name}-ok.dump", name, now - 10 * MIN, now - 9 * MIN,
-                                         61.5, "failed", None, text))
+    catalog.record_restore(RestoreRecord(
+        provider=name, backup_path=f"/srv/backups/{name}-ok.dump", backup_provider=name, started_at=now - 10 * MIN,
+        finished_at=now - 9 * MIN, duration_s=61.5, status="failed", pre_restore_backup=None, error=text))

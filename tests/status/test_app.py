@@ -161,8 +161,9 @@ def test_sync_lag_shown_per_backup(seeded, page, now):
 def test_restore_shows_rto(seeded, page, now):
     state = seeded()
     BackupCatalog(StateStore(state)).record_restore(RestoreRecord(
-        "supabase", "/srv/backups/neon-x.dump", "neon", now - 10 * MIN, now - 9 * MIN, 61.5, "ok",
-        "/srv/backups/supabase-pre.dump", None))
+        provider="supabase", backup_path="/srv/backups/neon-x.dump", backup_provider="neon", started_at=now - 10 * MIN,
+        finished_at=now - 9 * MIN, duration_s=61.5, status="ok", pre_restore_backup="/srv/backups/supabase-pre.dump",
+        error=None))
     at = page(state)
     assert metrics(at)["Last restore RTO"] == "61.5 s"
     assert any("supabase from neon-x.dump, ok" in shown(c.value) for c in at.caption)
