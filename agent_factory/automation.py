@@ -28,11 +28,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from psycopg.conninfo import conninfo_to_dict
 
 from .config import Config, load_config, read_env
 from .core import DatabaseManager
 from .errors import ConfigError
+from .redact import url_password
 
 __all__ = ["RESULT_PROPERTIES", "module_config", "open_manager", "provider_env", "to_jsonable", "to_result"]
 
@@ -100,15 +100,15 @@ def module_config(module: ModuleLike) -> Config:
     for provider in config.providers.values():
         if provider.password:
             module.no_log_values.add(provider.password)
-    for key in (config.backup_signing_key, *config.backup_signing_previous):
-        if key:
-            module.no_log_values.add(key)
+    for signing_key in (config.backup_signing_key, *config.backup_signing_previous):
+        if signing_key:
+            module.no_log_values.add(signing_key)
     return config
 
 
 def _hide_password(module: ModuleLike, url: str) -> None:
     try:
-        password = conninfo_to_dict(url).get("password")
+        password = url_password(url)
     except Exception:  # a malformed URL: load_config names it; the raw value is hidden instead
         module.no_log_values.add(url)
         return

@@ -36,7 +36,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigError, DirectUrlRequiredError, UnknownProviderError
-from .redact import describe_url
+from .redact import describe_url, url_password
 from .tls import secure_conninfo
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class ProviderConfig:
     @property
     def password(self) -> str | None:
         """Return the password in the URL, for callers that must hide it (never log it)."""
-        return conninfo_to_dict(self.url).get("password")
+        return url_password(self.url)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.host})"

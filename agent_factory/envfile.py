@@ -28,18 +28,18 @@ def with_values(text: str, updates: Mapping[str, str]) -> str:
 
     Raises `ValueError` for a value with a newline (a dotenv line cannot hold it).
     """
-    for key, value in updates.items():
+    for name, value in updates.items():
         if "\n" in value or "\r" in value:
-            raise ValueError(f"the new value of {key} contains a line break")
+            raise ValueError(f"the new value of {name} contains a line break")
     out: list[str] = []
     done: set[str] = set()
     lines = text.splitlines(keepends=True)
     for line in lines:
         match = _ASSIGNMENT.match(line)
-        key = match.group("key") if match else None
-        if match is None or key not in updates:
+        if match is None or match.group("key") not in updates:
             out.append(line)
             continue
+        key = match.group("key")
         if key in done:
             continue  # a later assignment would override the new value
         done.add(key)

@@ -34,7 +34,7 @@ class UnknownProviderError(ConfigError):
 
 
 class DirectUrlRequiredError(ConfigError):
-    """An operation needs a session of its own and the provider's URL is a transaction pooler without NAME_DIRECT_URL."""
+    """An operation needs its own session, and the provider's URL is a transaction pooler without NAME_DIRECT_URL."""
 
 
 # --- database and failover ----------------------------------------------

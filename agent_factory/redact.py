@@ -45,6 +45,12 @@ def describe_url(url: str) -> str:
     return f"{host}:{port}/{dbname}"
 
 
+def url_password(url: str) -> str | None:
+    """Return the password of a PostgreSQL URL or conninfo string, or None; raise `psycopg.ProgrammingError`."""
+    password = conninfo_to_dict(url).get("password")
+    return None if password is None else str(password)
+
+
 def scrub(text: str, *secrets: str) -> str:
     """Remove passwords from free text: URL, key=value and JSON forms, plus any known secret values."""
     text = _URL_PASSWORD.sub(r"\1***@", text)

@@ -14,6 +14,7 @@ Rules, applied by `secure_conninfo` to every provider URL (and direct URL):
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -36,7 +37,7 @@ def is_loopback_host(host: str) -> bool:
     return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
-def is_loopback(params: dict[str, object]) -> bool:
+def is_loopback(params: Mapping[str, object]) -> bool:
     """Return whether every host of parsed conninfo `params` is on this machine.
 
     Where `hostaddr` is given it is what libpq connects to, so it decides.

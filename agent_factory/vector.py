@@ -173,6 +173,6 @@ def to_vector(values: list[float]) -> Any:
     try:
         from pgvector import Vector  # pgvector >= 0.4
     except ImportError:  # pragma: no cover - older releases kept it in the adapter module
-        from pgvector.psycopg import Vector
+        from pgvector.psycopg import Vector  # type: ignore[attr-defined,no-redef]
 
     return Vector(values)

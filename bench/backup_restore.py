@@ -264,19 +264,20 @@ def _settle(target: pgtools.PgTarget) -> None:
 
 def _entries(size: int, b: dict[str, Any], r: dict[str, Any]) -> list[Entry]:
     # The fastest of the repetitions: on a shared machine noise only ever adds time.
-    ours_dump = [t - v for t, v in zip(b["ours_total"], b["ours_verify"])]
+    ours_dump = [t - v for t, v in zip(b["ours_total"], b["ours_verify"], strict=True)]
     dump, load, direct = min(ours_dump), min(r["ours_load"]), min(r["direct"])
     direct_dump = f"pg_dump {b['pg_dump']} -Fc run directly, same options"
     direct_restore = f"pg_restore {r['pg_restore']} run directly, same options and table of contents"
     facts = {"database_bytes": size, "archive_bytes": b["sizes"], "statistic": "fastest of the repetitions"}
-    verification = [c + n for c, n in zip(r["ours_check_file"], r["ours_row_counts"])]
+    verification = [c + n for c, n in zip(r["ours_check_file"], r["ours_row_counts"], strict=True)]
     return [
         Entry("backup.custom.dump", "s (min)", dump, min(b["direct"]), direct_dump,
               "ours <= 1.05 x direct (verification excluded)", dump <= 1.05 * min(b["direct"]),
               details={**facts, "ours_s": _r(ours_dump), "direct_s": _r(b["direct"]),
                        "median_ratio": round(median(ours_dump) / median(b["direct"]), 3)}),
         Entry("backup.custom.verification", "s (min)", min(b["ours_verify"]), min(b["direct"]),
-              f"{direct_dump} (the share of a dump that verification adds)", "informational (sha256 + pg_restore --list)",
+              f"{direct_dump} (the share of a dump that verification adds)",
+              "informational (sha256 + pg_restore --list)",
               None, details={"ours_s": _r(b["ours_verify"])}),
         Entry("backup.custom.total", "s (min)", min(b["ours_total"]), min(b["direct"]), direct_dump,
               "informational (dump + snapshot row counts + verification)", None,

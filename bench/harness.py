@@ -205,8 +205,8 @@ def write_results(path: Path, machine_info: dict[str, Any], entries: list[Entry]
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "machine": machine_info,
-        "run": {"quick": quick, "seconds": round(seconds, 1), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "errors": errors},
+        "run": {"quick": quick, "seconds": round(seconds, 1),
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "errors": errors},
         "entries": [e.as_json() for e in entries],
     }
     tmp = path.with_name(path.name + ".tmp")

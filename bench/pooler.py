@@ -25,9 +25,9 @@ def _ops(storage: PostgresMemoryStorage, count: int) -> list[float]:
     times = []
     for i in range(count):
         session = Session(user_id="bench-pooler", messages=[Message("user", f"m{i}")])
-        for op in (lambda: storage.save_session(session),
-                   lambda: storage.append_messages(session.session_id, [{"role": "assistant", "content": "a"}]),
-                   lambda: storage.load_session(session.session_id)):
+        for op in (lambda s=session: storage.save_session(s),
+                   lambda s=session: storage.append_messages(s.session_id, [{"role": "assistant", "content": "a"}]),
+                   lambda s=session: storage.load_session(s.session_id)):
             started = time.perf_counter()
             op()
             times.append(time.perf_counter() - started)

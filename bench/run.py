@@ -29,7 +29,8 @@ from bench.harness import Context, Entry, format_table, local_providers, machine
 BENCHMARKS = ("memory", "memory_link", "failover", "failback", "health", "backup", "sync", "checkpoint",
               "checkpoint_link", "chat_history", "store", "partition", "pooler", "stream")
 MODULES = {"memory": ("bench.memory_ops", "run"), "memory_link": ("bench.memory_ops", "run_link"),
-           "failover": ("bench.failover", "run"), "failback": ("bench.failback", "run"), "health": ("bench.health", "run"),
+           "failover": ("bench.failover", "run"), "failback": ("bench.failback", "run"),
+           "health": ("bench.health", "run"),
            "backup": ("bench.backup_restore", "run"), "sync": ("bench.sync", "run"),
            "checkpoint": ("bench.checkpoint", "run"), "checkpoint_link": ("bench.checkpoint", "run_link"),
            "chat_history": ("bench.chat_history", "run"), "store": ("bench.store", "run"),

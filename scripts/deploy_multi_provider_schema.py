@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from agent_factory.cli.runbook import run_subcommand  # noqa: E402
+from agent_factory.cli.runbook import run_subcommand
 
 
 def run(argv: list[str]) -> int:

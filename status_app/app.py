@@ -104,7 +104,7 @@ def show_providers(snap: Snapshot, settings: PageSettings, now: datetime, verdic
     if verdict.updated_at is not None:
         st.caption(f"As the monitor saw them at {when(verdict.updated_at, tz)}.")
     states = provider_states(snap, settings, now)
-    for column, p in zip(st.columns(max(len(states), 1)), states):
+    for column, p in zip(st.columns(max(len(states), 1)), states, strict=False):
         with column.container(border=True):
             st.subheader(plain(p.name), anchor=False)
             if p.primary:
@@ -156,7 +156,7 @@ def show_latency(snap: Snapshot, now: datetime, tz: tzinfo) -> None:
 def show_backups(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo) -> None:
     st.header("Backups and RPO")
     found = rpos(snap, settings, now)
-    for column, r in zip(st.columns(max(len(found), 1)), found):
+    for column, r in zip(st.columns(max(len(found), 1)), found, strict=False):
         with column:
             st.metric(f"RPO {plain(r.provider)}", hours(r.age) if r.age is not None else "no verified backup",
                       help="Age of the newest verified backup, from when it was taken")
@@ -174,7 +174,7 @@ def show_sync(snap: Snapshot, settings: PageSettings, now: datetime, tz: tzinfo)
     lags = stream_lags(snap, settings, now)
     if not snap.syncs and not snap.streams:
         st.caption("No stream or sync recorded yet.")
-    for column, lag in zip(st.columns(max(len(lags), 1)), lags):
+    for column, lag in zip(st.columns(max(len(lags), 1)), lags, strict=False):
         with column:
             if isinstance(lag, StreamLag):
                 show_stream(lag, tz)
@@ -204,7 +204,7 @@ def show_divergence(snap: Snapshot, now: datetime, tz: tzinfo) -> None:
     """Show, per backup, the rows it held that the primary lacked at the monitor's last merge."""
     if not snap.divergence:
         return
-    for column, d in zip(st.columns(len(snap.divergence)), snap.divergence):
+    for column, d in zip(st.columns(len(snap.divergence)), snap.divergence, strict=True):
         with column:
             st.metric(f"Not on the primary: {plain(d.backup)}", "unknown" if d.rows is None else f"{d.rows} rows",
                       help="Rows this backup held that the primary lacked at the monitor's last run (writes of "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import altair as alt
 import pandas as pd
 
@@ -31,7 +33,8 @@ def uptime_alt(daily: pd.DataFrame) -> str:
     parts = []
     for provider, own in daily.groupby("provider", sort=False):
         measured = own[own["samples"] > 0]
-        worst = measured.loc[measured["uptime"].idxmin()] if not measured.empty else None
+        # pandas-stubs types idxmin() as any Hashable, which .loc[] does not take
+        worst = measured.loc[measured["uptime"].idxmin()] if not measured.empty else None  # type: ignore[call-overload]
         part = f"{provider}: {len(measured)} of {days} days with data"
         if worst is not None:
             part += f", lowest {worst['uptime']:.2f} % on {worst['day']}"
@@ -47,7 +50,8 @@ def latency_chart(series: pd.DataFrame) -> alt.Chart:
         x=alt.X("time:T", title="Time", axis=alt.Axis(format=fmt, labelOverlap=True)),
         y=alt.Y("latency_ms:Q", title="Latency (ms)"),
         color=alt.Color("provider:N", title="Provider"),
-        tooltip=[alt.Tooltip("provider:N", title="Provider"), alt.Tooltip("time:T", title="Time", format="%Y-%m-%d %H:%M"),
+        tooltip=[alt.Tooltip("provider:N", title="Provider"),
+                 alt.Tooltip("time:T", title="Time", format="%Y-%m-%d %H:%M"),
                  alt.Tooltip("stat:N", title="Statistic"), alt.Tooltip("latency_ms:Q", title="ms", format=".1f")],
     )
     if (series["stat"] == "sample").all():
@@ -77,7 +81,7 @@ def size_chart(sizes: pd.DataFrame) -> alt.LayerChart:
                  alt.Tooltip("size_mb:Q", title="MB", format=".1f"), alt.Tooltip("quota_mb:Q", title="Quota MB")])
     quota = alt.Chart(data.dropna(subset=["quota_mb"])).mark_line(strokeDash=[6, 4]).encode(
         x=x, y="quota_mb:Q", color=colour)
-    return alt.layer(size, quota).properties(height=260)
+    return cast(alt.LayerChart, alt.layer(size, quota).properties(height=260))
 
 
 def size_alt(sizes: pd.DataFrame) -> str:

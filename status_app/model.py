@@ -186,7 +186,7 @@ def sample_interval(samples: pd.DataFrame) -> timedelta:
     times = samples["at"].drop_duplicates().sort_values()
     if len(times) < 2:
         return DEFAULT_INTERVAL
-    gap = times.diff().dropna().median().to_pytimedelta()
+    gap = pd.Timedelta(times.diff().dropna().median()).to_pytimedelta()
     return min(max(gap, timedelta(minutes=1)), timedelta(hours=1))
 
 

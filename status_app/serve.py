@@ -28,8 +28,8 @@ import altair  # noqa: F401
 import pandas  # noqa: F401
 from streamlit.web.cli import main
 
-import status_app.charts  # noqa: F401
-import status_app.model  # noqa: F401
+import status_app.charts
+import status_app.model
 import status_app.timeline  # noqa: F401
 
 

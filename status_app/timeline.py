@@ -59,7 +59,8 @@ def timeline(snap: Snapshot, now: datetime) -> pd.DataFrame:
             rows.append((b.verified_at or b.finished_at or b.started_at, "verification failed", b.provider,
                          f"{b.path}: {b.verify_error}"))
     failed = snap.runs[snap.runs["error"].notna()]
-    rows += [(at, "monitor run failed", "monitor", error) for at, error in zip(failed["started_at"], failed["error"])]
+    rows += [(at, "monitor run failed", "monitor", error)
+             for at, error in zip(failed["started_at"], failed["error"], strict=True)]
     frame = pd.DataFrame(rows, columns=["at", "kind", "subject", "detail"])
     if frame.empty:
         return frame

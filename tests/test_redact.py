@@ -1,12 +1,13 @@
-"""Redaction of passwords in free text: URLs (SQLAlchemy forms too), key=value, JSON fields."""
+"""Redaction of passwords in free text: URLs (SQLAlchemy forms too), key=value, JSON fields; a URL's password."""
 
 from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 
-from agent_factory.redact import scrub, scrub_foreign
+from agent_factory.redact import scrub, scrub_foreign, url_password
 
 SECRET = "p4ss-Secr3t"
 
@@ -70,3 +71,19 @@ def test_scrub_foreign_also_removes_tokens_and_keys(text: str, secret: str) -> N
 def test_scrub_leaves_tokens_to_scrub_foreign() -> None:
     text = "Authorization: Bearer tok3n-value"
     assert scrub(text) == text  # text we write keeps its words; only `scrub_foreign` guesses at unknown secrets
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (f"postgresql://agent:{SECRET}@db.example.com:5432/app", SECRET),
+    (f"host=db.example.com password={SECRET} user=agent", SECRET),
+    ("postgresql://agent:12345@db.example.com/app", "12345"),  # digits stay a string
+    ("postgresql://agent@db.example.com/app", None),
+    ("host=db.example.com user=agent", None),
+])
+def test_url_password_reads_the_password_of_either_form(url: str, expected: str | None) -> None:
+    assert url_password(url) == expected
+
+
+def test_url_password_of_an_unparseable_url_raises_psycopgs_error() -> None:
+    with pytest.raises(psycopg.ProgrammingError):
+        url_password("host='unterminated")

@@ -45,7 +45,8 @@ EXPECTED = {
     "f'[OK] {name}' if is_healthy": [r"^\[OK\] neon$", r"^\[OK\] supabase$", r"^\[OK\] railway$"],
     "FROM knowledge_atoms": [r"^Knowledge atoms: \d+$"],
     "Current primary": [r"^Current primary: neon$"],
-    "db.set_provider('neon')": [r"^CHECK \(\(memory_type = ANY \(ARRAY\['session_metadata'::text, 'message_user'::text"],
+    "db.set_provider('neon')": [r"^CHECK \(\(memory_type = ANY \(ARRAY\['session_metadata'::text, "
+                                r"'message_user'::text"],
     "FROM session_memories', fetch_mode='one'": [r"^Sessions: \d+$"],
     "for row in result": [r"^PRIMARY KEY \(id\)$", r"^CHECK \(\(memory_type = ANY"],
     "pool_active": [r"^neon: pool_active=\d+$", r"^supabase: pool_active=\d+$", r"^railway: pool_active=\d+$"],

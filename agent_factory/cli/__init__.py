@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     CommandParser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         outcome: Outcome = args.handler(args)
     except ConfigError as exc:

@@ -21,7 +21,7 @@ from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Outcome, progress
 from .signals import stoppable
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("backup", help="back up a provider (default the primary) with pg_dump",
                        description="Back up one provider (default: the primary) or all of them with pg_dump, "
                                    "writing <dir>/<provider>-<UTC time>.dump (0600) and a manifest beside it.")
@@ -166,7 +166,7 @@ def _restore(args: argparse.Namespace) -> Outcome:
             if not sys.stdin.isatty():
                 return Outcome(EXIT_USAGE, f"refusing to restore into provider {plan.provider} without --yes "
                                            "(not on a terminal to ask); run with --dry-run to see the plan")
-            print(_restore_text(plan), file=sys.stderr)
+            print(_restore_text(plan), file=sys.stderr)  # noqa: T201 - the plan, before the question
             answer = input(f"This replaces the data of provider {plan.provider}. Type its name to go on: ")
             if answer.strip() != plan.provider:
                 return Outcome(EXIT_FAILED, "restore cancelled; nothing was changed")

@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from .output import EXIT_FAILED, EXIT_OK, Outcome
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("credentials", help="rotate a provider's password, or take in one rotated elsewhere")
     actions = parser.add_subparsers(dest="credentials_command", metavar="ACTION")
     actions.required = True

@@ -23,7 +23,7 @@ from ..vector import has_pgvector
 from .output import EXIT_OK, Outcome
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("local", help="start, stop and break the local providers (neon, supabase, railway)")
     parser.add_argument("--dir", default=os.environ.get("AGENT_FACTORY_LOCAL_DIR", "var/local"),
                         help="where the providers' data lives (default var/local)")
@@ -135,7 +135,8 @@ def _kill(args: argparse.Namespace) -> Outcome:
             raise LocalProviderError(f"local {POOLER} is not running")
         return Outcome(EXIT_OK, f"killed local {POOLER} (pid {pid})", {"name": args.name, "pid": pid})
     pid = providers.kill(args.name)
-    return Outcome(EXIT_OK, f"killed local provider {args.name} (postmaster pid {pid})", {"name": args.name, "pid": pid})
+    return Outcome(EXIT_OK, f"killed local provider {args.name} (postmaster pid {pid})",
+                   {"name": args.name, "pid": pid})
 
 
 def _start(args: argparse.Namespace) -> Outcome:

@@ -12,7 +12,7 @@ from .monitor import _since
 from .output import EXIT_FAILED, EXIT_OK, Outcome
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "capacity", help="database size per provider against NAME_STORAGE_QUOTA_MB, growth and days left",
         description="Measure every provider now, list its largest tables and indexes (dead tuples, bloat "
@@ -49,7 +49,8 @@ def _capacity(args: argparse.Namespace) -> Outcome:
         lines.append(("[FAIL] " if p.state in ("critical", "unknown") else "[WARN] " if p.state == "warning"
                       else "[OK] ") + p.summary)
         for r in p.relations:
-            extra = (f", {r.dead_tuples} dead tuples, ~{r.bloat_bytes / 1048576:.1f} MB bloat" if r.kind == "table"
+            bloat_mb = (r.bloat_bytes or 0) / 1048576
+            extra = (f", {r.dead_tuples} dead tuples, ~{bloat_mb:.1f} MB bloat" if r.kind == "table"
                      else f" on {r.table}, {r.scans} scans")
             lines.append(f"    {r.kind:5} {r.name}: {r.bytes / 1048576:.1f} MB{extra}")
     failed = any(p.state in ("critical", "unknown") for p in report)

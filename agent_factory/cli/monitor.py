@@ -16,7 +16,7 @@ from .argtypes import count, positive_seconds
 from .output import EXIT_FAILED, EXIT_OK, Outcome, emit
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "monitor", help="check every provider, record samples, fire and deliver alerts (cron: --once)",
         description="Exit 0 when at least one provider serves, 1 when all are down. Alert channels come from "

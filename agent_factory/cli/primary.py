@@ -8,7 +8,7 @@ from ..ops.primary import switch_primary
 from .output import EXIT_OK, Outcome
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("primary", help="switch the primary provider (DATABASE_PROVIDER in .env)")
     actions = parser.add_subparsers(dest="primary_command", metavar="ACTION")
     actions.required = True

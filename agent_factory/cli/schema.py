@@ -17,7 +17,7 @@ from ..ops.schema_ops import (
 from .output import EXIT_FAILED, EXIT_OK, Outcome
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("schema", help="deploy migrations, detect drift, fix the memory_type constraint")
     schema = parser.add_subparsers(dest="schema_command", metavar="ACTION")
     schema.required = True

@@ -21,7 +21,7 @@ from .output import EXIT_FAILED, Outcome, progress
 INSTALL_HINT = "the status page needs the `status` extra: pip install 'agent-factory[status]'"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "status-page", help="serve the status page (Streamlit) from the state store; localhost by default",
         description="Serve the read-only status page: health, uptime, latency, backups/RPO, sync lag, restores "

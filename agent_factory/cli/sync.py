@@ -15,7 +15,7 @@ from .output import EXIT_FAILED, EXIT_OK, Outcome, emit, progress, to_jsonable
 from .signals import stop_requested
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "sync", help="merge the rows one provider changed into another (--from A --to B), or converge all (--all)",
         description="Copy every row changed on the source since the last sync into the target; the newer "

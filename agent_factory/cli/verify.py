@@ -8,7 +8,7 @@ from ..ops.verify import verify
 from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Outcome
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "verify",
         help="check imports, providers' health, a storage round trip, knowledge atoms and schema drift",

@@ -123,9 +123,9 @@ def connection_class(credentials: Credentials) -> type[psycopg.Connection[Any]]:
 
     class ProviderConnection(psycopg.Connection[Any]):
         @classmethod
-        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:  # type: ignore[override]
-            parent = super()
-            return credentials.connect(lambda url: parent.connect(url, **kwargs))
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            connect = super().connect
+            return credentials.connect(lambda url: connect(url, **kwargs))
 
     ProviderConnection.__name__ = ProviderConnection.__qualname__ = f"ProviderConnection[{credentials.name}]"
     return ProviderConnection

@@ -539,7 +539,7 @@ def default_manager() -> DatabaseManager:
 
 
 def close_default_manager() -> None:
-    """Close the process's default manager, if one was made; the next `default_manager()` reads the configuration anew."""
+    """Close the process's default manager, if one was made; the next `default_manager()` reads the config anew."""
     global _default
     with _default_lock:
         manager, _default = _default, None

@@ -32,13 +32,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
 from .. import vector
 from ..config import Config, ProviderConfig
 from ..errors import AuthenticationFailedError, PoolExhaustedError
 from ..keepalive import dead_peer_params
+from ..redact import url_password
 from ..state.store import utcnow
 from .credentials import Credentials, connection_class
 from .sqlstate import Action, classify, describe
@@ -317,7 +317,7 @@ class Provider:
         it, since the direct URL may reach another host than traffic does.
         """
         url = self._settings.session_url_for(purpose)
-        password = conninfo_to_dict(url).get("password") or self._password
+        password = url_password(url) or self._password
         kwargs = {**self._kwargs, "application_name": f"agent-factory {purpose}"[:63], "prepare_threshold": 5}
         try:
             conn = psycopg.connect(url, **kwargs)

@@ -4,4 +4,4 @@ from .binaries import PgInstall, find_installs, find_tool
 from .cluster import LocalProvider, LocalProviders
 from .pooler import LocalPooler, local_env
 
-__all__ = ["LocalPooler", "LocalProvider", "LocalProviders", "local_env", "PgInstall", "find_installs", "find_tool"]
+__all__ = ["LocalPooler", "LocalProvider", "LocalProviders", "PgInstall", "find_installs", "find_tool", "local_env"]

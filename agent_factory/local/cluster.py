@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
+from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
@@ -337,12 +338,12 @@ class LocalProviders:
         if exe is None:
             raise LocalProviderError(f"{tool} not found in {install.bindir}")
         user = _service_user()
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         if user:
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [],
                       "env": {**os.environ, "HOME": user.pw_dir or "/tmp"}}
         result = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120,
-                                cwd="/", **kwargs)  # type: ignore[call-overload]
+                                cwd="/", **kwargs)
         if result.returncode != 0:
             raise LocalProviderError(f"{tool} failed: {(result.stderr or result.stdout).strip()[-800:]}")
 
@@ -415,7 +416,7 @@ def _write_private(path: Path, text: str) -> None:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, seconds: float) -> bool:

@@ -26,11 +26,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import LocalProviderError
 from .cluster import (APP_DB, APP_USER, LocalProviders, _alive, _free_port, _make_traversable, _service_user, _url,
@@ -129,13 +131,13 @@ class LocalPooler:
             return
         (self.home / "pgbouncer.pid").unlink(missing_ok=True)
         user = _service_user()
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         if user:
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         result = subprocess.run([str(find_pgbouncer()), "-d", str(self.home / "pgbouncer.ini")],
                                 capture_output=True, text=True, timeout=60, cwd="/",
                                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                                **kwargs)  # type: ignore[call-overload]
+                                **kwargs)
         if result.returncode != 0:
             raise LocalProviderError(f"pgbouncer failed to start: {(result.stderr or result.stdout).strip()[-400:]}")
         if not wait_for_port(self.port, 30):
@@ -181,14 +183,14 @@ class LocalPooler:
                 "running": pid is not None, "pid": pid, "pooler_for": self.provider}
 
 
-def _write_owned(path: Path, text: str, user: object) -> None:
+def _write_owned(path: Path, text: str, user: pwd.struct_passwd | None) -> None:
     """Write `text` to `path` with mode 0600, owned by the service user when there is one."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.chmod(path, 0o600)
     if user is not None:
-        os.chown(path, user.pw_uid, user.pw_gid)  # type: ignore[attr-defined]
+        os.chown(path, user.pw_uid, user.pw_gid)
 
 
 def local_env(providers: LocalProviders) -> dict[str, str]:

@@ -157,7 +157,8 @@ class ConversationLog(LazyDatabase):
                   **stamp_params(new_stamp())}
 
         def work(conn: psycopg.Connection) -> bool | None:
-            return _run_locked(conn, CLEAR_SQL, params, session_id)[2]  # whether the session is absent or the user's
+            absent_or_own: bool | None = _run_locked(conn, CLEAR_SQL, params, session_id)[2]
+            return absent_or_own
 
         if self.db.run_statement(work, idempotent=True) is False:
             raise SessionOwnerError(f"session {session_id} belongs to another user")

@@ -76,9 +76,13 @@ class Embedder:
         return self.documents([text])[0]
 
     def _check(self, vector: object, index: int) -> list[float]:
-        if isinstance(vector, (str, bytes)) or not isinstance(vector, Sequence) and not hasattr(vector, "tolist"):
-            raise InvalidInputError(f"the embedder's vector {index} is a {type(vector).__name__}, not a list of numbers")
-        values = list(vector.tolist() if hasattr(vector, "tolist") else vector)  # type: ignore[union-attr]
+        if hasattr(vector, "tolist") and not isinstance(vector, (str, bytes)):
+            values = list(vector.tolist())
+        elif isinstance(vector, Sequence) and not isinstance(vector, (str, bytes)):
+            values = list(vector)
+        else:
+            raise InvalidInputError(
+                f"the embedder's vector {index} is a {type(vector).__name__}, not a list of numbers")
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in values):
             raise InvalidInputError(f"the embedder's vector {index} holds a value that is not a finite number")
         with self._lock:

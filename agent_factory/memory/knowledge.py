@@ -327,7 +327,7 @@ class KnowledgeBase(LazyDatabase):
             vector = self._embedder.query(query)
             params["embedding"] = to_vector(vector)
             sql = (HYBRID_SQL if wanted == "hybrid" else SEMANTIC_SQL).format(
-                dims=int(len(vector)), type_filter=type_filter)
+                dims=len(vector), type_filter=type_filter)
         else:
             wanted, sql = "text", ""
         text_sql = SEARCH_SQL.format(type_filter=type_filter)
@@ -375,7 +375,7 @@ class KnowledgeBase(LazyDatabase):
             def write(conn: psycopg.Connection) -> int:
                 if not has_vector_column(conn, "knowledge_atoms", "embedding"):
                     return 0
-                return conn.execute(_FILL_SQL, params).rowcount
+                return conn.execute(_FILL_SQL, params).rowcount  # noqa: B023 - run in this iteration
 
             filled += self.db.run_statement(write, idempotent=True)
             logger.debug("reindexed %d knowledge atoms on provider %s", filled, self.db.active_provider)

@@ -127,8 +127,8 @@ SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserte
 """
 
 # The messages, after the `base` messages of the session row `head` (user_id, base), under its user.
-APPEND_AFTER_HEAD = f"""INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index, content, metadata,
-                                       created_at, updated_at, write_id)
+APPEND_AFTER_HEAD = f"""INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index,
+                                       content, metadata, created_at, updated_at, write_id)
     SELECT e.id, %(session_id)s, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
            jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
            %(updated_at)s, %(write_id)s

@@ -97,7 +97,8 @@ class Session:
     """
 
     user_id: str
-    session_id: str | None = None
+    # None (the default) is replaced by a new uuid4 in __post_init__: once constructed it is always a string.
+    session_id: str = None  # type: ignore[assignment]
     messages: list[Message] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
@@ -123,7 +124,7 @@ class Session:
     @property
     def id(self) -> str:
         """The session id (an alias of `session_id`)."""
-        return self.session_id  # type: ignore[return-value]
+        return self.session_id
 
     def add_message(self, role: str, content: str, metadata: dict[str, Any] | None = None) -> Message:
         """Append a message, mark the session active now, and return the message.

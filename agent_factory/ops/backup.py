@@ -10,7 +10,8 @@ Decisions:
   the objects, and `--no-comments` (the schema has none; an extension's comment,
   pgvector's, may only be set by the extension's owner, which would fail a
   restore by the application role into a database where the platform installed it), and
-  `--no-publications --no-subscriptions` (streams belong to the servers: docs/CONTINUITY.md). Files and manifests are mode 0600, the directory 0700 when created.
+  `--no-publications --no-subscriptions` (streams belong to the servers: docs/CONTINUITY.md). Files and
+  manifests are mode 0600, the directory 0700 when created.
 - Atomicity: pg_dump writes to a hidden `.<name>.partial-<pid>` file created
   0600; after it succeeds the file is fsynced, hashed and checked (custom:
   `pg_restore --list`; plain: the "dump complete" trailer), the manifest is

@@ -187,7 +187,7 @@ def growth_per_day(samples: Sequence[SizeSample]) -> float | None:
     var = sum((x - mean_x) ** 2 for x in xs)
     if var == 0:
         return None
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
 
 
 def capacity_report(db: DatabaseManager, store: StateStore, *, provider: str | None = None, days: float = 30.0,

@@ -371,7 +371,8 @@ def check_file(file: Path, keys: SigningKeys, *, allow_unsigned: bool = False,
     return CheckedFile(manifest, checks, digest, manifest.signed)
 
 
-def _deep_check(db: DatabaseManager, file: Path, manifest: Manifest, provider: str, say: Progress) -> tuple[str, dict[str, int]]:
+def _deep_check(db: DatabaseManager, file: Path, manifest: Manifest, provider: str,
+                say: Progress) -> tuple[str, dict[str, int]]:
     """Restore into a scratch database and compare row counts; return its name and the vector tables left out.
 
     The scratch database is made by the application role, which may not be allowed to

@@ -52,6 +52,7 @@ from ..config import ProviderConfig, load_config
 from ..core.sqlstate import describe, is_auth_failure
 from ..envfile import with_values, write_private
 from ..errors import AuthenticationFailedError, ConfigError, CredentialRotationError
+from ..redact import url_password
 from ..tls import secure_conninfo
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ def rotate_password(env_file: str | Path, provider: str, *, check: bool, vault_p
     result = CredentialResult(provider=target.provider.name, role=target.role, changed=not check, check=check,
                               actions=actions, variables=list(target.values), env_file=path, logged_in=False,
                               vault_variables=_vault(vault_prefix, target.values))
-    pending: Path | None = _claim(path)
+    claimed = _claim(path)
+    pending: Path | None = claimed
     keep = False  # once the role has the new password, the pending file is its only copy until it moves
     try:
         with _login(target) as conn:
@@ -159,7 +161,7 @@ def rotate_password(env_file: str | Path, provider: str, *, check: bool, vault_p
             new_password = generate_password()
             new_values = {var: _replace(var, raw, new_password) for var, raw in target.values.items()}
             original = _read(path)
-            write_private(pending, with_values(original, new_values))
+            write_private(claimed, with_values(original, new_values))
             keep = True
             _alter_role(conn, target.role, new_password)
             logger.info("provider %s: role %s has a new password; proving a new login", target.provider.name,
@@ -175,7 +177,7 @@ def rotate_password(env_file: str | Path, provider: str, *, check: bool, vault_p
             raise CredentialRotationError(
                 f"{path} changed during the rotation; the new password of role {target.role} is in {pending}: "
                 f"merge its {', '.join(target.values)} line(s) into {path}, then delete {pending}")
-        os.replace(pending, path)
+        os.replace(claimed, path)
         pending = None
         result.old_password_refused = _refused(target)
     finally:
@@ -352,8 +354,9 @@ def _prove(target: _Target, new_values: Mapping[str, str]) -> str | None:
         if var.endswith("_PASSWORD"):
             url = make_conninfo(p.url, password=raw)
         else:
-            url = secure_conninfo(raw, conninfo_to_dict(p.url).get("sslrootcert"))
-        why = _try_login(url, raw if var.endswith("_PASSWORD") else conninfo_to_dict(url).get("password"))
+            root_cert = conninfo_to_dict(p.url).get("sslrootcert")
+            url = secure_conninfo(raw, None if root_cert is None else str(root_cert))
+        why = _try_login(url, raw if var.endswith("_PASSWORD") else url_password(url))
         if why is not None:
             return f"{var}: {why}"
     return None

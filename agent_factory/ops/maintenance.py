@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import psycopg
 from psycopg import sql
@@ -184,7 +185,7 @@ def record_pool_figures(db: DatabaseManager, store: StateStore, names: Sequence[
         else:
             if row is not None:
                 keys = ("connections", "active", "idle", "idle_in_transaction", "waiting_on_locks", "max_connections")
-                samples.append(PoolSample(name, now, "server", dict(zip(keys, map(int, row)))))
+                samples.append(PoolSample(name, now, "server", dict(zip(keys, map(int, row), strict=True))))
     for name in db.providers:
         figures = {k: int(stats[name].get(k) or 0) for k in _POOL_KEYS}
         samples.append(PoolSample(name, now, f"pool:{os.getpid()}", figures))
@@ -223,7 +224,7 @@ def pool_review(store: StateStore, pool_max_size: int, since: datetime) -> list[
                 pools[s.source].append(s.figures)
 
         def growth(key: str) -> int:  # counters are cumulative per process (pool): sum each one's highest
-            return sum(max(f.get(key, 0) for f in fs) for fs in pools.values())
+            return sum(max(f.get(key, 0) for f in fs) for fs in pools.values())  # noqa: B023 - used in this iteration
 
         peak = max((f["connections"] for f in server), default=None)
         limit = max((f["max_connections"] for f in server), default=None)
@@ -291,7 +292,7 @@ def query_trends(store: StateStore, provider: str, since: datetime, limit: int =
         series[s.query].append(s)
     trends = []
     for query, samples in series.items():
-        intervals = [(b.total_ms - a.total_ms, b.calls - a.calls) for a, b in zip(samples, samples[1:])
+        intervals = [(b.total_ms - a.total_ms, b.calls - a.calls) for a, b in pairwise(samples)
                      if b.calls > a.calls]  # a counter reset (calls going down) starts again
         if not intervals:
             continue

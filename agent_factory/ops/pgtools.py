@@ -51,7 +51,8 @@ from .tools import Progress, Tool, major_of, pick_tool, run_tool
 from .vector_columns import cut_vector_columns
 
 __all__ = ["FORMATS", "PgTarget", "Progress", "TargetObjects", "Tool", "apply_archive", "filter_plain", "filter_toc",
-           "load_args", "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for", "target_objects"]
+           "load_args", "major_of", "pick_tool", "run_tool", "server_version", "table_row_counts", "target_for",
+           "target_objects"]
 
 logger = logging.getLogger(__name__)
 

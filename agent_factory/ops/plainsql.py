@@ -80,7 +80,7 @@ class _Lexer:
         self._scan(line)
         return line
 
-    def _scan(self, line: bytes) -> None:  # noqa: C901 - one state machine reads best in one place
+    def _scan(self, line: bytes) -> None:  # one state machine reads best in one place
         i, n = 0, len(line)
         while i < n:
             c = line[i]

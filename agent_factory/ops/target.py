@@ -42,7 +42,7 @@ class PgTarget:
         params = conninfo_to_dict(self.conninfo)
         params["dbname"] = dbname
         host = self.host.rsplit("/", 1)[0] + "/" + dbname
-        return replace(self, dbname=dbname, conninfo=make_conninfo(**params), host=host)
+        return replace(self, dbname=dbname, conninfo=make_conninfo("", **params), host=host)
 
     @property
     def needs_ssl(self) -> bool:
@@ -83,5 +83,5 @@ def target_for_url(db: DatabaseManager, provider: str, url: str) -> PgTarget:
     for key, value in dead_peer_params(db.config.dead_peer_timeout).items():
         params.setdefault(key, str(value))
     dbname = params.get("dbname") or params.get("user") or "postgres"
-    return PgTarget(provider, describe_url(url), str(dbname), make_conninfo(**params), password,
-                    db.config.connect_timeout)
+    return PgTarget(provider, describe_url(url), str(dbname), make_conninfo("", **params),
+                    None if password is None else str(password), db.config.connect_timeout)

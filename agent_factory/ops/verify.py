@@ -215,8 +215,8 @@ class _Run:
     def knowledge(self, db: DatabaseManager) -> None:
         test = self.test("Testing knowledge base")
         if not self.healthy or "agent_factory.memory" in self.import_failures:
-            test.add(FAIL, "Knowledge atom count skipped: no provider is healthy"
-                     if not self.healthy else "Knowledge atom count skipped: agent_factory.memory could not be imported")
+            why = "no provider is healthy" if not self.healthy else "agent_factory.memory could not be imported"
+            test.add(FAIL, f"Knowledge atom count skipped: {why}")
             return
         try:
             from ..memory import KnowledgeBase
@@ -288,8 +288,8 @@ class _Run:
             if lag.last_ok is False and lag.error:
                 line += f"; last sync failed: {lag.error}"
             over = limit is not None and seconds > limit.total_seconds()
-            if over:
-                line += f" (limit {limit.total_seconds() / 60:g} min)"  # type: ignore[union-attr]
+            if limit is not None and over:
+                line += f" (limit {limit.total_seconds() / 60:g} min)"
             test.add(FAIL if over else OK, self.clean(line))
         if not lags:
             test.add(INFO, "No backup provider configured")
@@ -377,12 +377,13 @@ class _Run:
 
 def _round_trip(db: DatabaseManager) -> str:
     """Save, load and delete one scratch session; return the provider that served it."""
-    from ..memory import PostgresMemoryStorage, Session
+    from ..memory import Message, PostgresMemoryStorage, Session
 
     storage = PostgresMemoryStorage(db)
     session_id = f"verify-{uuid.uuid4().hex}"
     messages = [{"role": "user", "content": "verify: ping"}, {"role": "assistant", "content": "verify: pong"}]
-    session = Session("agent-factory-verify", session_id=session_id, messages=messages,
+    session = Session("agent-factory-verify", session_id=session_id,
+                      messages=[Message(m["role"], m["content"]) for m in messages],
                       metadata={"purpose": "agent-factory verify"})
     try:
         storage.save_session(session)

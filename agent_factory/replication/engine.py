@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -208,9 +208,9 @@ def _password(db: DatabaseManager, name: str) -> str | None:
 def _key(mark: Watermark | None) -> tuple[datetime, int, str]:
     """Order watermarks: -infinity first; (ts, no id) means '< ts' and sorts before (ts, id)."""
     if mark is None:
-        return (datetime.min.replace(tzinfo=None), 0, "")
+        return (datetime.min, 0, "")  # noqa: DTZ901 - naive UTC, compared with base below
     ts = mark.synced_through
-    base = datetime.min if ts is None else ts.replace(tzinfo=None) - (ts.utcoffset() or timedelta(0))
+    base = datetime.min if ts is None else ts.replace(tzinfo=None) - (ts.utcoffset() or timedelta(0))  # noqa: DTZ901
     return (base, 0 if mark.after_id is None else 1, str(mark.after_id or ""))
 
 
@@ -267,8 +267,8 @@ class _Run:
     def synced_through(self) -> datetime | None:
         if not self.results or len(self.results) < self.expected:
             return None
-        marks = [r.synced_through for r in self.results]
-        return None if any(m is None for m in marks) else min(marks)  # type: ignore[type-var]
+        marks = [r.synced_through for r in self.results if r.synced_through is not None]
+        return min(marks) if len(marks) == len(self.results) else None
 
     def lag_s(self, duration: float) -> float | None:
         through = self.synced_through()
@@ -335,7 +335,7 @@ class _Run:
         row = src.execute(sql.SQL("SELECT ARRAY[{}]").format(sql.SQL(", ").join(parts)), params).fetchone()
         src.rollback()
         flags = row[0] if row else []
-        return {spec.name for spec, flag in zip(specs, flags) if flag}
+        return {spec.name for spec, flag in zip(specs, flags, strict=False) if flag}
 
     def _empty_tables(self, dst: psycopg.Connection, specs: list[TableSpec]) -> set[str]:
         """Return the tables that are empty on the target (one round trip): they are loaded in bulk batches."""
@@ -344,7 +344,7 @@ class _Run:
         parts = [sql.SQL("NOT EXISTS (SELECT FROM {})").format(sql.Identifier(s.name)) for s in specs]
         row = dst.execute(sql.SQL("SELECT ARRAY[{}]").format(sql.SQL(", ").join(parts))).fetchone()
         dst.rollback()
-        return {spec.name for spec, flag in zip(specs, row[0] if row else []) if flag}
+        return {spec.name for spec, flag in zip(specs, row[0] if row else [], strict=False) if flag}
 
     def _sync_table(self, src: psycopg.Connection, dst: psycopg.Connection, run: _TableRun,
                     horizon: Horizon, *, bulk: bool) -> None:
@@ -401,7 +401,7 @@ class _Run:
                 return
 
     def _staged_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec,
-                      copy_out: sql.Composable, params: dict, merge: sql.Composable, prev: datetime | None,
+                      copy_out: sql.Composed, params: dict[str, Any], merge: sql.Composed, prev: datetime | None,
                       bulk: bool) -> tuple[_Batch, bool]:
         """Stage the next batch on the target and merge it (bulk: plain insert); return its report.
 
@@ -417,7 +417,7 @@ class _Run:
             return batch, True
         return self._merge(dst, merge, prev, spec), False
 
-    def _copy_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec, params: dict,
+    def _copy_batch(self, src: psycopg.Connection, dst: psycopg.Connection, spec: TableSpec, params: dict[str, Any],
                     batch_size: int) -> _Batch | None:
         """COPY the next batch from the source straight into the table on the target (bulk, no parents).
 
@@ -462,7 +462,7 @@ class _Run:
         assert row is not None
         return _Batch(*row)
 
-    def _merge(self, dst: psycopg.Connection, merge: sql.Composable, prev: datetime | None,
+    def _merge(self, dst: psycopg.Connection, merge: sql.Composed, prev: datetime | None,
                spec: TableSpec) -> _Batch:
         try:
             row = dst.execute(merge, {"prev": prev}).fetchone()

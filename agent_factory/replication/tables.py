@@ -136,7 +136,7 @@ def version_key(alias: str) -> sql.Composable:
     return sql.SQL("({a}.updated_at, {a}.write_id)").format(a=sql.Identifier(alias))
 
 
-def copy_out_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.Composable:
+def copy_out_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.Composed:
     """Return the COPY of the next batch of changed rows (data columns, then changed_at) in (changed_at, id) order.
 
     Parameters: `since` (timestamptz, None for -infinity), `after_id` (uuid, when `resume`), `until`.
@@ -157,7 +157,7 @@ def _after_cursor(resume: bool) -> sql.Composable:
             else sql.SQL("changed_at >= {since}")).format(since=since)
 
 
-def batch_summary_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.Composable:
+def batch_summary_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.Composed:
     """Return the source query that sizes the next bulk batch: rows, tombstones, session ids, last (changed_at, id),
     the oldest updated_at.
 
@@ -176,7 +176,7 @@ def batch_summary_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.
         table=sql.Identifier(spec.name), start=_after_cursor(resume), limit=sql.Literal(batch_size))
 
 
-def copy_window_sql(spec: TableSpec, *, resume: bool) -> sql.Composable:
+def copy_window_sql(spec: TableSpec, *, resume: bool) -> sql.Composed:
     """Return the COPY of the data columns of the rows after the cursor up to (last_ts, last_id), inclusive."""
     return sql.SQL(
         "COPY (SELECT {cols} FROM {table} WHERE {start} AND changed_at < %(until)s::timestamptz "
@@ -185,7 +185,7 @@ def copy_window_sql(spec: TableSpec, *, resume: bool) -> sql.Composable:
     ).format(cols=_ident_list(spec.columns), table=sql.Identifier(spec.name), start=_after_cursor(resume))
 
 
-def copy_into_table_sql(spec: TableSpec) -> sql.Composable:
+def copy_into_table_sql(spec: TableSpec) -> sql.Composed:
     """Return the COPY straight into the table (a bulk batch into a table that was empty on the target)."""
     return sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT binary)").format(
         table=sql.Identifier(spec.name), cols=_ident_list(spec.columns))
@@ -197,7 +197,7 @@ STAGE = "agent_factory_sync_stage"
 PLAN_SETTINGS = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
 
 
-def create_stage_sql(spec: TableSpec) -> sql.Composable:
+def create_stage_sql(spec: TableSpec) -> sql.Composed:
     """Return the start of a batch transaction: plan settings and this transaction's staging table.
 
     The staging table holds the data columns plus `src_changed_at`. It has no
@@ -206,12 +206,12 @@ def create_stage_sql(spec: TableSpec) -> sql.Composable:
     (which made a 1M-row sync quadratic).
     """
     return sql.SQL(
-        PLAN_SETTINGS + "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols}, changed_at AS src_changed_at FROM {table} "
-        "WITH NO DATA"
+        PLAN_SETTINGS + "CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
+        "SELECT {cols}, changed_at AS src_changed_at FROM {table} WITH NO DATA"
     ).format(stage=sql.Identifier(STAGE), cols=_ident_list(spec.columns), table=sql.Identifier(spec.name))
 
 
-def copy_in_sql(spec: TableSpec) -> sql.Composable:
+def copy_in_sql(spec: TableSpec) -> sql.Composed:
     """Return the COPY into the staging table (same columns as `copy_out_sql`)."""
     return sql.SQL("COPY {stage} ({cols}, src_changed_at) FROM STDIN (FORMAT binary)").format(
         stage=sql.Identifier(STAGE), cols=_ident_list(spec.columns))
@@ -226,7 +226,7 @@ def _parents_ok(spec: TableSpec, alias: str) -> sql.Composable:
         for col, parent in spec.parents)
 
 
-def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Composable:
+def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Composed:
     """Return the one statement that merges the staging table into the table and reports the batch.
 
     With `bulk` (the table was empty on the target when the run began) the rows
@@ -251,7 +251,7 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
         compare = sql.SQL("""
         SELECT s.id, s.src_changed_at, {session_col} AS session_id, {parents_ok} AS ready, false AS conflict
         FROM {stage} s""").format(session_col=session_col, parents_ok=_parents_ok(spec, "s"), stage=stage)
-        written = sql.SQL("""
+        written: sql.Composable = sql.SQL("""
             INSERT INTO {table} ({cols}) SELECT {scols} FROM {stage} s WHERE {parents_ok}
             RETURNING id, deleted_at IS NOT NULL AS tomb, updated_at""").format(
             table=table, cols=_ident_list(spec.columns), scols=_ident_list(spec.columns, "s"), stage=stage,
@@ -286,7 +286,7 @@ def merge_sql(spec: TableSpec, *, dry_run: bool, bulk: bool = False) -> sql.Comp
     return _report(compare, written, stage)
 
 
-def _report(compare: sql.Composable, written: sql.Composable, stage: sql.Composable) -> sql.Composable:
+def _report(compare: sql.Composable, written: sql.Composable, stage: sql.Composable) -> sql.Composed:
     return sql.SQL("""
         WITH cmp AS ({compare}), written AS ({written}),
         last AS (SELECT src_changed_at, id FROM {stage} ORDER BY src_changed_at DESC, id DESC LIMIT 1)
@@ -294,7 +294,8 @@ def _report(compare: sql.Composable, written: sql.Composable, stage: sql.Composa
                (SELECT count(*) FROM cmp WHERE conflict), (SELECT count(*) FROM cmp),
                (SELECT CASE WHEN isfinite(src_changed_at) THEN src_changed_at END FROM last), (SELECT id FROM last),
                (SELECT count(*) FROM cmp WHERE NOT ready),
-               (SELECT CASE WHEN isfinite(m) THEN m END FROM (SELECT min(src_changed_at) AS m FROM cmp WHERE NOT ready) d),
+               (SELECT CASE WHEN isfinite(m) THEN m END
+                  FROM (SELECT min(src_changed_at) AS m FROM cmp WHERE NOT ready) d),
                (SELECT coalesce(array_agg(DISTINCT session_id), '{{}}') FROM cmp WHERE session_id IS NOT NULL),
                (SELECT min(updated_at) FROM written)
     """).format(compare=compare, written=written, stage=stage)

@@ -151,5 +151,5 @@ def _holder(conn: psycopg.Connection) -> str:
         return "another process"
     if not row:
         return "another process"
-    pid, app, addr, started = row
+    pid, app, addr, _started = row
     return f"backend pid {pid} ({app or 'unknown application'} from {addr or 'local socket'})"

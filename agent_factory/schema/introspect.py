@@ -136,7 +136,7 @@ SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e
 
 
 def _read(conn: psycopg.Connection, source: str, schema: str) -> SchemaSnapshot:
-    extensions = dict(conn.execute(_EXTENSIONS).fetchall())
+    extensions: dict[str, str] = dict(conn.execute(_EXTENSIONS).fetchall())
     # Resolve names relative to the schema itself so that definitions render unqualified
     # (and the vector extension's types too, wherever it lives).
     path = [schema, "pg_catalog"]
@@ -200,7 +200,7 @@ def canonical_snapshot(conn: psycopg.Connection) -> SchemaSnapshot:
         conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.SQL(", ").join(map(sql.Identifier, path))))
         conn.execute(_CREATE_TRACKING)
         for migration in migrations:
-            conn.execute(migration.sql)  # type: ignore[call-overload]
+            conn.execute(migration.sql)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, migration.checksum),
@@ -260,9 +260,11 @@ def _compare_table(who: str, table: str, want: TableInfo, have: TableInfo) -> li
             lines.append(f"{who}: column {table}.{column} has type {h.type}, expected {w.type}")
         if w.nullable != h.nullable:
             state = "allows NULL" if h.nullable else "is NOT NULL"
-            lines.append(f"{who}: column {table}.{column} {state}, expected {'NULL allowed' if w.nullable else 'NOT NULL'}")
+            wanted = "NULL allowed" if w.nullable else "NOT NULL"
+            lines.append(f"{who}: column {table}.{column} {state}, expected {wanted}")
         if w.default != h.default:
-            lines.append(f"{who}: column {table}.{column} has default {h.default or 'none'}, expected {w.default or 'none'}")
+            lines.append(f"{who}: column {table}.{column} has default {h.default or 'none'}, "
+                         f"expected {w.default or 'none'}")
         if w.generated != h.generated:
             lines.append(f"{who}: column {table}.{column} is generated as {h.generated or 'nothing'}, "
                          f"expected {w.generated or 'a plain column'}")

@@ -120,7 +120,7 @@ def apply_schema(conn: psycopg.Connection, provider: str, *, check: bool = False
                 ).fetchone()
                 if already:
                     continue  # another deploy applied it while we waited for the lock
-                conn.execute(migration.sql)  # type: ignore[call-overload]
+                conn.execute(migration.sql)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                     (migration.version, migration.name, migration.checksum),

@@ -68,10 +68,10 @@ class BackupRecord:
 
     @classmethod
     def _from_row(cls, row: tuple[Any, ...]) -> BackupRecord:
-        v = dict(zip(_COLUMNS, row))
+        v = dict(zip(_COLUMNS, row, strict=True))
         return cls(
             id=v["id"], provider=v["provider"], path=v["path"], format=v["format"], purpose=v["purpose"],
-            status=v["status"], started_at=_dt(v["started_at"]),  # type: ignore[arg-type]
+            status=v["status"], started_at=datetime.fromisoformat(v["started_at"]),
             finished_at=_dt(v["finished_at"]), duration_s=v["duration_s"], size_bytes=v["size_bytes"],
             sha256=v["sha256"], host=v["host"], server_version=v["server_version"],
             pg_dump_version=v["pg_dump_version"], row_counts=json.loads(v["row_counts"] or "{}"),
@@ -191,7 +191,7 @@ _RESTORE_COLUMNS = ("provider, backup_path, backup_provider, started_at, finishe
 
 def _restore(r: tuple[Any, ...]) -> RestoreRecord:
     return RestoreRecord(provider=r[0], backup_path=r[1], backup_provider=r[2],
-                         started_at=_dt(r[3]),  # type: ignore[arg-type]
+                         started_at=datetime.fromisoformat(r[3]),
                          finished_at=_dt(r[4]), duration_s=r[5], status=r[6], pre_restore_backup=r[7], error=r[8])
 
 

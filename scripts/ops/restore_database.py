@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 
-from agent_factory.cli.runbook import run_subcommand  # noqa: E402
+from agent_factory.cli.runbook import run_subcommand
 
 if __name__ == "__main__":
     sys.exit(run_subcommand(["restore"], sys.argv[1:]))

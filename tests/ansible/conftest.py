@@ -116,7 +116,8 @@ def module(project: Project, tmp_path: Path) -> Callable[..., ModuleRun]:
         try:
             result = json.loads(proc.stdout)
         except ValueError:
-            raise AssertionError(f"{name} printed no JSON (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"{name} printed no JSON (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from None
         return ModuleRun(proc.returncode, result, proc.stdout, proc.stderr)
 
     return run

@@ -232,7 +232,8 @@ def test_unknown_provider(module, project: Project, name: str, args: dict, passw
     before = project.env_file.read_text()
     run = module(name, **args)
     assert run.rc == 1, run.stdout
-    assert "nope" in run.result["msg"] and ("unknown provider" in run.result["msg"] or "no manifest" in run.result["msg"])
+    msg = run.result["msg"]
+    assert "nope" in msg and ("unknown provider" in msg or "no manifest" in msg)
     assert run.result["changed"] is False and project.env_file.read_text() == before and _files(project) == []
     _no_secret(run, passwords)
 

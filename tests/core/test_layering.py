@@ -1,4 +1,4 @@
-"""`core` stands below `replication`: no module under agent_factory/core imports it (the fail-back is wired from above)."""
+"""`core` stands below `replication`: no module under agent_factory/core imports it (fail-back is wired from above)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The README's LangGraph example (a graph with the saver and a store with an index) runs as written against the local providers."""
+"""The README's LangGraph example (a graph with the saver, a store with an index) runs as written locally."""
 
 from __future__ import annotations
 

@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("langgraph.checkpoint.base", reason="needs the langgraph extra")
 
-from langgraph.checkpoint.base import empty_checkpoint  # noqa: E402
-from langgraph.checkpoint.base.id import uuid6  # noqa: E402
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base.id import uuid6
 
-from agent_factory.errors import InvalidInputError  # noqa: E402
-from agent_factory.integrations.langgraph import AgentFactorySaver  # noqa: E402
+from agent_factory.errors import InvalidInputError
+from agent_factory.integrations.langgraph import AgentFactorySaver
 
 TABLES = ("langgraph_checkpoints", "langgraph_checkpoint_blobs", "langgraph_checkpoint_writes")
 
@@ -43,13 +43,13 @@ def _counts(db) -> dict[str, tuple[int, int]]:
 ])
 def test_a_config_without_thread_id_is_refused_and_nothing_is_written(db, config):
     saver = AgentFactorySaver(db)
-    with pytest.raises(InvalidInputError, match="thread_id|configurable"):
+    with pytest.raises(InvalidInputError, match=r"thread_id|configurable"):
         saver.put(config, _checkpoint(), {}, {"items": "1"})
-    with pytest.raises(InvalidInputError, match="thread_id|configurable"):
+    with pytest.raises(InvalidInputError, match=r"thread_id|configurable"):
         saver.get_tuple(config)
-    with pytest.raises(InvalidInputError, match="thread_id|configurable"):
+    with pytest.raises(InvalidInputError, match=r"thread_id|configurable"):
         saver.put_writes({**config}, [("items", 1)], "task")
-    with pytest.raises(InvalidInputError, match="thread_id|configurable"):
+    with pytest.raises(InvalidInputError, match=r"thread_id|configurable"):
         asyncio.run(saver.aget_tuple(config))
     assert _counts(db) == {t: (0, 0) for t in TABLES}
 

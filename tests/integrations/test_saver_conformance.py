@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("langgraph.checkpoint.conformance", reason="needs the dev extra (langgraph-checkpoint-conformance)")
 
-from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
-from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES, EXTENDED_CAPABILITIES  # noqa: E402
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES, EXTENDED_CAPABILITIES
 
-from agent_factory.integrations.langgraph import AgentFactorySaver  # noqa: E402
+from agent_factory.integrations.langgraph import AgentFactorySaver
 
 
 @pytest.mark.timeout(600)

@@ -11,19 +11,19 @@ from hypothesis import strategies as st
 
 pytest.importorskip("langgraph.checkpoint.base", reason="needs the langgraph extra")
 
-from langgraph.checkpoint.base import empty_checkpoint  # noqa: E402
-from langgraph.checkpoint.base.id import uuid6  # noqa: E402
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base.id import uuid6
 
-from psycopg.types.json import Jsonb  # noqa: E402
+from psycopg.types.json import Jsonb
 
-from agent_factory.core import DatabaseManager  # noqa: E402
-from agent_factory.integrations.langgraph import AgentFactorySaver  # noqa: E402
-from agent_factory.integrations.langgraph import _checkpoint_sql as q  # noqa: E402
-from agent_factory.memory.ids import new_stamp  # noqa: E402
-from agent_factory.ops.sync import sync  # noqa: E402
-from agent_factory.replication import sync_pair  # noqa: E402
+from agent_factory.core import DatabaseManager
+from agent_factory.integrations.langgraph import AgentFactorySaver
+from agent_factory.integrations.langgraph import _checkpoint_sql as q
+from agent_factory.memory.ids import new_stamp
+from agent_factory.ops.sync import sync
+from agent_factory.replication import sync_pair
 
-from ..replication.conftest import empty, snapshot  # noqa: E402
+from ..replication.conftest import empty, snapshot
 
 PROVIDERS = ("neon", "supabase", "railway")
 THREADS = ("t0", "t1")
@@ -56,7 +56,7 @@ def step(saver: AgentFactorySaver, thread: str, value: int) -> dict:
 
 
 def views(savers: dict[str, AgentFactorySaver]) -> list[dict]:
-    """What each provider's saver shows: per thread, (checkpoint id, parent id, values, pending writes), newest first."""
+    """Return what each provider's saver shows: per thread, (checkpoint id, parent, values, writes), newest first."""
     out = []
     for saver in savers.values():
         out.append({t: [(c.config["configurable"]["checkpoint_id"],

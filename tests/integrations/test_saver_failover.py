@@ -1,23 +1,25 @@
-"""A real LangGraph `StateGraph` on `AgentFactorySaver` and `AgentFactoryStore` through a SIGKILL of the primary, failover and fail-back."""
+"""A real LangGraph `StateGraph` on `AgentFactorySaver` and `AgentFactoryStore` through a SIGKILL of the primary,
+failover and fail-back."""
 
 from __future__ import annotations
 
 import asyncio
 import operator
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Annotated, TypedDict
 
 import pytest
 
 pytest.importorskip("langgraph.graph", reason="needs the langgraph extra")
 
-from langgraph.graph import END, START, StateGraph  # noqa: E402
+from langgraph.graph import END, START, StateGraph
 
-from agent_factory.integrations.langgraph import AgentFactorySaver, AgentFactoryStore  # noqa: E402
-from agent_factory.replication import sync_pair  # noqa: E402
-from tests.conftest import wait_until  # noqa: E402
+from agent_factory.integrations.langgraph import AgentFactorySaver, AgentFactoryStore
+from agent_factory.replication import sync_pair
+from tests.conftest import wait_until
 
-from .embedder import HashingEmbeddings  # noqa: E402
+from .embedder import HashingEmbeddings
 
 INDEX = {"dims": 64, "embed": HashingEmbeddings(64), "fields": ["text"]}
 
@@ -108,7 +110,7 @@ def test_graph_threads_resume_on_the_backup_and_history_is_whole_after_fail_back
         # Every step exactly once, in order: one checkpoint per superstep, numbered -1, 0, 1, ...
         # each the child of the one before, each adding exactly the next step.
         assert [s.metadata["step"] for s in history] == list(range(-1, len(history) - 1))
-        for before, after in zip(history, history[1:]):
+        for before, after in pairwise(history):
             assert after.parent_config["configurable"]["checkpoint_id"] == \
                 before.config["configurable"]["checkpoint_id"]
             grown = after.values.get("steps", [])

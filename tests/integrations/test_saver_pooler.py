@@ -22,11 +22,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 pytest.importorskip("langgraph.graph", reason="needs the langgraph extra")
 
-from agent_factory.core import DatabaseManager  # noqa: E402
-from agent_factory.integrations.langgraph import AgentFactorySaver  # noqa: E402
-from agent_factory.local.cluster import _service_user  # noqa: E402
+from agent_factory.core import DatabaseManager
+from agent_factory.integrations.langgraph import AgentFactorySaver
+from agent_factory.local.cluster import _service_user
 
-from .test_saver_failover import build_graph, expected_steps  # noqa: E402
+from .test_saver_failover import build_graph, expected_steps
 
 
 def _free_port() -> int:

@@ -131,7 +131,7 @@ def test_semantic_search_ranks_by_meaning_of_the_indexed_field(indexed, db):
     indexed.put(("docs",), "ts", {"text": "typescript guide for web developers"})
     indexed.put(("docs",), "cook", {"text": "a recipe for tomato soup"})
     results = indexed.search(("docs",), query="python tutorial")
-    assert [r.key for r in results][0] == "py"
+    assert results[0].key == "py"
     assert results[0].score > results[1].score and all(r.score is not None for r in results)
     assert [r.key for r in indexed.search(("docs",), query="tomato soup recipe", limit=1)] == ["cook"]
     # Filters apply to semantic search too.

@@ -266,7 +266,7 @@ def test_recompute_session_rebuilds_counts_and_activity_from_the_rows(db):
     assert table_rows(db, "neon") == table_rows(db, "supabase")
     summary = storage.list_sessions("alice")[0]
     assert summary.message_count == 3
-    assert [m.content for m in storage.load_session(session.session_id).messages][0] == "on neon"
+    assert storage.load_session(session.session_id).messages[0].content == "on neon"
     assert on(db, "neon", "SELECT recompute_session(ARRAY[%s])", (session.session_id,)) == [(0,)]  # idempotent
 
 

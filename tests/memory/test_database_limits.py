@@ -87,7 +87,7 @@ def _atom(atom_id: str, **fields: Any) -> KnowledgeAtom:
 @pytest.mark.parametrize("score", [1e-50, 5e-324, 1e-39])
 def test_a_quality_score_that_underflows_a_real_is_refused_before_any_sql(score: float) -> None:
     kb = KnowledgeBase()
-    with pytest.raises(InvalidInputError, match="atom.quality_score .* too close to 0 for a PostgreSQL real"):
+    with pytest.raises(InvalidInputError, match=r"atom.quality_score .* too close to 0 for a PostgreSQL real"):
         kb.upsert(_atom("x", quality_score=score))
     assert kb._db is None
 

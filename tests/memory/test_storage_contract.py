@@ -241,7 +241,8 @@ def test_list_sessions_pages_by_key_without_skips_or_repeats(storage):
     now = datetime.now(timezone.utc)
     made = []
     for i in range(25):  # groups of sessions share a last_active: ties are ordered by session id
-        session = Session("alice" if i % 5 else "bob", session_id=f"s-{i:02d}", last_active=now - timedelta(minutes=i // 3))
+        session = Session("alice" if i % 5 else "bob", session_id=f"s-{i:02d}",
+                          last_active=now - timedelta(minutes=i // 3))
         storage.save_session(session)
         made.append(session)
     everything = storage.list_sessions(limit=1000)

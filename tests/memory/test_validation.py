@@ -61,7 +61,7 @@ SAVE_CASES = {
     "non-JSON value": (changed(metadata={"k": object()}), r"session.metadata\['k'\]"),
     "too deep": (changed(metadata=deep(MAX_JSON_DEPTH + 1)), "deeper"),
     "lone surrogate": (changed(metadata={"k": "\ud800"}), "surrogate"),
-    "naive created_at": (changed(created_at=datetime(2025, 1, 1)), "session.created_at"),
+    "naive created_at": (changed(created_at=datetime(2025, 1, 1)), "session.created_at"),  # noqa: DTZ001
     "messages not a list": (changed(messages="hello"), "session.messages"),
     "bad role": (with_message({"role": "robot", "content": "x"}), r"session.messages\[1\].role"),
     "role missing": (with_message({"content": "x"}), r"session.messages\[1\] is missing 'role'"),
@@ -72,7 +72,7 @@ SAVE_CASES = {
     "unknown message key": (with_message({"role": "user", "content": "x", "text": "y"}), "unknown keys"),
     "message metadata NUL": (with_message(Message("user", "x", {"a": "\x00"})), r"messages\[1\].metadata"),
     "message metadata list": (with_message(Message("user", "x", ["a"])), r"messages\[1\].metadata"),  # type: ignore[arg-type]
-    "naive message time": (with_message(Message("user", "x", {}, datetime(2025, 1, 1))), "timestamp"),
+    "naive message time": (with_message(Message("user", "x", {}, datetime(2025, 1, 1))), "timestamp"),  # noqa: DTZ001
     "message not a dict": (with_message("hello"), r"session.messages\[1\]"),
 }
 
@@ -168,7 +168,7 @@ def test_bad_input_is_refused_before_any_database_use(case):
     ({"user_id": "u", "messages": [{"role": "user", "content": 1}]}, r"messages\[0\].content"),
     ({"user_id": "u", "messages": "abc"}, "messages"),
     ({"user_id": "u", "metadata": {"a": "\x00"}}, "metadata"),
-    ({"user_id": "u", "created_at": datetime(2025, 1, 1)}, "created_at"),
+    ({"user_id": "u", "created_at": datetime(2025, 1, 1)}, "created_at"),  # noqa: DTZ001 - naive on purpose
 ])
 def test_session_constructor_refuses_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -80,7 +80,7 @@ class CaptureHTTPServer(_Server):
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:  # http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 owner.requests.append(Request("POST", self.path, body))
                 if owner.fail_status is not None:
@@ -101,7 +101,7 @@ class CaptureHTTPServer(_Server):
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # the request line holds the bot token
 
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)

@@ -168,7 +168,7 @@ def test_lexer_units() -> None:
         return list(guard_lines([ln.encode() for ln in text.splitlines(True)], "x.sql"))
 
     assert lex("\\restrict k1\nSELECT 1;\n")[0].startswith(b"-- \\restrict (pg_dump's key removed")
-    with pytest.raises(BackupVerificationError, match="x.sql line 3: COPY data without its ending"):
+    with pytest.raises(BackupVerificationError, match=r"x.sql line 3: COPY data without its ending"):
         lex("COPY t (a) FROM stdin;\n1\n2\n")
     with pytest.raises(BackupVerificationError, match="line 2: psql meta-command \\\\i"):
         lex("SELECT 1\n\\i /etc/passwd\n;")
@@ -317,7 +317,8 @@ def test_forged_manifests_are_untrusted_and_never_steer_prune_or_the_page(db: Da
              if r.provider == "neon"]
     assert rpo.backup is not None and rpo.backup.path == real.path.name
     assert rpo.age is not None and rpo.age.total_seconds() >= 0
-    shown = dict(zip(model.backup_table(snap.backups)["file"], model.backup_table(snap.backups)["verified"]))
+    table = model.backup_table(snap.backups)
+    shown = dict(zip(table["file"], table["verified"], strict=True))
     assert shown[claimed.name] == "unsigned, no" and shown[real.path.name] == "yes (quick)"
     assert not {wrong_key.name, future.name, "neon-link.dump"} & set(shown)
 

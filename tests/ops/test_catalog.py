@@ -124,7 +124,7 @@ def test_deep_verify_catches_rows_missing_from_the_archive(db: DatabaseManager, 
     mpath.write_text(json.dumps(raw))
     resign(made.path)  # by someone holding the key: only the deep check can see it
     verify_backup(db, made.path)  # the quick check cannot see it
-    with pytest.raises(BackupVerificationError, match="public.knowledge_atoms: manifest 51, restored 50"):
+    with pytest.raises(BackupVerificationError, match=r"public.knowledge_atoms: manifest 51, restored 50"):
         verify_backup(db, made.path, deep=True)
     assert scratch_databases(db, "neon") == []
     assert list_backups(store(db), keys=KEYS)[0].state == "corrupt"

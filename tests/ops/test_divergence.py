@@ -134,7 +134,7 @@ def test_monitor_runs_while_a_manager_still_serves_from_the_backup_lose_nothing_
         runs = []
         for minute in (0, 5):  # two runs while the manager keeps writing on supabase
             count = len(acked)
-            assert wait_until(lambda: len(acked) >= count + 20, 30)
+            assert wait_until(lambda: len(acked) >= count + 20, 30)  # noqa: B023 - waited on here
             runs.append(run_monitor_once(monitor_db, store, [], start + timedelta(minutes=minute), settings=SETTINGS))
         stop.set()
         writer.join(timeout=30)

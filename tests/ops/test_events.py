@@ -27,7 +27,7 @@ def test_parse_since():
     assert parse_since("7d", NOW) == NOW - timedelta(days=7)
     assert parse_since("2025-01-01T00:00") == datetime(2025, 1, 1, tzinfo=timezone.utc)
     assert parse_since("2025-01-01T01:00+01:00") == datetime(2025, 1, 1, tzinfo=timezone.utc)
-    with pytest.raises(ValueError, match="e.g. 24h"):
+    with pytest.raises(ValueError, match=r"e\.g\. 24h"):
         parse_since("yesterday")
 
 

@@ -46,7 +46,7 @@ def test_check_mode_writes_nothing(env_file: Path):
 def test_killed_target_is_refused_and_nothing_written(env_file: Path, local: LocalProviders, passwords: list[str]):
     before = env_file.read_text()
     local.kill("railway")
-    with pytest.raises(ProviderUnavailableError, match="railway is unavailable.*neon stays primary") as info:
+    with pytest.raises(ProviderUnavailableError, match=r"railway is unavailable.*neon stays primary") as info:
         switch_primary(env_file, "railway", check=False, env={})
     assert env_file.read_text() == before
     assert not any(p in str(info.value) for p in passwords)

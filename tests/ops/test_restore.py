@@ -255,7 +255,7 @@ def test_a_second_backup_or_restore_on_the_same_provider_is_refused(
             restore(db, "neon", made.path, backup_dir=tmp_path)
         # Another host (another state dir) is refused by the database's advisory lock.
         elsewhere = make_db(AGENT_FACTORY_STATE_DIR=str(tmp_path / "other-host"))
-        with pytest.raises(OperationLockedError, match="holds the database lock .*agent-factory restore lock"):
+        with pytest.raises(OperationLockedError, match=r"holds the database lock .*agent-factory restore lock"):
             backup(elsewhere, "neon", backup_dir=tmp_path / "other")
         [ok] = backup(db, "supabase", backup_dir=tmp_path)  # other providers are free
         assert ok.status == "ok"

@@ -23,7 +23,7 @@ COPY public.settings (id, embedding) FROM stdin;
 \\.
 CREATE INDEX knowledge_atoms_embedding_1536_idx ON public.knowledge_atoms USING hnsw (((embedding)::public.vector(1536)) public.vector_cosine_ops) WHERE (public.vector_dims(embedding) = 1536);
 CREATE INDEX knowledge_atoms_search_idx ON public.knowledge_atoms USING gin (search_vector);
-"""
+"""  # noqa: E501 - pg_dump's own lines
 
 EXPECTED_TEMPLATE = b"""CREATE TABLE public.knowledge_atoms (
     id uuid NOT NULL,

@@ -147,7 +147,7 @@ def test_record_sync_and_latest_syncs(tmp_path):
     ({"rows_copied": -1}, "rows_copied must be a whole number"),
     ({"conflicts": 1.5}, "conflicts must be a whole number"),
     ({"lag_s": -2.0}, "lag_s must be seconds"),
-    ({"synced_through": datetime(2026, 1, 1)}, "no time zone"),
+    ({"synced_through": datetime(2026, 1, 1)}, "no time zone"),  # noqa: DTZ001 - naive on purpose
 ])
 def test_record_sync_refuses_bad_input_and_writes_nothing(tmp_path, kwargs, message):
     store = StateStore(tmp_path / "state")

@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("streamlit", reason="the status page needs the `status` extra")
 
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from status_app.data import utcnow  # noqa: E402
+from status_app.data import utcnow
 
-from .seed import Seed, seed  # noqa: E402
+from .seed import Seed, seed
 
 APP = Path(__file__).resolve().parents[2] / "status_app" / "app.py"
 # The page's collapsed table views (label: key); a view's table is sent only once it is opened.

@@ -171,8 +171,8 @@ def test_sync_lag_shown_per_backup(seeded, page, now):
     m = metrics(at)
     assert m["Sync lag supabase"] == "3 min" and m["Sync lag railway"] == "45 min"
     captions = [shown(c.value) for c in at.caption]
-    assert any(c.startswith(":material/check_circle: within the 10 min target; last sync from neon ") and c.endswith(", ok")
-               for c in captions)
+    within = ":material/check_circle: within the 10 min target; last sync from neon "
+    assert any(c.startswith(within) and c.endswith(", ok") for c in captions)
     assert any(c.startswith(":material/warning: over the 10 min target") for c in captions)
 
 

@@ -44,7 +44,7 @@ def test_the_command_is_headless_local_and_quiet():
     command = streamlit_command(8600, "127.0.0.1")
     assert command[:4] == [sys.executable, "-m", "status_app.serve", "run"]  # streamlit's CLI, imports done first
     assert Path(command[4]).name == "app.py" and Path(command[4]).parent.name == "status_app"
-    options = dict(zip(command[5::2], command[6::2]))
+    options = dict(zip(command[5::2], command[6::2], strict=True))
     assert options == {"--server.headless": "true", "--server.address": "127.0.0.1", "--server.port": "8600",
                        "--server.fileWatcherType": "none", "--browser.gatherUsageStats": "false", "--client.toolbarMode": "viewer",
                        "--client.showErrorDetails": "type"}

@@ -19,9 +19,10 @@ The async methods run the sync ones in a worker thread (`asyncio.to_thread`).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
@@ -88,7 +89,8 @@ class AgentFactorySaver(BaseCheckpointSaver[str]):
     def list(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
              before: RunnableConfig | None = None, limit: int | None = None) -> Iterator[CheckpointTuple]:
         """Yield the matching checkpoints, newest `checkpoint_id` first (one query)."""
-        wheres, args = [" AND c.checkpoint_id <> ''"], []
+        wheres: builtins.list[str] = [" AND c.checkpoint_id <> ''"]
+        args: builtins.list[Any] = []
         if config:
             wheres.append(" AND c.thread_id = %s")
             args.append(_thread(config))
@@ -273,12 +275,12 @@ class AgentFactorySaver(BaseCheckpointSaver[str]):
 
     # ---- internals --------------------------------------------------------------
 
-    def _delete_threads(self, threads: list[str]) -> None:
+    def _delete_threads(self, threads: builtins.list[str]) -> None:
         stamp = new_stamp()
         self._write(q.DELETE_THREADS, {"threads": threads, "at": stamp.updated_at, "wid": stamp.write_id})
 
-    def _read(self, query: str, params: Any) -> list[tuple]:
-        def work(conn: psycopg.Connection) -> list[tuple]:
+    def _read(self, query: str, params: Any) -> builtins.list[tuple[Any, ...]]:
+        def work(conn: psycopg.Connection) -> builtins.list[tuple[Any, ...]]:
             with conn.cursor(binary=True) as cur:
                 cur.execute(query, params)
                 return cur.fetchall()
@@ -292,7 +294,7 @@ class AgentFactorySaver(BaseCheckpointSaver[str]):
 
         self.db.run_statement(work, idempotent=True)
 
-    def _load(self, row: tuple) -> CheckpointTuple:
+    def _load(self, row: tuple[Any, ...]) -> CheckpointTuple:
         thread_id, checkpoint_ns, checkpoint_id, parent_id, checkpoint, metadata, blobs, writes, sends = row
         values = dict(checkpoint.get("channel_values") or {})
         for channel, type_, blob in blobs or ():
@@ -307,11 +309,11 @@ class AgentFactorySaver(BaseCheckpointSaver[str]):
             for tid, channel, t, v, _, _ in sorted(
                 writes or (), key=lambda w: writes_sort_key(w[4].decode(), w[0].decode(), int(w[5])))
         ]
-        parent = ({"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
+        parent: RunnableConfig | None = ({"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
                                     "checkpoint_id": parent_id}} if parent_id else None)
         return CheckpointTuple(
             {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": checkpoint_id}},
-            {**checkpoint, "channel_values": values}, metadata, parent, pending)
+            cast(Checkpoint, {**checkpoint, "channel_values": values}), metadata, parent, pending)
 
 
 def _configurable(config: RunnableConfig) -> dict[str, Any]:

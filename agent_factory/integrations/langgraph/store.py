@@ -21,7 +21,7 @@ import concurrent.futures
 import logging
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
@@ -80,8 +80,9 @@ class AgentFactoryStore(BaseStore):
             self.index_config = {**index, "fields": list(fields)}
             self.embeddings = ensure_embeddings(index["embed"])
             self._fields = [(f, f) for f in fields]
-        if ttl is not None and ttl.get("default_ttl") is not None and not ttl["default_ttl"] > 0:
-            raise InvalidInputError(f"ttl default_ttl must be a positive number of minutes, not {ttl['default_ttl']!r}")
+        default_ttl = None if ttl is None else ttl.get("default_ttl")
+        if default_ttl is not None and not default_ttl > 0:
+            raise InvalidInputError(f"ttl default_ttl must be a positive number of minutes, not {default_ttl!r}")
         self._providers_ready: dict[tuple[str, int, str], bool] = {}
         self._ready_lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
@@ -94,7 +95,7 @@ class AgentFactoryStore(BaseStore):
 
     # ---- BaseStore ------------------------------------------------------------------
 
-    def put(self, namespace: tuple[str, ...], key: str, value: dict[str, Any], index: Any = None, *,
+    def put(self, namespace: tuple[str, ...], key: str, value: Mapping[str, Any], index: Any = None, *,
             ttl: Any = NOT_PROVIDED) -> None:
         """Store or replace one item (ttl: minutes, None for none, default TTLConfig's).
 
@@ -103,7 +104,7 @@ class AgentFactoryStore(BaseStore):
         check_namespace(namespace)
         super().put(namespace, key, value, index, ttl=ttl)
 
-    async def aput(self, namespace: tuple[str, ...], key: str, value: dict[str, Any], index: Any = None, *,
+    async def aput(self, namespace: tuple[str, ...], key: str, value: Mapping[str, Any], index: Any = None, *,
                    ttl: Any = NOT_PROVIDED) -> None:
         """Store or replace one item (async); raises as `put`."""
         await asyncio.to_thread(self.put, namespace, key, value, index, ttl=ttl)
@@ -149,7 +150,7 @@ class AgentFactoryStore(BaseStore):
         """
         def work(conn: psycopg.Connection) -> int:
             sql = q.SWEEP_WITH_VECTORS_SQL if self._vectors_ready(conn) else q.SWEEP_SQL
-            row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(sql).fetchone()
             return int(row[0]) if row else 0
 
         swept = self.db.run_statement(work, idempotent=True)
@@ -222,7 +223,7 @@ class AgentFactoryStore(BaseStore):
             def work(conn: psycopg.Connection) -> int:
                 if not self._vectors_ready(conn):
                     return 0
-                return conn.execute(q.ADD_VECTORS_SQL, params).rowcount  # type: ignore[arg-type]
+                return conn.execute(q.ADD_VECTORS_SQL, params).rowcount  # noqa: B023 - run in this iteration
 
             if not self.db.run_statement(work, idempotent=True):
                 return done
@@ -283,7 +284,7 @@ class AgentFactoryStore(BaseStore):
             elif vectors:
                 logger.warning("store: no pgvector on the serving provider; %d embedding(s) not stored there "
                                "(semantic search falls back to filters and recency)", len(vectors))
-            conn.execute(q.write_sql(with_vectors), params)  # type: ignore[arg-type]
+            conn.execute(q.write_sql(with_vectors), params)
 
         # Replaying the same versions (same stamps and write id) is harmless: the write is idempotent.
         self.db.run_statement(work, idempotent=True)
@@ -305,7 +306,7 @@ class AgentFactoryStore(BaseStore):
         def work(conn: psycopg.Connection) -> tuple[list[tuple[Any, ...]], bool]:
             if semantic and not self._vectors_ready(conn):
                 return [], False
-            return conn.execute(sql, params).fetchall(), True  # type: ignore[arg-type]
+            return conn.execute(sql, params).fetchall(), True
 
         if writes:
             return self.db.run_statement(work, idempotent=True)
@@ -383,7 +384,7 @@ class AgentFactoryStore(BaseStore):
                 row = conn.execute("SELECT af_store_vectors_table()").fetchone()
                 ready = bool(row and row[0])
                 if ready and self.index_config is not None:
-                    conn.execute(q.create_hnsw_sql(int(self.index_config["dims"])))  # type: ignore[arg-type]
+                    conn.execute(q.create_hnsw_sql(int(self.index_config["dims"])))
             self._providers_ready[key] = ready
         return ready
 

@@ -110,7 +110,8 @@ def _refreshing(select: str, refresh: bool, only: str = "true") -> str:
 def get_sql(omit_expired: bool, refresh: bool) -> str:
     """Return the read of items by id (parameter `ids`, and `refresh_ids` for the ones to refresh)."""
     expiry = f" AND {_NOT_EXPIRED}" if omit_expired else ""
-    select = f"SELECT {_COLUMNS}, NULL::float8 AS score FROM {ITEMS} s WHERE s.id = ANY(%(ids)s::uuid[]) AND {_LIVE}{expiry}"
+    select = (f"SELECT {_COLUMNS}, NULL::float8 AS score FROM {ITEMS} s"
+              f" WHERE s.id = ANY(%(ids)s::uuid[]) AND {_LIVE}{expiry}")
     return _refreshing(select, refresh, "s.id = ANY(%(refresh_ids)s::uuid[])")
 
 
@@ -125,7 +126,8 @@ ADD_VECTORS_SQL = f"""
 INSERT INTO {VECTORS} AS t (id, item_id, field_name, dims, embedding, updated_at, write_id)
 SELECT v.id, v.item_id, v.field_name, vector_dims(v.embedding), v.embedding, v.updated_at, v.write_id
 FROM unnest(%(v_ids)s::uuid[], %(v_items)s::uuid[], %(v_fields)s::text[], %(v_embs)s::vector[],
-            %(v_updated)s::timestamptz[], %(v_writes)s::uuid[]) AS v(id, item_id, field_name, embedding, updated_at, write_id)
+            %(v_updated)s::timestamptz[], %(v_writes)s::uuid[])
+     AS v(id, item_id, field_name, embedding, updated_at, write_id)
 JOIN {ITEMS} s ON s.id = v.item_id AND s.write_id = v.write_id
 ON CONFLICT (id) DO UPDATE SET
     item_id = excluded.item_id, field_name = excluded.field_name, dims = excluded.dims,
@@ -190,7 +192,7 @@ def search_sql(where: Sequence[str], *, semantic_dims: int | None, refresh: bool
     return _refreshing(select, refresh)
 
 
-def list_namespaces_sql(conditions: list[tuple[str, tuple[str, ...]]], max_depth: int | None,
+def list_namespaces_sql(conditions: Sequence[tuple[str, tuple[str, ...]]], max_depth: int | None,
                         omit_expired: bool, params: dict[str, Any]) -> str:
     """Return the distinct namespaces (truncated to `max_depth` labels) matching prefix/suffix conditions."""
     where = [_LIVE] + ([_NOT_EXPIRED] if omit_expired else [])

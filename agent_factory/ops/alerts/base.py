@@ -44,8 +44,15 @@ class Notification:
 class Channel(Protocol):
     """A way to reach a person. `send` raises `AlertError` with a credential-free reason on failure."""
 
-    name: str
-    sends_reminders: bool
+    @property
+    def name(self) -> str:
+        """The channel's name in alerts and logs."""
+        ...
+
+    @property
+    def sends_reminders(self) -> bool:
+        """Whether a firing alert is repeated to this channel."""
+        ...
 
     def send(self, notification: Notification) -> None:
         """Deliver one notification, or raise `AlertError`."""
@@ -63,7 +70,7 @@ def post_json(url: str, payload: dict[str, Any], *, timeout: float, secrets: tup
         headers={"Content-Type": "application/json", "User-Agent": "agent-factory-monitor"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) from config)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # http(s) from config
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         try:

@@ -14,8 +14,8 @@ runs), ALERT_REMINDER_MINUTES (60; 0 = no reminders), ALERT_DELIVERY_TIMEOUT (10
 ALERT_DELIVERY_MAX_AGE_HOURS (24: undelivered notifications older than this are
 dropped), MONITOR_BACKUP_MAX_AGE_HOURS (24; 0 turns the backup rule off),
 MONITOR_RETENTION_DAYS (30), MONITOR_SYNC_BACKUPS (true: each run merges each
-backup into the primary, then syncs the primary into each backup), SYNC_MAX_LAG_MINUTES (10: WARNING when a backup is further
-behind the primary; 0 turns the lag rule off), STREAM_LAG_ALERT_SECONDS (30, positive,
+backup into the primary, then syncs the primary into each backup), SYNC_MAX_LAG_MINUTES (10: WARNING when a
+backup is further behind the primary; 0 turns the lag rule off), STREAM_LAG_ALERT_SECONDS (30, positive,
 as `load_config` reads it: the same WARNING for a backup kept warm by a stream,
 when the stream is stopped or further behind).
 """
