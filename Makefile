@@ -16,10 +16,12 @@ demo: setup
 	$(BIN)/agent-factory local up
 	$(BIN)/python -m agent_factory.demo
 
+# The whole suite, then the failover tests once more with the primary streaming into every backup.
 test: setup
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-streams
 
-# The failover tests once more with the primary streaming into every backup (docs/CONTINUITY.md, "Streams").
+# The continuity, chaos, fail-over and fleet tests with streams on (docs/CONTINUITY.md, "Streams").
 test-streams: setup
 	AGENT_FACTORY_TEST_STREAMS=1 $(BIN)/pytest tests/continuity tests/fleet tests/core/test_failover.py \
 		tests/memory/test_continuity.py

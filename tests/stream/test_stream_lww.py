@@ -87,3 +87,32 @@ def test_derived_figures_count_the_backups_own_messages(streams: DatabaseManager
     assert counts("supabase") == (4, 4)
     assert counts("railway") == (3, 3)
     assert counts("neon") == (3, 3)
+
+
+def test_streamed_figures_are_what_recompute_session_derives(streams: DatabaseManager) -> None:
+    # The apply worker adds each streamed message to its session's figures instead of counting the
+    # session again: after saves and appends a full recompute finds nothing to change, and every
+    # provider shows the same figures (a deleted session's too).
+    primary = PostgresMemoryStorage(streams)
+    ids = [f"figures-{i}" for i in range(3)]
+    for sid in ids:
+        primary.save_session(Session("u1", session_id=sid, messages=[{"role": "user", "content": f"{sid} first"}]))
+    for round_ in range(3):
+        for sid in ids:
+            primary.append_messages(sid, [{"role": "assistant", "content": f"{sid} reply {round_}"},
+                                          {"role": "user", "content": f"{sid} next {round_}"}])
+    primary.delete_session(ids[2])
+    assert caught_up(streams)
+    seen: dict[str, list[tuple[object, ...]]] = {}
+    for provider in ("neon", *BACKUPS):
+        with streams.provider_connection(provider) as conn:
+            figures = conn.execute(
+                "SELECT session_id, message_count, deleted_at IS NOT NULL FROM session_memories "
+                "WHERE session_id = ANY(%s) AND memory_type = 'session_metadata' ORDER BY session_id", (ids,)).fetchall()
+            changed = conn.execute("SELECT recompute_session(%s)", (ids[:2],)).fetchone()  # live sessions
+            conn.rollback()
+        seen[provider] = figures
+        assert changed == (0,), provider
+    for provider, figures in seen.items():
+        assert figures[:2] == [(ids[0], 7, False), (ids[1], 7, False)], provider
+        assert figures[2][0] == ids[2] and figures[2][2], provider  # deleted everywhere

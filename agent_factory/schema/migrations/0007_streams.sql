@@ -14,7 +14,8 @@
 --   only purges tombstones, e.g. `verify`'s scratch session); a live row here is kept;
 -- * session_memories_stream_derived (REPLICA only, AFTER INSERT OR UPDATE): streams do not carry
 --   the derived message_count/last_active (the publication's column lists leave them out, as the
---   sync does), so recompute_session rebuilds them for each session a replicated row touches.
+--   sync does): a new message row adds itself to its session's figures, anything else (a metadata
+--   row, a tombstone, an update) runs recompute_session for the session it touches.
 -- The apply worker runs with an empty search_path: these functions keep the schema's (FROM CURRENT).
 -- af_stream_prepare() applies all of this to the tables present; `stream setup` calls it again
 -- on each subscriber, so a table created later (pgvector's optional ones) is covered too.
@@ -51,8 +52,31 @@ CREATE OR REPLACE FUNCTION af_stream_derived() RETURNS trigger LANGUAGE plpgsql 
 BEGIN
     IF TG_OP = 'UPDATE' AND (NEW.message_count, NEW.last_active) IS DISTINCT FROM (OLD.message_count, OLD.last_active)
     THEN
-        RETURN NULL;  -- recompute_session's own update of the derived columns
+        RETURN NULL;  -- our own update of the derived columns (below, or recompute_session's)
     END IF;
+    IF TG_OP = 'INSERT' AND NEW.message_index IS NOT NULL THEN
+        -- A new message row (the common case: a streamed append or save). recompute_session's figures
+        -- change by exactly this row, so add it to the metadata row (found by its derived id, the
+        -- primary key) instead of counting the session's messages again: O(1) per streamed message.
+        -- A tombstoned row counts for nothing; a metadata row that has not arrived yet is recomputed
+        -- when it does; a deleted session is rebuilt (recompute_session tombstones its older rows).
+        IF NEW.deleted_at IS NULL THEN
+            UPDATE session_memories AS m
+            SET message_count = coalesce(m.message_count, 0) + 1,
+                last_active = CASE WHEN NEW.updated_at > m.updated_at
+                                   THEN greatest(m.last_active, NEW.updated_at) ELSE m.last_active END
+            WHERE m.id = substr(encode(sha256(convert_to('agent_factory/session/' || NEW.session_id, 'UTF8')),
+                                       'hex'), 1, 32)::uuid
+              AND m.memory_type = 'session_metadata' AND m.deleted_at IS NULL AND m.message_count IS NOT NULL;
+            IF FOUND THEN
+                RETURN NULL;
+            END IF;
+        ELSE
+            RETURN NULL;
+        END IF;
+        -- No live metadata row to add to (a deleted session tombstones its older rows): rebuild.
+    END IF;
+    -- A metadata row, or an update (a tombstone, a newer version of a row): rebuild the figures.
     PERFORM recompute_session(ARRAY[NEW.session_id]);
     RETURN NULL;
 END $$;
