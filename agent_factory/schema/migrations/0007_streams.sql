@@ -49,34 +49,44 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION af_stream_derived() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+-- The common cases (a streamed save or append: new rows) are kept O(1) per row with static statements,
+-- whose plans PL/pgSQL caches for the apply worker's session. recompute_session (a multi-statement SQL
+-- function, planned on every call) is left to the rare cases: updates, tombstones, a deleted session.
+DECLARE
+    metadata_id uuid;
 BEGIN
     IF TG_OP = 'UPDATE' AND (NEW.message_count, NEW.last_active) IS DISTINCT FROM (OLD.message_count, OLD.last_active)
     THEN
         RETURN NULL;  -- our own update of the derived columns (below, or recompute_session's)
     END IF;
     IF TG_OP = 'INSERT' AND NEW.message_index IS NOT NULL THEN
-        -- A new message row (the common case: a streamed append or save). recompute_session's figures
-        -- change by exactly this row, so add it to the metadata row (found by its derived id, the
-        -- primary key) instead of counting the session's messages again: O(1) per streamed message.
-        -- A tombstoned row counts for nothing; a metadata row that has not arrived yet is recomputed
-        -- when it does; a deleted session is rebuilt (recompute_session tombstones its older rows).
-        IF NEW.deleted_at IS NULL THEN
-            UPDATE session_memories AS m
-            SET message_count = coalesce(m.message_count, 0) + 1,
-                last_active = CASE WHEN NEW.updated_at > m.updated_at
-                                   THEN greatest(m.last_active, NEW.updated_at) ELSE m.last_active END
-            WHERE m.id = substr(encode(sha256(convert_to('agent_factory/session/' || NEW.session_id, 'UTF8')),
-                                       'hex'), 1, 32)::uuid
-              AND m.memory_type = 'session_metadata' AND m.deleted_at IS NULL AND m.message_count IS NOT NULL;
-            IF FOUND THEN
-                RETURN NULL;
-            END IF;
-        ELSE
-            RETURN NULL;
+        IF NEW.deleted_at IS NOT NULL THEN
+            RETURN NULL;  -- a tombstoned message counts for nothing
         END IF;
-        -- No live metadata row to add to (a deleted session tombstones its older rows): rebuild.
+        -- A new live message changes its session's figures by exactly itself.
+        metadata_id := substr(encode(sha256(convert_to('agent_factory/session/' || NEW.session_id, 'UTF8')),
+                                     'hex'), 1, 32)::uuid;
+        UPDATE session_memories AS m
+        SET message_count = m.message_count + 1,
+            last_active = CASE WHEN NEW.updated_at > m.updated_at
+                               THEN greatest(m.last_active, NEW.updated_at) ELSE m.last_active END
+        WHERE m.id = metadata_id AND m.deleted_at IS NULL AND m.message_count IS NOT NULL;
+        IF FOUND OR NOT EXISTS (SELECT FROM session_memories WHERE id = metadata_id) THEN
+            RETURN NULL;  -- added; or the metadata row has not arrived yet and counts when it does
+        END IF;
+        -- A deleted session (recompute_session tombstones its older rows) or one without figures.
+    ELSIF TG_OP = 'INSERT' AND NEW.memory_type = 'session_metadata' AND NEW.deleted_at IS NULL THEN
+        -- A new session: its figures from the messages already here (usually none).
+        UPDATE session_memories AS m
+        SET message_count = d.n,
+            last_active = greatest(coalesce((m.content->>'last_active')::timestamptz, m.created_at), d.newest)
+        FROM (SELECT count(*)::int AS n, max(r.updated_at) FILTER (WHERE r.updated_at > NEW.updated_at) AS newest
+              FROM session_memories AS r
+              WHERE r.session_id = NEW.session_id AND r.message_index IS NOT NULL AND r.deleted_at IS NULL) AS d
+        WHERE m.id = NEW.id;
+        RETURN NULL;
     END IF;
-    -- A metadata row, or an update (a tombstone, a newer version of a row): rebuild the figures.
+    -- An update (a newer version, a tombstone) or a deleted session: rebuild the figures.
     PERFORM recompute_session(ARRAY[NEW.session_id]);
     RETURN NULL;
 END $$;
