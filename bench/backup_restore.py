@@ -49,8 +49,8 @@ from agent_factory.ops import restore as restore_module
 from .harness import Context, Entry, median
 
 PROVIDER = "neon"
-DUMP_OPTIONS = ["--no-owner", "--no-privileges", "--no-comments", "--lock-wait-timeout=60000", "--format=custom",
-                "--compress=6"]
+DUMP_OPTIONS = ["--no-owner", "--no-privileges", "--no-comments", "--no-publications", "--no-subscriptions",
+                "--lock-wait-timeout=60000", "--format=custom", "--compress=6"]
 RESTORE_OPTIONS = ["--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error", "--clean",
                    "--if-exists"]
 PARALLEL_JOBS = 2

@@ -72,7 +72,8 @@ def run(ctx: Context) -> list[Entry]:
     base50, base99 = MONITOR_INTERVAL_S * 0.5 + sync_s, MONITOR_INTERVAL_S * 0.99 + sync_s
     details: dict[str, Any] = {"writers": WRITERS, "seconds": lag_s, "sessions": saved, "arrivals": len(lags),
                                "poll_s": POLL_S, "pace_s": PACE_S, "max_s": round(max(lags), 3) if lags else None,
-                               "backups": backups, "unreached_after_drain": unreached, "baseline_sync_s": round(sync_s, 3),
+                               "backups": backups, "unreached_after_drain": unreached,
+                               "baseline_sync_s": round(sync_s, 3),
                                "baseline_rows": copied, "monitor_interval_s": MONITOR_INTERVAL_S}
     best_with, best_without = max(with_stream), max(without)
     baseline_name = (f"monitor sync every {MONITOR_INTERVAL_S:.0f} s: U(0, {MONITOR_INTERVAL_S:.0f} s) wait "

@@ -1,4 +1,7 @@
-"""Doc fragment `agent_factory`: the options every module in `library/` shares (module_utils/agent_factory_module.py)."""
+"""Doc fragment `agent_factory`: the options every module in `library/` shares.
+
+The argument spec they document is in module_utils/agent_factory_module.py.
+"""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.ops.backup import backup
 

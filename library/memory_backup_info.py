@@ -72,7 +72,7 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.ops.catalog import list_backups, newest_backup
     from agent_factory.ops.manifest import SigningKeys

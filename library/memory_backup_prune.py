@@ -76,7 +76,7 @@ OPTIONS = dict(
 REQUIRED_ONE_OF = [["keep", "max_age_days"]]
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS, required_one_of=REQUIRED_ONE_OF)
     from agent_factory.ops.prune import prune_backups
     from agent_factory.ops.manifest import SigningKeys

@@ -73,7 +73,7 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.ops.catalog import check_file, verify_backup
     from agent_factory.ops.manifest import SigningKeys
@@ -85,7 +85,7 @@ def main():
             checked = check_file(Path(params["path"]), SigningKeys.from_config(db.config),
                                  allow_unsigned=params["allow_unsigned"])
             manifest = checked.manifest
-            verification = dict(path=Path(params["path"]), provider=manifest.provider, format=manifest.format,
+            verification: object = dict(path=Path(params["path"]), provider=manifest.provider, format=manifest.format,
                                 deep=False, checks=checked.checks, row_counts=manifest.row_counts)
         else:
             verification = verify_backup(db, params["path"], deep=params["deep"], target=params["target"],

@@ -64,7 +64,7 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.ops.capacity import capacity_report
     from agent_factory.state.store import StateStore

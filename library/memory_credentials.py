@@ -77,7 +77,7 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS, required_if=[("action", "rotate", ["provider"])])
     from agent_factory.ops.credentials import check_credentials, rotate_password
 

@@ -74,6 +74,8 @@ summary:
   sample: neon OK 2.1 ms, supabase OK 1.9 ms, railway DOWN (connection refused)
 """
 
+from typing import Any
+
 from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
 OPTIONS = dict(
@@ -81,12 +83,12 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.ops.monitor import collect_samples, status_line
     from agent_factory.state.store import utcnow
 
-    result = dict(changed=False, providers=[], healthy=[], down=[], primary=None, summary="")
+    result: dict[str, Any] = dict(changed=False, providers=[], healthy=[], down=[], primary=None, summary="")
     with error_boundary(module, result), open_manager(module) as db:
         samples = collect_samples(db, utcnow())
         result["primary"] = db.primary_provider

@@ -70,7 +70,7 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.ops.maintenance import analyze, pool_review, query_trends, snapshot_queries
     from agent_factory.state.store import StateStore, utcnow
@@ -78,24 +78,28 @@ def main():
     result = dict(changed=False, report=[], summary="")
     params = module.params
     since = utcnow() - timedelta(days=params["since_days"])
+    failed = False
     with error_boundary(module, result), open_manager(module) as db:
         store = StateStore(db.config.state_dir)
         if params["action"] == "analyze":
             done = analyze(db, params["provider"], check=module.check_mode)
-            result.update(changed=any(r.changed for r in done), summary="; ".join(r.summary for r in done))
+            failed = any(r.error for r in done)
+            result.update(changed=any(r.changed for r in done), summary="; ".join(r.summary for r in done),
+                          report=to_result(done))
         elif params["action"] == "pools":
-            done = pool_review(store, db.config.pool_max_size, since)
-            result["summary"] = "; ".join(f"{r.provider}: {r.advice}" for r in done) or \
+            reviews = pool_review(store, db.config.pool_max_size, since)
+            result["report"] = to_result(reviews)
+            result["summary"] = "; ".join(f"{r.provider}: {r.advice}" for r in reviews) or \
                 "no pool figures recorded yet (the monitor records them each run)"
         else:
             name = params["provider"] or db.primary_provider
             stored = snapshot_queries(db, store, name)
-            done = query_trends(store, name, since)
-            result["summary"] = (f"{name}: {len(done)} statements with a trend" if done else
+            trends = query_trends(store, name, since)
+            result["report"] = to_result(trends)
+            result["summary"] = (f"{name}: {len(trends)} statements with a trend" if trends else
                                  f"{name}: no trend yet ({stored} statements in this snapshot; "
                                  "pg_stat_statements may not be enabled)")
-    result["report"] = to_result(done)
-    if params["action"] == "analyze" and any(r.error for r in done):
+    if params["action"] == "analyze" and failed:
         module.fail_json(msg=f"ANALYZE failed: {result['summary']}", **result)
     module.exit_json(**result)
 

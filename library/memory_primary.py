@@ -70,11 +70,11 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.ops.primary import switch_primary
 
-    result = dict(changed=False)
+    result: dict[str, object] = dict(changed=False)
     params = module.params
     with error_boundary(module, result):
         module_config(module)

@@ -85,7 +85,7 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.errors import ConfirmationRequiredError
     from agent_factory.ops.restore import restore

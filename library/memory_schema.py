@@ -79,14 +79,15 @@ OPTIONS = dict(
 CHANGED = {False: ("applied", "replaced"), True: ("would_apply", "would_replace")}
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
-    from agent_factory.ops.schema_ops import deploy, fix_constraints
+    from agent_factory.ops.schema_ops import ConstraintFixResult, DeployResult, deploy, fix_constraints
 
     result = dict(changed=False, ok=False, providers=[], summary="")
     name = module.params["provider"]
     everyone = name == "all"
     with error_boundary(module, result), open_manager(module) as db:
+        outcome: DeployResult | ConstraintFixResult
         if module.params["state"] == "deployed":
             outcome = deploy(db, None if everyone else name, all_providers=everyone, check=module.check_mode)
         else:

@@ -67,10 +67,10 @@ summary:
 
 from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
 
-OPTIONS = dict()
+OPTIONS: dict[str, dict[str, object]] = {}
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.ops.schema_ops import schema_verify
 

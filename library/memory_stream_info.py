@@ -66,12 +66,17 @@ summary:
   sample: "supabase streaming (0.4 s behind neon), railway streaming (0.3 s behind neon)."
 """
 
+from typing import TYPE_CHECKING
+
 from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result
+
+if TYPE_CHECKING:
+    from agent_factory.ops.stream import StreamState
 
 OPTIONS = dict(providers=dict(type="list", elements="str"))
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS)
     from agent_factory.ops.stream import stream_states
 
@@ -86,7 +91,7 @@ def main():
     module.exit_json(**result)
 
 
-def _line(s):
+def _line(s: StreamState) -> str:
     lag = f"{s.lag_seconds:.1f} s behind {s.publisher}" if s.lag_seconds is not None else "lag unknown"
     return f"{s.subscriber} {s.status.replace('_', ' ')} ({lag})"
 

@@ -145,7 +145,7 @@ OPTIONS = dict(
 )
 
 
-def main():
+def main() -> None:
     module = memory_module(OPTIONS, required_if=[("mode", "pair", ("source", "target"))])
     from agent_factory.ops.sync import sync
     from agent_factory.state.store import StateStore

@@ -55,7 +55,7 @@ def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Return the common options plus `options` (a module's own), as a fresh dict; raise ValueError on a clash."""
     clash = set(options) & set(COMMON_OPTIONS)
     if clash:
-        raise ValueError("options %s are common options; do not redefine them" % ", ".join(sorted(clash)))
+        raise ValueError(f"options {', '.join(sorted(clash))} are common options; do not redefine them")
     spec = dict((name, dict(rules)) for name, rules in COMMON_OPTIONS.items())
     spec.update(options)
     return spec
@@ -88,5 +88,5 @@ def error_boundary(module: basic.AnsibleModule, result: dict[str, Any]) -> Itera
     except AgentFactoryError as exc:
         module.fail_json(msg=str(exc), **result)
     except Exception as exc:  # the module's boundary
-        module.fail_json(msg="unexpected %s: %s" % (type(exc).__name__, exc), exception=traceback.format_exc(),
+        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(),
                          **result)

@@ -146,7 +146,8 @@ def load_snapshot(state_dir: str | Path, now: datetime, retention: timedelta = t
         syncs = [replace(s, error=clean(s.error)) for s in latest_syncs(conn)] if version >= 3 else []
         diverged = [replace(d, error=clean(d.error)) for d in latest_divergence(conn)] if version >= 5 else []
         sizes = _sizes(conn, cutoff)
-        streams = [replace(x, detail=clean(x.detail) or "") for x in latest_stream_samples(conn)] if version >= 7 else []
+        streams = ([replace(x, detail=clean(x.detail) or "") for x in latest_stream_samples(conn)]
+                   if version >= 7 else [])
     if restore is not None:
         restore = replace(restore, backup_path=Path(restore.backup_path).name, error=clean(restore.error),
                           pre_restore_backup=Path(restore.pre_restore_backup).name

@@ -23,7 +23,7 @@ def outages(samples: pd.DataFrame) -> pd.DataFrame:
         down = np.concatenate(([0], 1 - own["healthy"].astype(bool).to_numpy(dtype=np.int8), [0]))
         edges = np.diff(down)  # 1 where an outage starts, -1 at the first healthy sample after it
         at, errors = own["at"], own["error"]
-        for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+        for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
             if end < len(own):
                 rows.append((provider, at.iloc[start], at.iloc[end], at.iloc[end] - at.iloc[start], errors.iloc[start]))
             else:

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                       "stops the run. Exit 1 when any targeted provider was not deployed.")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--provider", metavar="NAME", help="deploy to this provider only")
-    target.add_argument("--all", action="store_true", help="deploy to every configured provider: the backups first, the primary last")
+    target.add_argument("--all", action="store_true",
+                        help="deploy to every configured provider: the backups first, the primary last")
     p.add_argument("--dry-run", action="store_true", help="list the pending migrations, change nothing")
     p.set_defaults(handler=_deploy)
 

@@ -1,4 +1,7 @@
-"""`agent-factory stream setup|status|pause|resume|drop`: the primary's logical-replication streams (docs/CONTINUITY.md)."""
+"""`agent-factory stream setup|status|pause|resume|drop`: the primary's logical-replication streams.
+
+See docs/CONTINUITY.md, "Streams".
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ _ACTIONS = {
 _FAILED = {"stopped", "unsupported"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "stream", help="stream the primary into each backup with logical replication (setup, status, ...)",
         description="Manage the logical-replication streams from the primary into the backups, one line per "

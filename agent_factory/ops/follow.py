@@ -96,7 +96,7 @@ def follow(db: DatabaseManager, store: StateStore, backups: Sequence[str], *, in
         started = time.monotonic()
         try:
             results = warm_backups(db, store, backups=targets)
-        except Exception:  # noqa: BLE001 - the loop is a boundary: log it and try again next round
+        except Exception:
             logger.exception("sync --follow round failed; trying again in %s s", interval_s)
             results = []
         report.rounds += 1

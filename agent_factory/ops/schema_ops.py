@@ -147,10 +147,11 @@ def deploy(db: DatabaseManager, provider: str | None = None, all_providers: bool
 
     With every provider, the backups (stream subscribers) go first and the primary last: DDL is
     not replicated, so a subscriber must know a new column before the primary publishes rows
-    with it; a failed backup therefore leaves the primary untouched. Each migration runs in its own transaction (see `apply_schema`). An unreachable
-    provider is reported and the others are still deployed; a failed migration is
-    rolled back and the remaining providers are skipped. With `check=True` nothing
-    is written. Raises `ConfigError` for an unknown provider or for both a provider and `all_providers`.
+    with it; a failed backup therefore leaves the primary untouched. Each migration runs in its
+    own transaction (see `apply_schema`). An unreachable provider is reported and the others
+    are still deployed; a failed migration is rolled back and the remaining providers are
+    skipped. With `check=True` nothing is written. Raises `ConfigError` for an unknown provider
+    or for both a provider and `all_providers`.
     """
     targets = subscribers_first(db, _targets(db, provider, all_providers, default_all=False))
     target_version = max((m.version for m in load_migrations()), default=0)

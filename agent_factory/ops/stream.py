@@ -226,7 +226,7 @@ def _quiet_statement_logs(conn: psycopg.Connection[Any]) -> None:
     """Keep CREATE SUBSCRIPTION (it holds a password) out of the server log where the role may say so."""
     for setting in ("log_statement = 'none'", "log_min_error_statement = 'panic'"):
         try:
-            conn.execute(sql.SQL("SET " + setting))  # type: ignore[arg-type]  # constant text
+            conn.execute(sql.SQL("SET " + setting))  # constant text
         except psycopg.errors.InsufficientPrivilege:
             pass
 
@@ -281,7 +281,7 @@ def _subscribers(db: DatabaseManager, names: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _run(conn: psycopg.Connection[Any], provider: str, statement: sql.Composable, *secrets: str) -> None:
+def _run(conn: psycopg.Connection[Any], provider: str, statement: sql.SQL | sql.Composed, *secrets: str) -> None:
     """Run one statement; raise `StreamPrivilegeError`/`StreamError` with the server's words, secrets scrubbed."""
     try:
         conn.execute(statement)

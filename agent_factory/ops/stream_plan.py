@@ -70,7 +70,10 @@ class StreamChange:
 
 
 def plan_streams(current: Sequence[StreamState], state: WantedState) -> list[tuple[str, str]]:
-    """Return the (action, backup) pairs that bring `current` to `state`, in order; raise `ConfigError` on a bad state."""
+    """Return the (action, backup) pairs that bring `current` to `state`, in order.
+
+    Raises `ConfigError` on a bad state.
+    """
     if state not in WANTED_STATES:
         raise ConfigError(f"unknown stream state {state!r}; use one of {', '.join(WANTED_STATES)}")
     plan: list[tuple[str, str]] = []

@@ -99,7 +99,8 @@ def read_state(db: DatabaseManager, publisher: str, subscriber: str) -> StreamSt
     if syncing:
         return state("catching_up", f"{syncing} table(s) in initial sync", lag_seconds, lag_bytes)
     if lag_seconds is not None and lag_seconds > db.config.stream_lag_alert_seconds:
-        return state("catching_up", f"{lag_seconds:.1f} s behind (alert above {db.config.stream_lag_alert_seconds:g} s)",
+        limit = db.config.stream_lag_alert_seconds
+        return state("catching_up", f"{lag_seconds:.1f} s behind (alert above {limit:g} s)",
                      lag_seconds, lag_bytes)
     shown = "unknown" if lag_seconds is None else f"{lag_seconds:.2f} s"
     return state("streaming", f"streaming from {publisher}, lag {shown}, {lag_bytes} bytes", lag_seconds, lag_bytes)

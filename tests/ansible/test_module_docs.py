@@ -18,7 +18,7 @@ from .conftest import BIN, LIBRARY, MODULE_UTILS, MODULES, REPO, clean_environ
 if str(MODULE_UTILS) not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(MODULE_UTILS))  # as Ansible's payload has it
 
-from ansible.module_utils.agent_factory_module import COMMON_OPTIONS, argument_spec  # noqa: E402
+from ansible.module_utils.agent_factory_module import COMMON_OPTIONS, argument_spec
 
 
 

@@ -15,7 +15,7 @@ from .conftest import MODULE_UTILS
 if str(MODULE_UTILS) not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(MODULE_UTILS))  # as Ansible's payload has it
 
-from ansible.module_utils import agent_factory_module as shared  # noqa: E402
+from ansible.module_utils import agent_factory_module as shared
 
 
 @dataclass

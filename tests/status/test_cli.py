@@ -46,7 +46,8 @@ def test_the_command_is_headless_local_and_quiet():
     assert Path(command[4]).name == "app.py" and Path(command[4]).parent.name == "status_app"
     options = dict(zip(command[5::2], command[6::2], strict=True))
     assert options == {"--server.headless": "true", "--server.address": "127.0.0.1", "--server.port": "8600",
-                       "--server.fileWatcherType": "none", "--browser.gatherUsageStats": "false", "--client.toolbarMode": "viewer",
+                       "--server.fileWatcherType": "none", "--browser.gatherUsageStats": "false",
+                       "--client.toolbarMode": "viewer",
                        "--client.showErrorDetails": "type"}
     config = (Path(command[4]).parent / ".streamlit" / "config.toml").read_text()
     for line in ('headless = true', 'address = "127.0.0.1"', 'fileWatcherType = "none"', 'gatherUsageStats = false',

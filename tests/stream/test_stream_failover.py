@@ -75,7 +75,8 @@ def test_a_migration_deployed_subscribers_first_does_not_break_the_stream(stream
 
         def note(provider: str) -> object:
             with streams.provider_connection(provider) as conn:
-                row = conn.execute("SELECT stream_test_note FROM settings WHERE setting_key = 'during-deploy'").fetchone()
+                row = conn.execute(
+                    "SELECT stream_test_note FROM settings WHERE setting_key = 'during-deploy'").fetchone()
                 conn.rollback()
             return row[0] if row else None
 

@@ -57,7 +57,8 @@ def test_a_streamed_physical_delete_removes_only_a_tombstone_on_the_backup(strea
     assert arrived(streams, "live-here", "v")
     setting(streams, "supabase", "live-here", "written on the backup", at=t0 + timedelta(seconds=5))
     with streams.provider_connection("neon") as conn:
-        conn.execute("DELETE FROM settings WHERE id = ANY(%s)", ([setting_row_id("live-here"), setting_row_id("purged")],))
+        conn.execute("DELETE FROM settings WHERE id = ANY(%s)",
+                     ([setting_row_id("live-here"), setting_row_id("purged")],))
         conn.commit()
     assert wait_until(lambda: all(value_of(streams, p, "purged") is None for p in BACKUPS), 30)
     # The application deletes by tombstone: a physical delete of a live row does not cross a stream.
@@ -108,7 +109,8 @@ def test_streamed_figures_are_what_recompute_session_derives(streams: DatabaseMa
         with streams.provider_connection(provider) as conn:
             figures = conn.execute(
                 "SELECT session_id, message_count, deleted_at IS NOT NULL FROM session_memories "
-                "WHERE session_id = ANY(%s) AND memory_type = 'session_metadata' ORDER BY session_id", (ids,)).fetchall()
+                "WHERE session_id = ANY(%s) AND memory_type = 'session_metadata' ORDER BY session_id",
+                (ids,)).fetchall()
             changed = conn.execute("SELECT recompute_session(%s)", (ids[:2],)).fetchone()  # live sessions
             conn.rollback()
         seen[provider] = figures
