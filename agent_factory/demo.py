@@ -107,7 +107,7 @@ def _until_loadable(db: DatabaseManager, backup: str, session_id: str, since: fl
     while time.monotonic() < deadline:
         with db.provider_connection(backup) as conn:
             row = conn.execute("SELECT count(*) FROM session_memories WHERE session_id = %s "
-                               "AND memory_type LIKE 'message_%%'", (session_id,)).fetchone()
+                               "AND message_index IS NOT NULL AND deleted_at IS NULL", (session_id,)).fetchone()
             conn.rollback()
         if row and row[0] >= 2:
             return time.monotonic() - since

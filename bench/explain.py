@@ -38,7 +38,7 @@ from agent_factory.core import DatabaseManager  # noqa: E402
 from agent_factory.memory import PostgresMemoryStorage, Session  # noqa: E402
 from agent_factory.memory import postgres as pg_module  # noqa: E402
 from agent_factory.memory.base import prepare_messages, prepare_session  # noqa: E402
-from agent_factory.memory.ids import new_stamp, session_mask  # noqa: E402
+from agent_factory.memory.ids import new_stamp  # noqa: E402
 from bench import memory_ops  # noqa: E402
 from bench.harness import Context, local_providers  # noqa: E402
 
@@ -78,7 +78,9 @@ def statements(op: str, prepared: memory_ops.Prepared, append_to: str) -> list[t
             rec)  # type: ignore[arg-type]
         return rec.sent
     sid = prepared.loaded_sessions[0]
-    return [(pg_module.LOAD_SESSION_SQL, {"session_id": sid, "mask": session_mask(sid)})]
+    rec = _Recorder([])
+    pg_module.load_session_work(sid)(rec)  # type: ignore[arg-type]
+    return rec.sent
 
 
 def explain(conn: psycopg.Connection, sql: str, params: Any, repeat: int = 8) -> str:

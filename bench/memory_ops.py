@@ -169,8 +169,8 @@ class Bare:
 
             return save
         if op == "query_atoms":
-            sql = pg_module.QUERY_MEMORY_ATOMS_SQL.format(filters=" AND user_id = %s AND memory_type = %s")
-            return lambda: self._read(lambda conn: conn.execute(sql, [QUERY_USER, "context", 100]).fetchall())
+            sql, params = pg_module.query_memory_atoms_statement(None, QUERY_USER, "context", 100)
+            return lambda: self._read(lambda conn: conn.execute(sql, params).fetchall())
         if op == "search_kb":
             queries = _cycle(data.SEARCH_QUERIES, worker)
             sql = kb_module.SEARCH_SQL.format(type_filter="")

@@ -174,6 +174,7 @@ WITH {_LOCK_SESSION}, meta AS (
     UPDATE session_memories AS t
     SET deleted_at = %(updated_at)s, updated_at = %(updated_at)s, write_id = %(write_id)s
     WHERE t.session_id = %(session_id)s AND t.id <> %(row_id)s AND t.deleted_at IS NULL AND {_NEWER}
+      AND (t.message_index IS NOT NULL OR t.message_index IS NULL)  -- both indexes: see SESSION_ROWS_INDEXES
       AND (SELECT applies FROM current)
 )
 SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserted FROM meta)
@@ -187,7 +188,7 @@ SELECT CASE WHEN message_index IS NOT NULL THEN {message_id_sql("id", "%(mask)s:
        CASE WHEN message_index IS NULL THEN user_id END, CASE WHEN message_index IS NULL THEN last_active END
 FROM session_memories
 WHERE session_id = %(session_id)s AND deleted_at IS NULL
-  AND (message_index IS NOT NULL OR memory_type = 'session_metadata')
+  AND (message_index IS NOT NULL OR id = %(row_id)s)  -- session_memories_messages_idx | the metadata row's key
 ORDER BY message_index IS NOT NULL, id
 """
 
@@ -220,19 +221,38 @@ WITH owner AS (
 SELECT (SELECT user_id FROM owner)
 """
 
+# The indexes that together hold every row of a session (migration 0008): live messages in
+# session_memories_messages_idx, every other row in session_memories_session_idx. A query over
+# all of a session's rows says `message_index IS NOT NULL OR message_index IS NULL` so that the
+# planner reads both (a bitmap OR) instead of the table.
+SESSION_ROWS_INDEXES = "session_memories_messages_idx | session_memories_session_idx"
+
+# Rows that are not messages (atoms, metadata rows), then live messages: those of a user through
+# the user's sessions (user_idx holds no message, migration 0008); each part newest first.
 # A message's position is derived: how many live messages of its session come before it.
 QUERY_MEMORY_ATOMS_SQL = """
-SELECT id::text, session_id, user_id, memory_type, content, metadata,
-       CASE WHEN message_index IS NOT NULL THEN
-           (SELECT count(*) FROM session_memories AS p
-            WHERE p.session_id = t.session_id AND p.message_index IS NOT NULL AND p.deleted_at IS NULL
-              AND p.id < t.id)::int
-       END,
-       created_at, updated_at
-FROM session_memories AS t WHERE deleted_at IS NULL{filters}
-ORDER BY created_at DESC, message_index IS NULL, id DESC
-LIMIT %s
+SELECT id, session_id, user_id, memory_type, content, metadata, position, created_at, updated_at FROM (
+    (SELECT id::text, session_id, user_id, memory_type, content, metadata, NULL::int AS position,
+            created_at, updated_at, id AS row_id, false AS is_message
+     FROM session_memories AS t WHERE deleted_at IS NULL AND message_index IS NULL{filters}
+     ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id::text, session_id, user_id, memory_type, content, metadata,
+            (SELECT count(*) FROM session_memories AS p
+             WHERE p.session_id = t.session_id AND p.message_index IS NOT NULL AND p.deleted_at IS NULL
+               AND p.id < t.id)::int,
+            created_at, updated_at, id, true
+     FROM session_memories AS t WHERE deleted_at IS NULL AND message_index IS NOT NULL{filters}{sessions}
+     ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s)
+) AS rows
+ORDER BY created_at DESC, is_message DESC, row_id DESC
+LIMIT %(limit)s
 """
+
+# A user's sessions (every metadata row of theirs, live or not), for the messages part above.
+USER_SESSIONS_FILTER = """ AND session_id IN (
+     SELECT m.session_id FROM session_memories AS m
+     WHERE m.user_id = %(user_id)s AND m.message_index IS NULL AND m.memory_type = 'session_metadata')"""
 
 
 def message_params(messages: PreparedMessages) -> dict[str, Any]:
@@ -351,14 +371,7 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
 
     def _query_memory_atoms(self, session_id: str | None, user_id: str | None, memory_type: str | None,
                             limit: int) -> list[MemoryAtom]:
-        filters: list[str] = []
-        params: list[Any] = []
-        for column, value in (("session_id", session_id), ("user_id", user_id), ("memory_type", memory_type)):
-            if value is not None:
-                filters.append(f" AND {column} = %s")
-                params.append(value)
-        params.append(limit)
-        sql = QUERY_MEMORY_ATOMS_SQL.format(filters="".join(filters))
+        sql, params = query_memory_atoms_statement(session_id, user_id, memory_type, limit)
 
         def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
             return execute(conn, sql, params).fetchall()
@@ -382,9 +395,21 @@ def _run_locked(conn: psycopg.Connection, sql: str, params: dict[str, Any], sess
     return row
 
 
+def query_memory_atoms_statement(session_id: str | None, user_id: str | None, memory_type: str | None,
+                                 limit: int) -> tuple[str, dict[str, Any]]:
+    """Return the statement and parameters of `query_memory_atoms` (the filters given, newest first)."""
+    params: dict[str, Any] = {"session_id": session_id, "user_id": user_id, "memory_type": memory_type,
+                              "limit": limit}
+    filters = "".join(f" AND {column} = %({column})s" for column in ("session_id", "user_id", "memory_type")
+                      if params[column] is not None)
+    # A user's messages are found through the user's sessions, unless the session is given.
+    sessions = USER_SESSIONS_FILTER if user_id is not None and session_id is None else ""
+    return QUERY_MEMORY_ATOMS_SQL.format(filters=filters, sessions=sessions), params
+
+
 def load_session_work(session_id: str) -> Callable[[psycopg.Connection], list[tuple[Any, ...]]]:
     """Return the statement that reads a session: its metadata row first (none: not here), then its messages."""
-    params = {"session_id": session_id, "mask": session_mask(session_id)}
+    params = {"session_id": session_id, "row_id": session_row_id(session_id), "mask": session_mask(session_id)}
 
     def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
         return execute(conn, LOAD_SESSION_SQL, params).fetchall()
