@@ -48,6 +48,7 @@ from .base import (
 )
 from .ids import WriteStamp, message_id_sql, session_mask, session_row_id
 from .session import MemoryAtom, Message, Session, SessionSummary
+from .validation import MESSAGE_ROLES
 
 logger = logging.getLogger(__name__)
 
@@ -227,23 +228,26 @@ SELECT (SELECT user_id FROM owner)
 # planner reads both (a bitmap OR) instead of the table.
 SESSION_ROWS_INDEXES = "session_memories_messages_idx | session_memories_session_idx"
 
-# Rows that are not messages (atoms, metadata rows), then live messages: those of a user through
-# the user's sessions (user_idx holds no message, migration 0008); each part newest first.
-# A message's position is derived: how many live messages of its session come before it.
-QUERY_MEMORY_ATOMS_SQL = """
-SELECT id, session_id, user_id, memory_type, content, metadata, position, created_at, updated_at FROM (
+MESSAGE_MEMORY_TYPES = frozenset("message_" + role for role in MESSAGE_ROLES)  # the types a message row has
+
+# query_memory_atoms: the rows that are not messages (atoms, metadata rows), and live messages (those
+# of a user found through the user's sessions: user_idx holds no message, migration 0008); each part
+# newest first. A message's position is derived: how many live messages of its session come before it.
+_ATOM_ROWS = """
     (SELECT id::text, session_id, user_id, memory_type, content, metadata, NULL::int AS position,
             created_at, updated_at, id AS row_id, false AS is_message
      FROM session_memories AS t WHERE deleted_at IS NULL AND message_index IS NULL{filters}
-     ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s)
-    UNION ALL
+     ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s)"""
+_MESSAGE_ROWS_OF = """
     (SELECT id::text, session_id, user_id, memory_type, content, metadata,
             (SELECT count(*) FROM session_memories AS p
              WHERE p.session_id = t.session_id AND p.message_index IS NOT NULL AND p.deleted_at IS NULL
                AND p.id < t.id)::int,
             created_at, updated_at, id, true
      FROM session_memories AS t WHERE deleted_at IS NULL AND message_index IS NOT NULL{filters}{sessions}
-     ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s)
+     ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s)"""
+QUERY_MEMORY_ATOMS_SQL = """
+SELECT id, session_id, user_id, memory_type, content, metadata, position, created_at, updated_at FROM ({parts}
 ) AS rows
 ORDER BY created_at DESC, is_message DESC, row_id DESC
 LIMIT %(limit)s
@@ -251,8 +255,8 @@ LIMIT %(limit)s
 
 # A user's sessions (every metadata row of theirs, live or not), for the messages part above.
 USER_SESSIONS_FILTER = """ AND session_id IN (
-     SELECT m.session_id FROM session_memories AS m
-     WHERE m.user_id = %(user_id)s AND m.message_index IS NULL AND m.memory_type = 'session_metadata')"""
+         SELECT m.session_id FROM session_memories AS m
+         WHERE m.user_id = %(user_id)s AND m.message_index IS NULL AND m.memory_type = 'session_metadata')"""
 
 
 def message_params(messages: PreparedMessages) -> dict[str, Any]:
@@ -402,9 +406,12 @@ def query_memory_atoms_statement(session_id: str | None, user_id: str | None, me
                               "limit": limit}
     filters = "".join(f" AND {column} = %({column})s" for column in ("session_id", "user_id", "memory_type")
                       if params[column] is not None)
-    # A user's messages are found through the user's sessions, unless the session is given.
-    sessions = USER_SESSIONS_FILTER if user_id is not None and session_id is None else ""
-    return QUERY_MEMORY_ATOMS_SQL.format(filters=filters, sessions=sessions), params
+    parts = [_ATOM_ROWS.format(filters=filters)]
+    if memory_type is None or memory_type in MESSAGE_MEMORY_TYPES:  # else no message can match
+        # A user's messages are found through the user's sessions, unless the session is given.
+        sessions = USER_SESSIONS_FILTER if user_id is not None and session_id is None else ""
+        parts.append(_MESSAGE_ROWS_OF.format(filters=filters, sessions=sessions))
+    return QUERY_MEMORY_ATOMS_SQL.format(parts="\n    UNION ALL".join(parts)), params
 
 
 def load_session_work(session_id: str) -> Callable[[psycopg.Connection], list[tuple[Any, ...]]]:

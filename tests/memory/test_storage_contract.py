@@ -396,3 +396,28 @@ def test_deleting_a_session_never_saved_here_leaves_a_tombstone_a_later_save_ove
     session = conversation(session_id="elsewhere", count=1)
     storage.save_session(session)
     assert storage.load_session("elsewhere") == session
+
+
+def test_a_users_rows_are_found_by_user_and_type_their_messages_included(storage):
+    carol, dave = f"carol-{uuid.uuid4().hex[:8]}", f"dave-{uuid.uuid4().hex[:8]}"
+    first = Session(carol, messages=[Message("user", "a"), Message("assistant", "b")])
+    second = Session(carol, messages=[Message("user", "c")])
+    others = Session(dave, messages=[Message("user", "x")])
+    for session in (first, second, others):
+        storage.save_session(session)
+    storage.save_memory_atom(first.session_id, carol, "decision", {"chosen": 1})
+    storage.save_memory_atom(first.session_id, carol, "message_user", {"an": "atom of a message type"})
+
+    rows = storage.query_memory_atoms(user_id=carol)
+    assert sorted((r.memory_type, r.content.get("content", ""), r.message_index or 0) for r in rows) == [
+        ("decision", "", 0), ("message_assistant", "b", 1), ("message_user", "", 0),
+        ("message_user", "a", 0), ("message_user", "c", 0), ("session_metadata", "", 0), ("session_metadata", "", 0)]
+    assert [r.created_at for r in rows] == sorted((r.created_at for r in rows), reverse=True)
+    assert storage.query_memory_atoms(user_id=carol, limit=3) == rows[:3]
+    typed = storage.query_memory_atoms(user_id=carol, memory_type="message_user")
+    assert sorted((r.content.get("content", ""), r.message_index) for r in typed) == [("", None), ("a", 0), ("c", 0)]
+    assert [r.memory_type for r in storage.query_memory_atoms(user_id=carol, memory_type="decision")] == ["decision"]
+    everyone = {r.content.get("content") for r in storage.query_memory_atoms(memory_type="message_user", limit=1000)}
+    assert {"a", "c", "x"} <= everyone
+    assert [r.content["content"] for r in storage.query_memory_atoms(session_id=others.session_id)
+            if r.memory_type == "message_user"] == ["x"]
