@@ -41,6 +41,7 @@ from ..keepalive import dead_peer_params
 from ..redact import url_password
 from ..state.store import utcnow
 from .credentials import Credentials, connection_class
+from .pool import LifoConnectionPool
 from .sqlstate import Action, classify, describe
 
 logger = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ class Provider:
         with self._lock:
             if self._pool is None:
                 credentials = self.credentials
-                self._pool = ConnectionPool(
+                self._pool = LifoConnectionPool(
                     lambda: credentials.url,
                     connection_class=connection_class(credentials),
                     kwargs=self._kwargs,
