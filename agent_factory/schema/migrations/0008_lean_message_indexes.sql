@@ -61,3 +61,52 @@ LANGUAGE sql VOLATILE AS $$
     )
     SELECT count(*)::int FROM changed;
 $$;
+
+-- changed_at is stamped without a PL/pgSQL call where nothing needs stamping (0003's trigger ran
+-- one on every row, and compared whole rows as jsonb on every update). Each table that has 0003's
+-- trigger gets two, which keep its enabled state (ALWAYS on a stream's subscriber, 0007):
+-- * <table>_stamp_changed_at, BEFORE UPDATE, fires only when a data column changed: an update
+--   that rewrites the same values keeps changed_at (as before), and so does one that changes
+--   only the derived figures (message_count, last_active), which no sync or stream carries:
+--   the metadata row's counters, updated by every append, no longer make the row "changed";
+-- * <table>_stamp_changed_at_insert, BEFORE INSERT, fires only when the writer gave changed_at a
+--   value the column's default (clock_timestamp()) could not have: the library never gives one.
+CREATE OR REPLACE FUNCTION af_stamp_changed_at() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.changed_at := clock_timestamp();
+    RETURN NEW;
+END $$;
+
+DO $$
+DECLARE
+    t record;
+    old_cols text;
+    new_cols text;
+BEGIN
+    FOR t IN
+        SELECT c.relname, g.tgname, g.tgenabled FROM pg_trigger AS g JOIN pg_class AS c ON c.oid = g.tgrelid
+        WHERE c.relnamespace = current_schema()::regnamespace AND NOT g.tgisinternal
+          AND g.tgfoid = 'agent_factory_stamp_changed_at'::regproc
+        ORDER BY c.relname
+    LOOP
+        -- The data columns: not changed_at, not derived, not generated (a BEFORE trigger cannot read those).
+        SELECT string_agg(format('OLD.%I', attname), ', ' ORDER BY attnum),
+               string_agg(format('NEW.%I', attname), ', ' ORDER BY attnum)
+        INTO old_cols, new_cols
+        FROM pg_attribute
+        WHERE attrelid = t.relname::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+          AND attname NOT IN ('changed_at', 'message_count', 'last_active');
+        EXECUTE format('DROP TRIGGER %I ON %I', t.tgname, t.relname);
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE ON %I FOR EACH ROW '
+                       'WHEN (ROW(%s) IS DISTINCT FROM ROW(%s)) EXECUTE FUNCTION af_stamp_changed_at()',
+                       t.tgname, t.relname, old_cols, new_cols);
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT ON %I FOR EACH ROW '
+                       'WHEN (NEW.changed_at < now() OR NEW.changed_at > clock_timestamp()) '
+                       'EXECUTE FUNCTION af_stamp_changed_at()', t.tgname || '_insert', t.relname);
+        IF t.tgenabled = 'A' THEN
+            EXECUTE format('ALTER TABLE %I ENABLE ALWAYS TRIGGER %I', t.relname, t.tgname);
+            EXECUTE format('ALTER TABLE %I ENABLE ALWAYS TRIGGER %I', t.relname, t.tgname || '_insert');
+        END IF;
+    END LOOP;
+END
+$$;
