@@ -56,10 +56,26 @@ def test_a_changed_at_given_by_a_writer_is_replaced_by_the_servers_clock(sdb):
     assert len(stamped) == 2 and all(now <= value < future for value in stamped)
 
 
-def test_the_stamping_triggers_fire_for_a_streams_apply_worker_too(sdb):
+def test_the_stamping_and_guard_triggers_fire_for_a_streams_apply_worker_too(sdb):
     with sdb.provider_connection("supabase") as conn:
         states = dict(conn.execute(
             "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'session_memories'::regclass "
-            "AND tgname LIKE 'session_memories_stamp_changed_at%%'").fetchall())
+            "AND (tgname LIKE 'session_memories_stamp_changed_at%%' OR tgname = 'session_memories_lww')").fetchall())
         conn.rollback()
-    assert states == {"session_memories_stamp_changed_at": "A", "session_memories_stamp_changed_at_insert": "A"}
+    assert states == {"session_memories_stamp_changed_at": "A", "session_memories_stamp_changed_at_insert": "A",
+                      "session_memories_lww": "A"}
+
+
+def test_an_older_update_is_skipped_by_the_guard_and_a_newer_one_applies(sdb):
+    storage = PostgresMemoryStorage(sdb)
+    session = Session("stamp-user", metadata={"v": 1})
+    storage.save_session(session)
+    row_id = session_row_id(session.session_id)
+    with sdb.provider_connection("neon") as conn:
+        older = conn.execute("UPDATE session_memories SET metadata = '{\"v\": 0}', "
+                             "updated_at = updated_at - interval '1 second' WHERE id = %s", (row_id,)).rowcount
+        newer = conn.execute("UPDATE session_memories SET metadata = '{\"v\": 2}', "
+                             "updated_at = updated_at + interval '1 second' WHERE id = %s", (row_id,)).rowcount
+        conn.commit()
+    assert (older, newer) == (0, 1)
+    assert storage.load_session(session.session_id).metadata == {"v": 2}

@@ -110,3 +110,27 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The last-writer-wins guard (0002) is called only when the update is older than the row, the one
+-- case in which it acts (it then skips the update): most updates, and every derived-figures update,
+-- no longer call PL/pgSQL for it. Each trigger keeps its enabled state (ALWAYS since 0007).
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT c.relname, g.tgname, g.tgenabled FROM pg_trigger AS g JOIN pg_class AS c ON c.oid = g.tgrelid
+        WHERE c.relnamespace = current_schema()::regnamespace AND NOT g.tgisinternal
+          AND g.tgfoid = 'af_lww_guard'::regproc
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %I', t.tgname, t.relname);
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE ON %I FOR EACH ROW '
+                       'WHEN ((NEW.updated_at, NEW.write_id) < (OLD.updated_at, OLD.write_id)) '
+                       'EXECUTE FUNCTION af_lww_guard()', t.tgname, t.relname);
+        IF t.tgenabled = 'A' THEN
+            EXECUTE format('ALTER TABLE %I ENABLE ALWAYS TRIGGER %I', t.relname, t.tgname);
+        END IF;
+    END LOOP;
+END
+$$;
