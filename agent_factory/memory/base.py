@@ -43,7 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import InvalidInputError, SessionOwnerError
-from .ids import WriteStamp, message_row_id, new_stamp, order_key, session_row_id, uuid7, uuid7_batch
+from .ids import WriteStamp, message_row_ids, new_stamp, order_key, session_row_id, uuid7, uuid7_batch
 from .session import MemoryAtom, Message, Session, SessionSummary, _restore_session, coerce_message
 from .validation import (
     MAX_TEXT_LENGTH,
@@ -122,6 +122,10 @@ def _validated(messages: object, field: str) -> list[Message]:
     utc, aware_kinds = timezone.utc, (timezone, ZoneInfo)  # tzinfo classes that always give an offset
     checked: list[Message] = []
     for index, message in enumerate(messages):
+        if message.__class__ is dict and _plain_message_dict(message):  # what coerce_message makes of it
+            metadata = message.get("metadata")
+            checked.append(Message(message["role"], message["content"], {} if metadata is None else metadata))
+            continue
         if not (message.__class__ is Message and message.role.__class__ is str
                 and message.role in _MEMORY_TYPE_OF_ROLE
                 and message.content.__class__ is str and message.content.isascii()
@@ -134,6 +138,18 @@ def _validated(messages: object, field: str) -> list[Message]:
     return checked
 
 
+def _plain_message_dict(message: dict[str, Any]) -> bool:
+    """Return whether `message` is a dict `coerce_message` would accept as it is: no timestamp, ASCII content."""
+    role, content, metadata = message.get("role"), message.get("content"), message.get("metadata")
+    return (len(message) <= 3 and message.keys() <= _PLAIN_KEYS and role.__class__ is str
+            and role in _MEMORY_TYPE_OF_ROLE and content.__class__ is str and content.isascii()
+            and len(content) <= MAX_TEXT_LENGTH and "\x00" not in content
+            and (metadata is None or json_object_ok(metadata)))
+
+
+_PLAIN_KEYS = frozenset(("role", "content", "metadata"))
+
+
 def _columns(ids: list[uuid.UUID], messages: list[Message]) -> PreparedMessages:
     return PreparedMessages(ids, [_MEMORY_TYPE_OF_ROLE[m.role] for m in messages], [m.content for m in messages],
                             [m.timestamp for m in messages], [m.metadata for m in messages])
@@ -142,7 +158,7 @@ def _columns(ids: list[uuid.UUID], messages: list[Message]) -> PreparedMessages:
 def prepare_messages(session_id: str, messages: object, field: str) -> PreparedMessages:
     """Validate messages to append and give each a new time-ordered row id (once per call)."""
     checked = _validated(messages, field)
-    return _columns([message_row_id(session_id, i) for i in uuid7_batch(len(checked))], checked)
+    return _columns(message_row_ids(session_id, uuid7_batch(len(checked))), checked)
 
 
 def _message_id(message: Message, field: str) -> uuid.UUID | None:
@@ -192,7 +208,7 @@ def prepare_session(session: object) -> PreparedSession:
         message.id = str(message_id)  # the next save of the same objects rewrites nothing
         if isinstance(session.messages, list) and session.messages[index] is not message:
             session.messages[index] = message
-    ids = [message_row_id(session_id, message_id) for message_id in message_ids]
+    ids = message_row_ids(session_id, message_ids)
     content = {"last_active": last_active.isoformat()}
     return PreparedSession(session_id, user_id, session_row_id(session_id), created_at, last_active, content,
                            metadata, _columns(ids, messages), new_stamp())

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -114,6 +115,12 @@ def message_row_id(session_id: str, message_id: uuid.UUID) -> uuid.UUID:
     session id.
     """
     return uuid.UUID(int=message_id.int ^ session_mask(session_id))
+
+
+def message_row_ids(session_id: str, message_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """Return `message_row_id(session_id, m)` for each of `message_ids`, hashing the session id once."""
+    mask = session_mask(session_id)
+    return [uuid.UUID(int=message_id.int ^ mask) for message_id in message_ids]
 
 
 def session_mask(session_id: str) -> int:

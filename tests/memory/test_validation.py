@@ -98,6 +98,14 @@ OTHER_CASES.update({
                         r"messages\[0\].role"),
     "append content not str": (lambda st, s: st.append_messages(s.session_id, [{"role": "user", "content": b"x"}]),
                                r"messages\[0\].content"),
+    "append dict metadata NaN": (lambda st, s: st.append_messages(
+        s.session_id, [{"role": "user", "content": "x", "metadata": {"k": float("nan")}}]), r"messages\[0\].metadata"),
+    "append dict metadata list": (lambda st, s: st.append_messages(
+        s.session_id, [{"role": "user", "content": "x", "metadata": ["a"]}]), r"messages\[0\].metadata"),
+    "append dict content too long": (lambda st, s: st.append_messages(
+        s.session_id, [{"role": "user", "content": LONG_TEXT}]), "limit"),
+    "append dict role not str": (lambda st, s: st.append_messages(
+        s.session_id, [{"role": ["user"], "content": "x"}]), r"messages\[0\].role"),
     "append good then NUL": (lambda st, s: st.append_messages(
         s.session_id, [{"role": "user", "content": "ok"}, {"role": "user", "content": "\x00"}]), r"messages\[1\]"),
     "atom unknown type": (lambda st, s: st.save_memory_atom(s.session_id, "alice", "opinion", {}), "memory_type"),
@@ -182,3 +190,19 @@ def test_add_message_refuses_bad_role_and_content():
     with pytest.raises(ValueError, match="content"):
         session.add_message("user", None)  # type: ignore[arg-type]
     assert session.messages == []
+
+
+@pytest.mark.parametrize("message", [
+    {"role": "user", "content": "plain"}, {"role": "assistant", "content": "", "metadata": None},
+    {"role": "system", "content": "with metadata", "metadata": {"a": [1, 2.5, None, {"b": True}]}},
+    {"role": "user", "content": "Héllo ✓"}, {"role": "user", "content": "x", "timestamp": "2025-01-02T03:04:05+00:00"},
+])
+def test_a_dict_message_validates_to_what_coerce_message_makes_of_it(message):
+    from agent_factory.memory.base import prepare_messages
+    from agent_factory.memory.session import coerce_message
+
+    got = prepare_messages("s", [message], "messages")
+    want = coerce_message(message)
+    assert (got.memory_types, got.contents, got.metadata) == ([want.memory_type], [want.content], [want.metadata])
+    if "timestamp" in message:
+        assert got.timestamps == [want.timestamp]
