@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_backup
 short_description: Back up one memory provider, or all of them, with pg_dump
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.backup.backup), as C(agent-factory backup) does.
   - Writes C(<backup_dir>/<provider>-<UTC time>.dump) (or C(.sql)) and a manifest beside it, both mode 0600,
@@ -27,25 +29,27 @@ options:
     description: Directory for the backups, relative to I(project_dir).
     type: path
     default: backups
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Back up every provider
   memory_backup:
-    project_dir: /opt/agent-factory
     provider: all
 
 - name: Back up supabase as a plain SQL script
   memory_backup:
-    project_dir: /opt/agent-factory
     provider: supabase
     format: plain
   register: backup_result
 """
 
 RETURN = r"""
+summary:
+  description: One sentence naming what was backed up and what failed.
+  returned: always
+  type: str
+  sample: backed up neon, supabase, railway
 backups:
   description: One entry per provider backed up (or, in check mode, planned).
   returned: always
@@ -65,11 +69,6 @@ backups:
       duration_s: 1.2
       error: null
       actions: []
-summary:
-  description: One sentence naming what was backed up and what failed.
-  returned: always
-  type: str
-  sample: backed up neon, supabase, railway
 """
 
 from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result

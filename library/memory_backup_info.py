@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_backup_info
 short_description: List the backups on hand and each provider's newest verified one
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.catalog.list_backups) and C(newest_backup), as C(agent-factory backups list) does.
   - Manifests found in I(backup_dir) that the catalog does not know yet are added to it first (backups copied
@@ -19,14 +21,12 @@ options:
     description: Directory whose manifests are adopted into the catalog, relative to I(project_dir).
     type: path
     default: backups
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Step 4 - Verify backup exists from last night
-  memory_backup_info:
-    project_dir: /opt/agent-factory
+  memory_backup_info: {}
   register: catalog
 
 - name: Fail without a verified backup of the primary younger than a day

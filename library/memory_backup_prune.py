@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_backup_prune
 short_description: Delete the backups retention no longer keeps
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.prune.prune_backups), as C(agent-factory backups prune) does.
   - A backup is kept when it is among the I(keep) newest of its provider, or younger than I(max_age_days), or
@@ -26,14 +28,12 @@ options:
     description: Directory whose manifests are considered too, relative to I(project_dir).
     type: path
     default: backups
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Keep a week of backups, and at least the 7 newest of each provider
   memory_backup_prune:
-    project_dir: /opt/agent-factory
     keep: 7
     max_age_days: 7
 """

@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_backup_verify
 short_description: Verify a backup file, quickly or by restoring it into a scratch database
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.catalog.verify_backup), as C(agent-factory backups verify) does. Quick checks are
     the manifest, size, sha256 and that the archive is readable; I(deep) also restores it into a scratch database
@@ -33,14 +35,12 @@ options:
   target:
     description: Provider that hosts the scratch database for I(deep). Default is the backup's provider.
     type: str
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Test restore of last night's backup into a scratch database
   memory_backup_verify:
-    project_dir: /opt/agent-factory
     path: backups/neon-2026-11-24T020000Z.dump
     deep: true
 """

@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_capacity
 short_description: Report each memory provider's size, quota use, growth and days left
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.capacity.capacity_report), as C(agent-factory capacity) does. Each provider is
     measured now (C(pg_database_size)); its largest tables and indexes are listed with dead tuples and a bloat
@@ -22,18 +24,28 @@ options:
     description: History window for the growth rate, in days (90 for quarterly planning).
     type: float
     default: 30
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Check disk usage on all providers
-  memory_capacity:
-    project_dir: /opt/agent-factory
+  memory_capacity: {}
   register: capacity
+
+- name: Warn the operator about a provider with less than 30 days left at its growth rate
+  ansible.builtin.debug:
+    msg: "{{ short | map(attribute='summary') | list }}"
+  vars:
+    short: "{{ capacity.providers | rejectattr('days_left', 'none') | selectattr('days_left', 'lt', 30) | list }}"
+  when: short | length > 0
 """
 
 RETURN = r"""
+summary:
+  description: Each provider's size against its limit, and its growth, in one line per provider.
+  returned: always
+  type: str
+  sample: "neon: 7.4 MB of 500.0 MB (1.5 %, ok), growth unknown (needs 6 h of monitor history)"
 providers:
   description: One entry per provider.
   returned: success or when a provider is critical
@@ -49,11 +61,6 @@ providers:
       state: ok
       summary: "neon: 7.4 MB of 500.0 MB (1.5 %, ok), 0.1 MB/day over 2016 samples, 5044 days left at that rate"
       relations: []
-summary:
-  description: One line per provider, for people.
-  returned: always
-  type: str
-  sample: "neon: 7.4 MB of 500.0 MB (1.5 %, ok), growth unknown (needs 6 h of monitor history)"
 """
 
 from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result

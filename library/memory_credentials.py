@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_credentials
 short_description: Rotate a memory provider's database password without downtime, or check the credentials
+extends_documentation_fragment:
+  - agent_factory
 description:
   - I(action=rotate) calls C(agent_factory.ops.credentials.rotate_password), as C(agent-factory credentials rotate)
     does. It generates a strong password, sets it on the provider's role (as the role itself, or as
@@ -30,14 +32,12 @@ options:
       - Production inventories keep the env in a vault variable (e.g. C(vault_agent_factory_env)); the result then
         names the vault variables to update from the rewritten I(env_file).
     type: str
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Rotate database credentials
   memory_credentials:
-    project_dir: /opt/agent-factory
     action: rotate
     provider: neon
     vault_prefix: vault_agent_factory_env
@@ -45,6 +45,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: What was rotated (or found, with I(action=check)) on each provider, one line each.
+  returned: always
+  type: str
+  sample: "rotated the password of role neondb_owner on neon; new logins work; NEON_DB_URL updated in .env"
 providers:
   description: One result per provider (one for C(rotate)); never a password.
   returned: success or when a check fails
@@ -59,11 +64,6 @@ providers:
       variables: [NEON_DB_URL]
       vault_variables: [vault_agent_factory_env.NEON_DB_URL]
       summary: "rotated the password of role neondb_owner on neon; new logins work; NEON_DB_URL updated in .env"
-summary:
-  description: One line per provider, for people.
-  returned: always
-  type: str
-  sample: "rotated the password of role neondb_owner on neon; new logins work; NEON_DB_URL updated in .env"
 """
 
 import os

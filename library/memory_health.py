@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_health
 short_description: Check the health of every memory provider
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.monitor.collect_samples), as C(agent-factory monitor) does, without recording
     samples or sending alerts. A forced health check of every provider, then C(SELECT 1) and the row counts of
@@ -20,23 +22,25 @@ options:
     type: str
     default: any
     choices: [any, all, primary]
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Step 1 - Check provider health
-  memory_health:
-    project_dir: /opt/agent-factory
+  memory_health: {}
   register: health
 
 - name: Require every provider to be healthy
   memory_health:
-    project_dir: /opt/agent-factory
     require: all
 """
 
 RETURN = r"""
+summary:
+  description: One line per provider state, for people.
+  returned: always
+  type: str
+  sample: neon OK 2.1 ms, supabase OK 1.9 ms, railway DOWN (connection refused)
 providers:
   description: One sample per provider, in failover order.
   returned: success or when the requirement is not met
@@ -67,11 +71,6 @@ primary:
   returned: success or when the requirement is not met
   type: str
   sample: neon
-summary:
-  description: One line per provider state, for people.
-  returned: always
-  type: str
-  sample: neon OK 2.1 ms, supabase OK 1.9 ms, railway DOWN (connection refused)
 """
 
 from typing import Any

@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_maintenance
 short_description: Update provider statistics, review pool sizes, or show query performance trends
+extends_documentation_fragment:
+  - agent_factory
 description:
   - I(action=analyze) calls C(agent_factory.ops.maintenance.analyze), as C(agent-factory maintenance analyze)
     does. C(ANALYZE) runs on each of our tables whose statistics are stale; the result gives every table's
@@ -29,19 +31,22 @@ options:
     description: The period C(pools) and C(queries) look back over, in days.
     type: float
     default: 30
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Update provider statistics
   memory_maintenance:
-    project_dir: /opt/agent-factory
     action: analyze
   register: statistics
 """
 
 RETURN = r"""
+summary:
+  description: One line for people.
+  returned: always
+  type: str
+  sample: "neon: analyzed 1 of 7 tables (settings); 0 dead tuples; autovacuum on"
 report:
   description: Per provider (C(analyze), C(pools)) or per statement (C(queries)).
   returned: success
@@ -52,11 +57,6 @@ report:
       check: false
       tables: []
       error: null
-summary:
-  description: One line for people.
-  returned: always
-  type: str
-  sample: "neon: analyzed 1 of 7 tables (settings); 0 dead tuples; autovacuum on"
 """
 
 from datetime import timedelta

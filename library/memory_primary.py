@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_primary
 short_description: Make a provider the primary, after a forced health check
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.primary.switch_primary), as C(agent-factory primary set NAME) does. The provider
     gets a forced health check, then C(DATABASE_PROVIDER) is rewritten in I(env_file) atomically, mode 0600,
@@ -25,14 +27,12 @@ options:
 attributes:
   diff_mode:
     support: full
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Step 2 - Update .env to use healthy provider
   memory_primary:
-    project_dir: /opt/agent-factory
     provider: supabase
   register: switched
 """

@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_restore
 short_description: Restore a backup into a provider, with a pre-restore backup and row count checks
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.restore.restore), as C(agent-factory restore --yes) does. The file is verified
     (manifest, size, sha256, archive) before anything else; then the provider's lock is taken, a pre-restore
@@ -39,14 +41,12 @@ options:
     description: Where the pre-restore backup goes, relative to I(project_dir).
     type: path
     default: backups
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Step 3 - Restore from backup
   memory_restore:
-    project_dir: /opt/agent-factory
     provider: neon
     backup: backups/neon-2026-11-24T020000Z.dump
   register: restored

@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_schema
 short_description: Deploy pending schema migrations, or fix the memory_type constraint
+extends_documentation_fragment:
+  - agent_factory
 description:
   - I(state=deployed) calls C(agent_factory.ops.schema_ops.deploy), as C(agent-factory schema deploy) does.
     Each pending migration runs in its own transaction; objects that exist are never altered or dropped.
@@ -27,24 +29,31 @@ options:
       - Provider name, or C(all).
       - Default for C(deployed) is the primary; for C(constraints_fixed) every provider.
     type: str
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Step 2 - Test schema change on neon (dry run)
   memory_schema:
-    project_dir: /opt/agent-factory
     provider: neon
   check_mode: true
 
 - name: Fix the memory_type constraint everywhere
   memory_schema:
-    project_dir: /opt/agent-factory
     state: constraints_fixed
 """
 
 RETURN = r"""
+summary:
+  description: One sentence for people.
+  returned: always
+  type: str
+  sample: "applied 0002_add_index on neon"
+ok:
+  description: Whether every targeted provider was deployed (or fixed, or could be).
+  returned: always
+  type: bool
+  sample: true
 providers:
   description: One entry per targeted provider with its status.
   returned: always
@@ -58,16 +67,6 @@ providers:
       current_version: 1
       target_version: 2
       error: null
-ok:
-  description: Whether every targeted provider was deployed (or fixed, or could be).
-  returned: always
-  type: bool
-  sample: true
-summary:
-  description: One sentence for people.
-  returned: always
-  type: str
-  sample: "applied 0002_add_index on neon"
 """
 
 from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result

@@ -7,25 +7,30 @@ DOCUMENTATION = r"""
 ---
 module: memory_schema_info
 short_description: Compare every provider's schema with the expected one
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.schema_ops.schema_verify), as C(agent-factory schema verify) does. Tables, columns,
     types, constraints, indexes and the migration version of every reachable provider are compared with the
     schema the shipped migrations produce.
   - Read-only; reports drift in I(ok) and I(differences) without failing, so playbooks decide (C(failed_when)).
 options: {}
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Step 4 - Verify schema deployed correctly
-  memory_schema_info:
-    project_dir: /opt/agent-factory
+  memory_schema_info: {}
   register: schema
   failed_when: not schema.ok
 """
 
 RETURN = r"""
+summary:
+  description: One sentence for people.
+  returned: always
+  type: str
+  sample: "schema v1 matches on neon, supabase, railway"
 ok:
   description: No drift and at least one provider compared.
   returned: always
@@ -58,11 +63,6 @@ target_version:
   returned: always
   type: int
   sample: 1
-summary:
-  description: One sentence for people.
-  returned: always
-  type: str
-  sample: "schema v1 matches on neon, supabase, railway"
 """
 
 from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result

@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_stream
 short_description: Make the backups follow the primary by logical replication, pause or drop their streams
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.stream_plan.converge_streams), which runs C(agent-factory stream setup), C(resume),
     C(pause) or C(drop) for the backups that need it. See docs/CONTINUITY.md and docs/RUNBOOK.md ("Streams").
@@ -27,23 +29,25 @@ options:
     description: The backups (subscribers) to act on; default every configured backup.
     type: list
     elements: str
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Make every backup follow the primary
-  memory_stream:
-    project_dir: /opt/agent-factory
+  memory_stream: {}
 
 - name: Pause the stream into supabase before a restore of neon
   memory_stream:
-    project_dir: /opt/agent-factory
     state: paused
     providers: [supabase]
 """
 
 RETURN = r"""
+summary:
+  description: One sentence with the actions and each stream's status.
+  returned: always
+  type: str
+  sample: "streams present: setup supabase; supabase streaming, railway streaming."
 actions:
   description: What ran (in check mode, would run), in order, as "ACTION BACKUP".
   returned: always
@@ -51,17 +55,13 @@ actions:
   elements: str
   sample: ["setup supabase", "resume railway"]
 streams:
-  description: Each named backup's stream after the run (in check mode, as found).
+  description:
+    - Each named backup's stream after the run (in check mode, as found), with the keys that
+      M(memory_stream_info) documents under its C(streams).
   returned: always
   type: list
   elements: dict
-  sample:
-    - subscriber: supabase
-      publisher: neon
-      status: streaming
-      lag_seconds: 0.4
-      lag_bytes: 0
-      detail: "subscription enabled, worker running"
+  sample: [{subscriber: railway, publisher: neon, status: paused, lag_seconds: null, lag_bytes: 0, detail: "paused"}]
 unsupported:
   description: Backups that cannot subscribe; keep them warm with C(agent-factory sync --follow).
   returned: always
@@ -74,11 +74,6 @@ stopped:
   type: list
   elements: str
   sample: []
-summary:
-  description: One sentence with the actions and each stream's status.
-  returned: always
-  type: str
-  sample: "streams present: setup supabase; supabase streaming, railway streaming."
 """
 
 from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result

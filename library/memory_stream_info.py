@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_stream_info
 short_description: Report each backup's logical-replication stream from the primary, with its lag
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.stream.stream_states), as C(agent-factory stream status) does.
   - Read-only; never fails for a stream's status, so playbooks decide (C(until), C(failed_when)) on I(ok),
@@ -16,14 +18,12 @@ options:
     description: The backups (subscribers) to report; default every configured backup.
     type: list
     elements: str
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Wait until every stream has caught up
-  memory_stream_info:
-    project_dir: /opt/agent-factory
+  memory_stream_info: {}
   register: streams
   until: streams.streaming | length == streams.streams | length
   retries: 30
@@ -31,6 +31,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: One sentence with each stream's status and lag.
+  returned: always
+  type: str
+  sample: "supabase streaming (0.4 s behind neon), railway streaming (0.3 s behind neon)."
+ok:
+  description: True when no stream is C(stopped) or C(unsupported) (the CLI's exit 0).
+  returned: always
+  type: bool
+  sample: true
 streams:
   description: Each backup's stream (subscriber, publisher, status, lag_seconds, lag_bytes, detail).
   returned: always
@@ -54,16 +64,6 @@ max_lag_seconds:
   returned: always
   type: float
   sample: 0.4
-ok:
-  description: True when no stream is C(stopped) or C(unsupported) (the CLI's exit 0).
-  returned: always
-  type: bool
-  sample: true
-summary:
-  description: One sentence with each stream's status and lag.
-  returned: always
-  type: str
-  sample: "supabase streaming (0.4 s behind neon), railway streaming (0.3 s behind neon)."
 """
 
 from typing import TYPE_CHECKING

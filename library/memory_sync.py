@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_sync
 short_description: Merge the rows one provider changed into another, or converge every provider
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.sync.sync), as C(agent-factory sync --from A --to B) or C(agent-factory sync --all)
     does. Every row changed on the source since the pair's last sync is copied into the target; the newer
@@ -39,26 +41,33 @@ options:
     description: Seconds to wait for another sync into the same target to end; 0 fails at once when it is busy.
     type: float
     default: 0.0
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Converge every provider
   memory_sync:
-    project_dir: /opt/agent-factory
     mode: all
   register: synced
 
 - name: Merge the writes made on supabase during a failover into neon
   memory_sync:
-    project_dir: /opt/agent-factory
     source: supabase
     target: neon
     wait: 30
 """
 
 RETURN = r"""
+summary:
+  description: One sentence with the totals, the lag and what failed or was skipped.
+  returned: always
+  type: str
+  sample: "4 syncs: 12 rows copied, 1 conflicts resolved, 1 tombstones applied, max lag 0.8 s."
+ok:
+  description: True when every pair synced and no provider was skipped.
+  returned: always
+  type: bool
+  sample: true
 pairs:
   description: One entry per pair synced (source into target), in the order run; C(tables) has one entry per table.
   returned: always
@@ -102,11 +111,6 @@ dry_run:
   returned: always
   type: bool
   sample: false
-ok:
-  description: True when every pair synced and no provider was skipped.
-  returned: always
-  type: bool
-  sample: true
 rows_copied:
   description: Rows written (in check mode, that would be) over all pairs.
   returned: always
@@ -127,11 +131,6 @@ max_lag_s:
   returned: always
   type: float
   sample: 0.8
-summary:
-  description: One sentence with the totals, the lag and what failed or was skipped.
-  returned: always
-  type: str
-  sample: "4 syncs: 12 rows copied, 1 conflicts resolved, 1 tombstones applied, max lag 0.8 s."
 """
 
 from ansible.module_utils.agent_factory_module import error_boundary, memory_module, open_manager, to_result

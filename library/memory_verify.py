@@ -7,6 +7,8 @@ DOCUMENTATION = r"""
 ---
 module: memory_verify
 short_description: Verify that the memory system can serve
+extends_documentation_fragment:
+  - agent_factory
 description:
   - Calls C(agent_factory.ops.verify.verify), as C(agent-factory verify) and the runbook's
     C(verify_memory_deployment.py) do. Eight tests, imports, the manager, provider health, a storage round trip
@@ -16,27 +18,25 @@ description:
     drift, sync lag or rows stranded on a backup alone are reported, not failed on.
   - Never reports a change; the scratch session is deleted again, so it runs in check mode too.
 options: {}
-extends_documentation_fragment:
-  - agent_factory
 """
 
 EXAMPLES = r"""
+# project_dir comes from the play's module_defaults for group/agent_factory.memory.all, as in playbooks/.
 - name: Step 4 - Verify restore worked
-  memory_verify:
-    project_dir: /opt/agent-factory
+  memory_verify: {}
 """
 
 RETURN = r"""
-ok:
-  description: Whether the system can serve.
-  returned: always
-  type: bool
-  sample: true
 summary:
   description: One sentence for people.
   returned: always
   type: str
   sample: "The memory system can serve: 3 of 3 providers healthy, storage round trip passed on neon."
+ok:
+  description: Whether the system can serve.
+  returned: always
+  type: bool
+  sample: true
 tests:
   description: The eight tests with their C([STATUS] detail) lines.
   returned: success or when the system cannot serve
