@@ -239,25 +239,27 @@ _ATOM_ROWS = """
      FROM session_memories AS t WHERE deleted_at IS NULL AND message_index IS NULL{filters}
      ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s)"""
 _MESSAGE_ROWS_OF = """
-    (SELECT id::text, session_id, user_id, memory_type, content, metadata,
+    (SELECT t.id::text, t.session_id, t.user_id, t.memory_type, t.content, t.metadata,
             (SELECT count(*) FROM session_memories AS p
              WHERE p.session_id = t.session_id AND p.message_index IS NOT NULL AND p.deleted_at IS NULL
                AND p.id < t.id)::int,
-            created_at, updated_at, id, true
-     FROM session_memories AS t WHERE deleted_at IS NULL AND message_index IS NOT NULL{filters}{sessions}
+            t.created_at, t.updated_at, t.id, true
+     FROM {source}
      ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s)"""
+_LIVE_MESSAGES = "session_memories AS t WHERE deleted_at IS NULL AND message_index IS NOT NULL{filters}"
+# A user's live messages: for each of the user's sessions (user_idx), its messages (messages_idx). The
+# OFFSET 0 keeps that order of the join whatever the planner estimates (the other way reads every message).
+_USER_LIVE_MESSAGES = """(SELECT m.session_id FROM session_memories AS m
+           WHERE m.user_id = %(user_id)s AND m.message_index IS NULL AND m.memory_type = 'session_metadata') AS s
+     CROSS JOIN LATERAL (SELECT * FROM session_memories AS t
+           WHERE t.session_id = s.session_id AND deleted_at IS NULL AND message_index IS NOT NULL{filters}
+           OFFSET 0) AS t"""
 QUERY_MEMORY_ATOMS_SQL = """
 SELECT id, session_id, user_id, memory_type, content, metadata, position, created_at, updated_at FROM ({parts}
 ) AS rows
 ORDER BY created_at DESC, is_message DESC, row_id DESC
 LIMIT %(limit)s
 """
-
-# A user's sessions (every metadata row of theirs, live or not), for the messages part above.
-USER_SESSIONS_FILTER = """ AND session_id IN (
-         SELECT m.session_id FROM session_memories AS m
-         WHERE m.user_id = %(user_id)s AND m.message_index IS NULL AND m.memory_type = 'session_metadata')"""
-
 
 def message_params(messages: PreparedMessages) -> dict[str, Any]:
     """Return the statement parameters carrying `messages` (their ids were made once, in `prepare_*`)."""
@@ -409,8 +411,8 @@ def query_memory_atoms_statement(session_id: str | None, user_id: str | None, me
     parts = [_ATOM_ROWS.format(filters=filters)]
     if memory_type is None or memory_type in MESSAGE_MEMORY_TYPES:  # else no message can match
         # A user's messages are found through the user's sessions, unless the session is given.
-        sessions = USER_SESSIONS_FILTER if user_id is not None and session_id is None else ""
-        parts.append(_MESSAGE_ROWS_OF.format(filters=filters, sessions=sessions))
+        source = _USER_LIVE_MESSAGES if user_id is not None and session_id is None else _LIVE_MESSAGES
+        parts.append(_MESSAGE_ROWS_OF.format(source=source.format(filters=filters)))
     return QUERY_MEMORY_ATOMS_SQL.format(parts="\n    UNION ALL".join(parts)), params
 
 

@@ -124,6 +124,8 @@ def test_added_column_on_one_provider_is_drift(make_db, cli_env, capsys):
 def test_a_missing_lww_trigger_or_a_changed_function_is_drift(make_db, local):
     db = make_db()
     with psycopg.connect(make_conninfo(local.admin_url("supabase"), dbname="agent_factory"), autocommit=True) as admin:
+        trigger = admin.execute("SELECT pg_get_triggerdef(oid), tgenabled FROM pg_trigger "
+                                "WHERE tgrelid = 'settings'::regclass AND tgname = 'settings_lww'").fetchone()
         admin.execute("DROP TRIGGER settings_lww ON settings")
         body = admin.execute("SELECT pg_get_functiondef('recompute_session(text[])'::regprocedure)").fetchone()[0]
         admin.execute("CREATE OR REPLACE FUNCTION recompute_session(session_ids text[]) RETURNS integer "
@@ -132,8 +134,9 @@ def test_a_missing_lww_trigger_or_a_changed_function_is_drift(make_db, local):
             lines = schema_verify(db).differences
         finally:
             admin.execute(body)
-            admin.execute("CREATE TRIGGER settings_lww BEFORE UPDATE ON settings "
-                          "FOR EACH ROW EXECUTE FUNCTION af_lww_guard()")
+            admin.execute(trigger[0])  # as the migrations made it (its WHEN, and ALWAYS since 0007)
+            if trigger[1] == "A":
+                admin.execute("ALTER TABLE settings ENABLE ALWAYS TRIGGER settings_lww")
     assert "supabase: trigger settings_lww on settings is missing" in lines
     assert ("supabase: function recompute_session(session_ids text[]) has a different body than the shipped "
             "migrations create") in lines
@@ -143,13 +146,14 @@ def test_a_missing_lww_trigger_or_a_changed_function_is_drift(make_db, local):
 def test_changed_index_and_type_are_listed(make_db, local):
     db = make_db()
     with psycopg.connect(make_conninfo(local.admin_url("railway"), dbname="agent_factory"), autocommit=True) as admin:
+        index = admin.execute("SELECT pg_get_indexdef('session_memories_type_idx'::regclass)").fetchone()[0]
         admin.execute("DROP INDEX session_memories_type_idx")
         admin.execute("ALTER TABLE settings ALTER COLUMN category TYPE varchar(40)")
         try:
             lines = schema_verify(db).differences
         finally:
             admin.execute("ALTER TABLE settings ALTER COLUMN category TYPE text")
-            admin.execute("CREATE INDEX session_memories_type_idx ON session_memories (memory_type, created_at DESC)")
+            admin.execute(index)
     assert "railway: index session_memories_type_idx on session_memories is missing" in lines
     assert "railway: column settings.category has type character varying(40), expected text" in lines
     assert all(line.startswith("railway: ") for line in lines), lines
