@@ -150,3 +150,9 @@ def test_a_live_message_enters_three_indexes_and_a_tombstone_is_reachable_by_ses
         left = conn.execute("SELECT count(*) FROM session_memories WHERE session_id = %s",
                             (stored.session_id,)).fetchone()
     assert left == (0,)
+
+
+@pytest.mark.parametrize("session_id", ["s", "a session ✓ 日本語", "x" * 255])
+def test_the_servers_session_row_id_is_the_librarys(local, session_id):
+    with psycopg.connect(local.url("neon")) as conn:
+        assert conn.execute("SELECT af_session_row_id(%s)", (session_id,)).fetchone()[0] == session_row_id(session_id)

@@ -31,24 +31,33 @@ DROP INDEX IF EXISTS session_memories_type_idx;
 CREATE INDEX session_memories_type_idx ON session_memories (memory_type, created_at DESC)
     WHERE message_index IS NULL;
 
--- As in 0002, with a session's metadata row and the live rows of a deleted session found through the
--- indexes above (a metadata row has no message_index: saying so lets the planner use session_idx).
+-- The id of a session's metadata row (agent_factory/memory/ids.py session_row_id; 0002 wrote it out).
+CREATE OR REPLACE FUNCTION af_session_row_id(session_id text) RETURNS uuid
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT substr(encode(sha256(convert_to('agent_factory/session/' || session_id, 'UTF8')), 'hex'), 1, 32)::uuid
+$$;
+
+-- As in 0002, with the sessions' metadata rows found by primary key (a function's statements are planned
+-- without the array: by session id the planner may scan every metadata row) and a deleted session's
+-- live rows through the indexes above.
 CREATE OR REPLACE FUNCTION recompute_session(session_ids text[]) RETURNS integer
 LANGUAGE sql VOLATILE AS $$
     -- A deleted session's live messages (messages_idx), then its other live rows (session_idx).
     UPDATE session_memories AS r
     SET deleted_at = m.deleted_at, updated_at = m.updated_at, write_id = m.write_id
     FROM session_memories AS m
-    WHERE m.session_id = ANY(session_ids) AND m.memory_type = 'session_metadata' AND m.message_index IS NULL
-      AND m.deleted_at IS NOT NULL AND r.session_id = m.session_id AND r.message_index IS NOT NULL
-      AND r.deleted_at IS NULL AND (r.updated_at, r.write_id) < (m.updated_at, m.write_id);
+    WHERE m.id = ANY(ARRAY(SELECT af_session_row_id(s) FROM unnest(session_ids) AS s))
+      AND m.memory_type = 'session_metadata' AND m.deleted_at IS NOT NULL
+      AND r.session_id = m.session_id AND r.message_index IS NOT NULL AND r.deleted_at IS NULL
+      AND (r.updated_at, r.write_id) < (m.updated_at, m.write_id);
 
     UPDATE session_memories AS r
     SET deleted_at = m.deleted_at, updated_at = m.updated_at, write_id = m.write_id
     FROM session_memories AS m
-    WHERE m.session_id = ANY(session_ids) AND m.memory_type = 'session_metadata' AND m.message_index IS NULL
-      AND m.deleted_at IS NOT NULL AND r.session_id = m.session_id AND r.message_index IS NULL AND r.id <> m.id
-      AND r.deleted_at IS NULL AND (r.updated_at, r.write_id) < (m.updated_at, m.write_id);
+    WHERE m.id = ANY(ARRAY(SELECT af_session_row_id(s) FROM unnest(session_ids) AS s))
+      AND m.memory_type = 'session_metadata' AND m.deleted_at IS NOT NULL
+      AND r.session_id = m.session_id AND r.message_index IS NULL AND r.id <> m.id AND r.deleted_at IS NULL
+      AND (r.updated_at, r.write_id) < (m.updated_at, m.write_id);
 
     WITH derived AS (
         SELECT m.id, count(r.id)::int AS message_count,
@@ -57,7 +66,8 @@ LANGUAGE sql VOLATILE AS $$
         FROM session_memories AS m
         LEFT JOIN session_memories AS r
                ON r.session_id = m.session_id AND r.message_index IS NOT NULL AND r.deleted_at IS NULL
-        WHERE m.session_id = ANY(session_ids) AND m.memory_type = 'session_metadata' AND m.message_index IS NULL
+        WHERE m.id = ANY(ARRAY(SELECT af_session_row_id(s) FROM unnest(session_ids) AS s))
+          AND m.memory_type = 'session_metadata'
         GROUP BY m.id
     ), changed AS (
         UPDATE session_memories AS m
