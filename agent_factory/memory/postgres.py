@@ -175,7 +175,7 @@ WITH {_LOCK_SESSION}, meta AS (
     UPDATE session_memories AS t
     SET deleted_at = %(updated_at)s, updated_at = %(updated_at)s, write_id = %(write_id)s
     WHERE t.session_id = %(session_id)s AND t.id <> %(row_id)s AND t.deleted_at IS NULL AND {_NEWER}
-      AND (t.message_index IS NOT NULL OR t.message_index IS NULL)  -- both indexes: see SESSION_ROWS_INDEXES
+      AND (t.message_index IS NOT NULL OR t.message_index IS NULL)  -- both indexes: see PURGE_SESSION_SQL
       AND (SELECT applies FROM current)
 )
 SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserted FROM meta)
@@ -222,11 +222,13 @@ WITH owner AS (
 SELECT (SELECT user_id FROM owner)
 """
 
-# The indexes that together hold every row of a session (migration 0008): live messages in
-# session_memories_messages_idx, every other row in session_memories_session_idx. A query over
-# all of a session's rows says `message_index IS NOT NULL OR message_index IS NULL` so that the
-# planner reads both (a bitmap OR) instead of the table.
-SESSION_ROWS_INDEXES = "session_memories_messages_idx | session_memories_session_idx"
+# Every row of a session, tombstones included, physically removed (verify's scratch session). Since
+# migration 0008 two indexes together hold a session's rows: live messages session_memories_messages_idx,
+# every other row session_memories_session_idx. A statement over all of a session's rows names each
+# index's predicate in an OR (here; `removed` in DELETE_SESSION_SQL, whose live rows need two arms),
+# so that the planner reads both (a bitmap OR) instead of the table.
+PURGE_SESSION_SQL = """DELETE FROM session_memories WHERE session_id = %s
+  AND ((message_index IS NOT NULL AND deleted_at IS NULL) OR message_index IS NULL OR deleted_at IS NOT NULL)"""
 
 MESSAGE_MEMORY_TYPES = frozenset("message_" + role for role in MESSAGE_ROLES)  # the types a message row has
 

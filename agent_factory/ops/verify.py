@@ -40,10 +40,6 @@ OK: Final = "OK"
 DOWN: Final = "DOWN"
 FAIL: Final = "FAIL"
 INFO: Final = "INFO"
-# Every row of verify's scratch session, tombstones included, through the indexes that hold a
-# session's rows (see agent_factory.memory.postgres.SESSION_ROWS_INDEXES), not a scan of the table.
-PURGE_SESSION_SQL = """DELETE FROM session_memories WHERE session_id = %s
-  AND ((message_index IS NOT NULL AND deleted_at IS NULL) OR message_index IS NULL OR deleted_at IS NOT NULL)"""
 IMPORTS = (
     "agent_factory.config", "agent_factory.core", "agent_factory.memory",
     "agent_factory.schema", "agent_factory.ops.schema_ops",
@@ -382,6 +378,7 @@ class _Run:
 def _round_trip(db: DatabaseManager) -> str:
     """Save, load and delete one scratch session; return the provider that served it."""
     from ..memory import Message, PostgresMemoryStorage, Session
+    from ..memory.postgres import PURGE_SESSION_SQL
 
     storage = PostgresMemoryStorage(db)
     session_id = f"verify-{uuid.uuid4().hex}"

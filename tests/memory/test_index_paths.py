@@ -16,7 +16,6 @@ from agent_factory.memory import Message, PostgresMemoryStorage, Session
 from agent_factory.memory import postgres as pg
 from agent_factory.memory.base import prepare_messages, prepare_session
 from agent_factory.memory.ids import new_stamp, session_row_id
-from agent_factory.ops.verify import PURGE_SESSION_SQL
 
 
 class _Recorder:
@@ -106,7 +105,7 @@ def _statements(session: Session) -> dict[str, tuple[str, Any]]:
                                                          stamp), [(1,)]),
         "save_session": _sent(pg.save_session_work(prepare_session(session)), [("1", "1", False, None)]),
         "delete_session": (pg.DELETE_SESSION_SQL, delete_params),
-        "verify purge": (PURGE_SESSION_SQL, (sid,)),
+        "verify purge": (pg.PURGE_SESSION_SQL, (sid,)),
     }
     for name, filters in {"atoms of a session": (sid, None, None), "atoms of a user": (None, "index-user", None),
                           "atoms of a user and type": (None, "index-user", "decision"),
@@ -146,7 +145,7 @@ def test_a_live_message_enters_three_indexes_and_a_tombstone_is_reachable_by_ses
                                  "session_memories_changed_idx"}
         PostgresMemoryStorage(db).delete_session(stored.session_id)  # the messages become tombstones
         assert "session_memories_session_idx" in holding("message_index IS NOT NULL AND deleted_at IS NOT NULL")
-        conn.execute(PURGE_SESSION_SQL, (stored.session_id,))
+        conn.execute(pg.PURGE_SESSION_SQL, (stored.session_id,))
         left = conn.execute("SELECT count(*) FROM session_memories WHERE session_id = %s",
                             (stored.session_id,)).fetchone()
     assert left == (0,)
