@@ -393,30 +393,43 @@ class Provider:
         return True
 
     def _acquire(self) -> tuple[ConnectionPool, psycopg.Connection]:
+        """Take a pooled connection, waiting at most DATABASE_POOL_TIMEOUT for one.
+
+        The wait goes in steps of DATABASE_CONNECT_TIMEOUT. A step that ends with
+        no connection while the pool still had room to grow means a new
+        connection took longer than a connect may: the provider is probed, and a
+        failed probe fails the request over now instead of after the whole pool
+        timeout (a request that came while the packets stopped would otherwise
+        wait DATABASE_POOL_TIMEOUT + DATABASE_CONNECT_TIMEOUT).
+        """
         pool = self._ensure_pool()
-        try:
-            return pool, pool.getconn()
-        except PoolClosed:
-            raise ProviderFailure(self.last_error or "pool closed: provider marked down", confirmed=True) from None
-        except TooManyRequests:
-            self.pool_exhausted += 1
-            raise PoolExhaustedError(
-                f"provider {self.name}: {self._config.pool_max_waiting} requests are already waiting for a "
-                "connection; raise DATABASE_POOL_MAX_WAITING or DATABASE_POOL_MAX_SIZE, or reduce concurrency"
-            ) from None
-        except PoolTimeout:
-            stats = pool.get_stats()
-            busy = stats.get("pool_size", 0) - stats.get("pool_available", 0)
-            if busy < self._config.pool_max_size:
-                result = self._probe()  # refused credentials raise AuthenticationFailedError: never a failover
-                if not result.healthy:
-                    raise ProviderFailure(result.error or "unreachable", confirmed=True) from None
-            self.pool_exhausted += 1
-            raise PoolExhaustedError(
-                f"couldn't get a connection after {self._config.pool_timeout:.2f} sec from provider "
-                f"{self.name}: all {busy} connections are busy; raise DATABASE_POOL_MAX_SIZE or "
-                "DATABASE_POOL_TIMEOUT, or reduce concurrency"
-            ) from None
+        deadline = time.monotonic() + self._config.pool_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return pool, pool.getconn(timeout=max(0.0, min(remaining, self._config.connect_timeout)))
+            except PoolClosed:
+                raise ProviderFailure(self.last_error or "pool closed: provider marked down", confirmed=True) from None
+            except TooManyRequests:
+                self.pool_exhausted += 1
+                raise PoolExhaustedError(
+                    f"provider {self.name}: {self._config.pool_max_waiting} requests are already waiting for a "
+                    "connection; raise DATABASE_POOL_MAX_WAITING or DATABASE_POOL_MAX_SIZE, or reduce concurrency"
+                ) from None
+            except PoolTimeout:
+                stats = pool.get_stats()
+                busy = stats.get("pool_size", 0) - stats.get("pool_available", 0)
+                if busy < self._config.pool_max_size:
+                    result = self._probe()  # refused credentials raise AuthenticationFailedError: never a failover
+                    if not result.healthy:
+                        raise ProviderFailure(result.error or "unreachable", confirmed=True) from None
+                if time.monotonic() >= deadline:
+                    self.pool_exhausted += 1
+                    raise PoolExhaustedError(
+                        f"couldn't get a connection after {self._config.pool_timeout:.2f} sec from provider "
+                        f"{self.name}: all {busy} connections are busy; raise DATABASE_POOL_MAX_SIZE or "
+                        "DATABASE_POOL_TIMEOUT, or reduce concurrency"
+                    ) from None
 
 
 def _restore_transactions(conn: psycopg.Connection) -> None:

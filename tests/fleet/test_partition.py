@@ -111,6 +111,35 @@ def test_a_cut_off_process_fails_over_within_the_bound_while_the_others_keep_neo
 
 
 @pytest.mark.timeout(120)
+def test_a_request_waiting_for_the_pool_to_grow_fails_over_within_the_bound(firewall, relay, cut_env, local):
+    """Every pooled connection is busy when the packets stop: the request waits for a new one that cannot
+    connect, and fails over within the bound instead of after DATABASE_POOL_TIMEOUT (20 s here)."""
+    env = {**cut_env, "DATABASE_POOL_MIN_SIZE": "1", "DATABASE_POOL_TIMEOUT": "20"}
+    held, release = threading.Event(), threading.Event()
+
+    def hold(conn: psycopg.Connection) -> None:
+        held.set()
+        release.wait(30)
+
+    with DatabaseManager(make_config(env)) as manager:
+        manager.execute_query("SELECT 1")  # the pool holds one connection
+        holder = threading.Thread(target=lambda: manager.run_read(hold), daemon=True)
+        holder.start()
+        assert held.wait(10)
+        firewall.drop(relay.port)
+        started = time.monotonic()
+        try:
+            port = manager.run_read(lambda conn: conn.execute("SELECT current_setting('port')").fetchone())
+        finally:
+            waited = time.monotonic() - started
+            release.set()
+            holder.join(timeout=30)
+        assert port == (str(local.get("supabase").port),)
+        assert manager.active_provider == "supabase"
+    assert waited < BOUND_S, f"the request waited {waited:.1f} s"
+
+
+@pytest.mark.timeout(120)
 def test_a_long_query_on_a_healthy_provider_through_the_same_path_is_not_cut(relay, cut_env):
     with DatabaseManager(make_config(cut_env)) as manager:
         started = time.monotonic()
