@@ -193,13 +193,19 @@ WHERE session_id = %(session_id)s AND deleted_at IS NULL
 ORDER BY message_index IS NOT NULL, id
 """
 
-# Keyset paging, served backwards by session_memories_recent_idx / _user_recent_idx.
+# Keyset paging, served backwards by session_memories_recent_idx / _user_recent_idx: newest minute first,
+# the sessions of one minute sorted by last_active (an Incremental Sort). The order is last_active's.
 LIST_SESSIONS_SQL = """
 SELECT session_id, user_id, created_at, last_active, message_count, metadata FROM session_memories
 WHERE memory_type = 'session_metadata' AND deleted_at IS NULL{filters}
-ORDER BY last_active DESC, session_id COLLATE "C" DESC
+ORDER BY last_active_minute DESC, last_active DESC, session_id COLLATE "C" DESC
 LIMIT %s
 """
+# Sessions listed after `before` (last_active, session_id); the index reads the minutes up to its minute
+# (the expression of migration 0009's last_active_minute).
+LIST_SESSIONS_BEFORE = """
+  AND last_active_minute <= date_bin('1 minute', %s::timestamptz, timestamptz '2000-01-01 00:00:00+00')
+  AND (last_active, session_id COLLATE "C") < (%s::timestamptz, %s::text COLLATE "C")"""
 
 # How far the last sync from a source into this database reached (agent_factory.replication's watermarks).
 SYNCED_THROUGH_SQL = """
@@ -326,8 +332,8 @@ class PostgresMemoryStorage(LazyDatabase, MemoryStorage):
             filters.append(" AND user_id = %s")
             params.append(user_id)
         if before is not None:
-            filters.append(' AND (last_active, session_id COLLATE "C") < (%s::timestamptz, %s::text COLLATE "C")')
-            params.extend((before.last_active, before.session_id))
+            filters.append(LIST_SESSIONS_BEFORE)
+            params.extend((before.last_active, before.last_active, before.session_id))
         params.append(limit)
         sql = LIST_SESSIONS_SQL.format(filters="".join(filters))
 

@@ -19,10 +19,10 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from agent_factory.errors import SessionNotFoundError, SessionNotOnProviderError
-from agent_factory.memory import KnowledgeBase, PostgresMemoryStorage, Session, Settings
+from agent_factory.memory import KnowledgeBase, Message, PostgresMemoryStorage, Session, Settings
 from agent_factory.memory.base import prepare_messages
 from agent_factory.memory.ids import new_stamp, session_row_id
-from agent_factory.memory.postgres import LIST_SESSIONS_SQL, append_messages_work
+from agent_factory.memory.postgres import LIST_SESSIONS_BEFORE, LIST_SESSIONS_SQL, append_messages_work
 from agent_factory.vector import OPTIONAL_COLUMNS
 
 from .conftest import MEMORY_TABLES
@@ -274,19 +274,55 @@ def test_recompute_session_rebuilds_counts_and_activity_from_the_rows(db):
 
 
 @pytest.mark.parametrize("user_filter", [False, True])
-def test_list_sessions_pages_are_served_by_an_index_without_a_sort(db, user_filter):
+def test_list_sessions_pages_are_served_by_an_index_sorting_one_minute_at_a_time(db, user_filter):
+    """The index gives the minutes in order; only the sessions of one minute are sorted (migration 0009)."""
     filters, params = "", []
     if user_filter:
         filters, params = " AND user_id = %s", ["alice"]
-    filters += ' AND (last_active, session_id COLLATE "C") < (%s::timestamptz, %s::text COLLATE "C")'
-    params += [FUTURE, "z", 100]
+    filters += LIST_SESSIONS_BEFORE
+    params += [FUTURE, FUTURE, "z", 100]
     with db.provider_connection("neon") as conn:
         conn.execute("SET LOCAL enable_seqscan = off")
-        conn.execute("SET LOCAL enable_sort = off")  # a plan that still sorts could not use an index
-        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + LIST_SESSIONS_SQL.format(filters=filters), params))
+        conn.execute("SET LOCAL enable_sort = off")  # a plan that sorts every session could not use the index
+        plan = conn.execute("EXPLAIN (FORMAT JSON) " + LIST_SESSIONS_SQL.format(filters=filters), params).fetchone()
         conn.rollback()
-    assert "session_memories_" + ("user_" if user_filter else "") + "recent_idx" in plan, plan
-    assert "Sort" not in plan, plan
+    nodes, kinds = [plan[0][0]["Plan"]], []
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.get("Plans", []))
+        kinds.append(node["Node Type"])
+        if node["Node Type"] == "Incremental Sort":
+            assert node["Presorted Key"] == ["last_active_minute"], node
+        if node["Node Type"] == "Index Scan":
+            assert node["Index Name"] == "session_memories_" + ("user_" if user_filter else "") + "recent_idx", node
+            assert node["Scan Direction"] == "Backward" and "last_active_minute <=" in node["Index Cond"], node
+    assert kinds == ["Limit", "Incremental Sort", "Index Scan"], kinds
+
+
+def test_an_append_updates_its_session_row_without_writing_an_index(db):
+    """The counter update of an append is HOT: no indexed column changes within a minute (migration 0009)."""
+    storage = PostgresMemoryStorage(db)
+    session = Session("alice")
+    storage.save_session(session)
+    sid = session.session_id
+    with db.provider_connection("neon") as conn:
+        conn.autocommit = True
+        before = _updates(conn)
+        for i in range(5):
+            append_messages_work(sid, prepare_messages(sid, [Message("user", f"m{i}")], "messages"), new_stamp())(conn)
+        updated, hot = (after - was for after, was in zip(_updates(conn), before))
+    # not HOT: at most a move off a full page, and a change of minute
+    assert updated == 5 and hot >= 3, (updated, hot)
+    assert len(storage.load_session(sid).messages) == 5
+
+
+def _updates(conn: psycopg.Connection) -> tuple[int, int]:
+    """Rows of session_memories updated, and of those HOT, as the server's statistics count them."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = "
+                       "'session_memories'::regclass").fetchone()
+    return row[0], row[1]
 
 
 # ---- convergence under random interleavings ---------------------------------------------------

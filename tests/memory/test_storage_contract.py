@@ -266,6 +266,21 @@ def test_list_sessions_pages_by_key_without_skips_or_repeats(storage):
         storage.list_sessions(before="s-03")
 
 
+def test_list_sessions_orders_by_the_instant_within_a_minute_and_across_pages(storage):
+    """Several sessions active in each minute, pages ending inside a minute: the order is last_active's."""
+    start = datetime(2026, 12, 5, 12, 0, 50, 123456, tzinfo=timezone.utc)
+    made = [Session("alice", session_id=f"m-{i:02d}", last_active=start + timedelta(seconds=13 * i))
+            for i in (7, 2, 11, 0, 5, 9, 1, 10, 3, 8, 6, 4)]
+    for session in made:
+        storage.save_session(session)
+    expected = sorted(made, key=lambda s: s.last_active, reverse=True)
+    pages, before = [], None
+    while page := storage.list_sessions("alice", limit=5, before=before):
+        pages.append([s.session_id for s in page])
+        before = page[-1]
+    assert pages == [[s.session_id for s in expected[i:i + 5]] for i in (0, 5, 10)]
+
+
 def test_a_session_owner_never_changes_and_a_refused_save_writes_nothing(storage):
     session = conversation("alice", count=2)
     storage.save_session(session)
