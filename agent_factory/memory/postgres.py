@@ -128,23 +128,25 @@ SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserte
 """
 
 # The messages, after the `base` messages of the session row `head` (user_id, base), under its user.
-APPEND_AFTER_HEAD = f"""INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index,
+_INSERT_AFTER_HEAD = f"""INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index,
                                        content, metadata, created_at, updated_at, write_id)
     SELECT e.id, %(session_id)s, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
            jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
            %(updated_at)s, %(write_id)s
-    FROM head CROSS JOIN {_MESSAGE_ROWS}
+    FROM head CROSS JOIN {_MESSAGE_ROWS}"""
+# The same, leaving a message that is stored already (a replay) as it is.
+APPEND_AFTER_HEAD = f"""{_INSERT_AFTER_HEAD}
     ON CONFLICT (id) DO NOTHING"""
 
 # Returns the new message count; NULL if the session is deleted here; no row if it was never here.
 # A replay inserts nothing (the ids exist) and returns the current count.
-APPEND_MESSAGES_SQL = f"""
+_APPEND_SQL = """
 WITH head AS (
     SELECT user_id, coalesce(message_count, 0) AS base FROM session_memories
     WHERE id = %(row_id)s AND deleted_at IS NULL
     FOR UPDATE
 ), added AS (
-    {APPEND_AFTER_HEAD}
+    {insert}
     RETURNING 1
 ), counted AS (
     UPDATE session_memories AS t
@@ -158,6 +160,12 @@ SELECT message_count FROM counted
 UNION ALL
 SELECT NULL WHERE NOT EXISTS (SELECT FROM head) AND EXISTS (SELECT FROM session_memories WHERE id = %(row_id)s)
 """
+APPEND_MESSAGES_SQL = _APPEND_SQL.replace("{insert}", APPEND_AFTER_HEAD)
+# The first try, for messages none of which is stored yet: without a conflict arbiter, an insert is a plain
+# one (ON CONFLICT makes each row a speculative insertion: a token lock and one more WAL record). A message
+# already stored fails the statement with a unique violation, having written nothing, and
+# APPEND_MESSAGES_SQL runs: a replay costs a second round trip, an append one.
+APPEND_NEW_MESSAGES_SQL = _APPEND_SQL.replace("{insert}", _INSERT_AFTER_HEAD)
 
 # A session unknown here gets a tombstone metadata row: a copy merged from elsewhere stays deleted.
 DELETE_SESSION_SQL = f"""
@@ -444,6 +452,11 @@ def append_messages_work(session_id: str, messages: PreparedMessages,
               **stamp_params(stamp)}
 
     def work(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+        if conn.autocommit:  # in a transaction, a failed statement would abort it
+            try:
+                return execute(conn, APPEND_NEW_MESSAGES_SQL, params).fetchall()
+            except psycopg.errors.UniqueViolation:
+                logger.debug("appending to session %s again: some of its messages are stored already", session_id)
         return execute(conn, APPEND_MESSAGES_SQL, params).fetchall()
 
     return work

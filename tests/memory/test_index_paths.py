@@ -22,6 +22,7 @@ class _Recorder:
     """A stand-in connection that records what a library work function sends."""
 
     prepare_threshold = None  # `_execute.execute` then calls `execute` plainly
+    autocommit = True  # as `run_statement` and `run_read` run the work
 
     def __init__(self, answer: list[tuple[Any, ...]]) -> None:
         self.sent: list[tuple[str, Any]] = []
@@ -99,10 +100,11 @@ def _statements(session: Session) -> dict[str, tuple[str, Any]]:
     sid = session.session_id
     stamp = new_stamp()
     delete_params = {"session_id": sid, "row_id": session_row_id(sid), **pg.stamp_params(stamp)}
+    append = _sent(pg.append_messages_work(sid, prepare_messages(sid, [Message("user", "x")], "m"), stamp), [(1,)])
     statements = {
         "load_session": _sent(pg.load_session_work(sid), []),
-        "append_messages": _sent(pg.append_messages_work(sid, prepare_messages(sid, [Message("user", "x")], "m"),
-                                                         stamp), [(1,)]),
+        "append_messages": append,
+        "append_messages, a replay": (pg.APPEND_MESSAGES_SQL, append[1]),
         "save_session": _sent(pg.save_session_work(prepare_session(session)), [("1", "1", False, None)]),
         "delete_session": (pg.DELETE_SESSION_SQL, delete_params),
         "verify purge": (pg.PURGE_SESSION_SQL, (sid,)),

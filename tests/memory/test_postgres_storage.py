@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from agent_factory.memory import PostgresMemoryStorage, Session
 from agent_factory.memory.base import prepare_messages, prepare_session
 from agent_factory.memory.ids import new_stamp, session_row_id
+from agent_factory.memory import postgres as pg
 from agent_factory.memory.postgres import append_messages_work, save_session_work
 
 
@@ -218,6 +219,58 @@ def test_replayed_append_appends_once(db):
     assert [m.content for m in storage.load_session(session.session_id).messages] == [
         "turn 0", "turn 1", "once", "only"]
     assert row_count(db, session.session_id) == 5
+
+
+def test_an_append_runs_one_statement_and_a_replay_falls_back_to_the_replay_safe_one(db, caplog):
+    """New messages take the statement without a conflict arbiter; a replay fails it and runs the other."""
+    caplog.set_level(logging.DEBUG, logger="agent_factory.memory.postgres")
+    storage = PostgresMemoryStorage(db)
+    session = conversation(1)
+    storage.save_session(session)
+    batch = prepare_messages(session.session_id, [{"role": "user", "content": "new"}] * 2, "messages")
+    work = append_messages_work(session.session_id, batch, new_stamp())
+    sent: list[str] = []
+
+    def traced(conn: psycopg.Connection) -> list:
+        original = conn.execute
+
+        def execute(query, params=None, **kwargs):
+            sent.append(query)
+            return original(query, params, **kwargs)
+
+        conn.execute = execute  # type: ignore[method-assign]
+        try:
+            return work(conn)
+        finally:
+            del conn.execute
+
+    assert db.run_statement(traced, idempotent=True) == [(3,)]
+    assert sent == [pg.APPEND_NEW_MESSAGES_SQL]
+    assert not any("again" in r.getMessage() for r in caplog.records)
+    sent.clear()
+    assert db.run_statement(traced, idempotent=True) == [(3,)]  # a replay: nothing written twice
+    assert sent == [pg.APPEND_NEW_MESSAGES_SQL, pg.APPEND_MESSAGES_SQL]
+    assert any("stored already" in r.getMessage() for r in caplog.records)
+    assert row_count(db, session.session_id) == 4
+
+
+def test_a_replay_racing_its_original_waits_and_appends_nothing(db):
+    """The replay waits on the session's lock; once the original commits, it finds the messages stored."""
+    storage = PostgresMemoryStorage(db)
+    session = conversation(2)
+    storage.save_session(session)
+    batch = prepare_messages(session.session_id, [{"role": "user", "content": "raced"}] * 3, "messages")
+    work = append_messages_work(session.session_id, batch, new_stamp())
+    with db.provider_connection(db.active_provider) as original:
+        assert work(original) == [(5,)]  # uncommitted: holds the session's row lock
+        with ThreadPoolExecutor(1) as pool:
+            replay = pool.submit(db.run_statement, work, idempotent=True)
+            _wait_until_blocked(db, "agent-factory")
+            original.commit()
+            assert replay.result(timeout=10) == [(5,)]
+    assert [m.content for m in storage.load_session(session.session_id).messages] == [
+        "turn 0", "turn 1", "raced", "raced", "raced"]
+    assert row_count(db, session.session_id) == 6
 
 
 def test_sequential_writes_take_one_statement(db, caplog):
