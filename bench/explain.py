@@ -49,6 +49,7 @@ class _Recorder:
     """A stand-in connection that records the statements a library `work` function sends."""
 
     prepare_threshold = None  # so that `memory._execute.execute` calls `execute` plainly
+    autocommit = True  # as `run_statement` and `run_read` run the work
 
     def __init__(self, answer: Any) -> None:
         self.sent: list[tuple[str, Any]] = []
@@ -101,12 +102,16 @@ def summarize(plan: str) -> str:
     return "\n".join([top, *keep[:2], *keep[-8:]]) if len(keep) > 10 else "\n".join([top, *keep])
 
 
-def stat_statements(admin_url: str, run: Callable[[], Any], calls: int) -> list[dict[str, Any]]:
-    """Reset pg_stat_statements, call `run` `calls` times, return the statements' means per call."""
+def stat_statements(admin_url: str, run: Callable[[], Any], calls: int) -> tuple[float, list[dict[str, Any]]]:
+    """Reset pg_stat_statements, call `run` `calls` times; return the server's ms per call (planning and
+    execution of every statement it sent, BEGIN and COMMIT included) and the top statements' means per call."""
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute("SELECT pg_stat_statements_reset()")
         for _ in range(calls):
             run()
+        total = admin.execute(
+            "SELECT sum(total_plan_time + total_exec_time) / %s FROM pg_stat_statements "
+            "WHERE query NOT ILIKE '%%pg_stat_statements%%'", [calls]).fetchone()[0]  # type: ignore[index]
         rows = admin.execute(
             "SELECT calls, total_plan_time / calls, total_exec_time / calls, rows::float / calls, "
             "(shared_blks_hit + shared_blks_read)::float / calls, shared_blks_dirtied::float / calls, "
@@ -114,7 +119,7 @@ def stat_statements(admin_url: str, run: Callable[[], Any], calls: int) -> list[
             "FROM pg_stat_statements WHERE calls >= %s / 2 AND query NOT ILIKE '%%pg_stat_statements%%' "
             "ORDER BY total_exec_time DESC LIMIT 3", [calls]).fetchall()
     keys = ("calls", "plan_ms", "exec_ms", "rows", "blocks", "dirtied", "wal_bytes", "plans", "query")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    return float(total or 0.0), [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,16 +165,32 @@ def inspect(ctx: Context, provider: str, calls: int, whole_plans: bool) -> None:
                     print(plan if whole_plans else summarize(plan))
         if not stats:
             return
-        runs: dict[str, Callable[[], Any]] = {
+        runs: dict[str, Callable[[], Any] | None] = {
             "append_10": lambda: storage.append_messages(target.session_id, prepared.msgs10),  # type: ignore[arg-type]
             "save_50": lambda: storage.save_session(Session(f"u-{uuid.uuid4()}", messages=prepared.msgs50)),
             "load_200": lambda: storage.load_session(prepared.loaded_sessions[0]),
         }
+        peer = _peer(local.url(provider), prepared)
+        if peer is not None:
+            runs.update({f"{op} peer": peer.make(op, 0) for op in OPS})
         for op, run in runs.items():
-            print(f"== {op}: pg_stat_statements over {calls} calls (per call)")
-            for row in stat_statements(admin_url, run, calls):
+            if run is None:
+                continue
+            total, rows = stat_statements(admin_url, run, calls)
+            print(f"== {op}: pg_stat_statements over {calls} calls: server {total:.3f} ms per call; per statement:")
+            for row in rows:
                 print("   " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                        for k, v in row.items()))
+        if peer is not None:
+            peer.close()
+
+
+def _peer(url: str, prepared: memory_ops.Prepared) -> memory_ops.Peer | None:
+    """The peer on `url`, or None without the `bench` extra."""
+    try:
+        return memory_ops.Peer(url, prepared)
+    except ImportError:
+        return None
 
 
 def byte_counts(ctx: Context, calls: int = 40) -> None:
