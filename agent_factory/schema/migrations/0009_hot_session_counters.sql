@@ -38,7 +38,7 @@ DECLARE
     data_columns text;
 BEGIN
     FOR t IN
-        SELECT c.relname, g.tgname, g.tgenabled, g.tgfoid::regproc::text AS fn, pg_get_triggerdef(g.oid) AS def
+        SELECT c.relname, g.tgname, g.tgenabled, g.tgfoid = 'af_lww_guard'::regproc AS guard, pg_get_triggerdef(g.oid) AS def
         FROM pg_trigger AS g JOIN pg_class AS c ON c.oid = g.tgrelid
         WHERE c.relnamespace = current_schema()::regnamespace AND NOT g.tgisinternal
           AND ((g.tgfoid = 'af_stamp_changed_at'::regproc AND c.relname = 'session_memories'
@@ -46,7 +46,7 @@ BEGIN
                OR g.tgfoid = 'af_lww_guard'::regproc)
         ORDER BY c.relname, g.tgname
     LOOP
-        IF t.fn = 'af_lww_guard' THEN
+        IF t.guard THEN
             data_columns := 'updated_at, write_id';
         ELSE
             -- the data columns, as 0008's WHEN names them: not changed_at, not derived, not generated
