@@ -165,17 +165,15 @@ def inspect(ctx: Context, provider: str, calls: int, whole_plans: bool) -> None:
                     print(plan if whole_plans else summarize(plan))
         if not stats:
             return
-        runs: dict[str, Callable[[], Any] | None] = {
+        runs: dict[str, Callable[[], Any]] = {
             "append_10": lambda: storage.append_messages(target.session_id, prepared.msgs10),  # type: ignore[arg-type]
             "save_50": lambda: storage.save_session(Session(f"u-{uuid.uuid4()}", messages=prepared.msgs50)),
             "load_200": lambda: storage.load_session(prepared.loaded_sessions[0]),
         }
         peer = _peer(local.url(provider), prepared)
         if peer is not None:
-            runs.update({f"{op} peer": peer.make(op, 0) for op in OPS})
+            runs.update({f"{op} peer": fn for op in OPS if (fn := peer.make(op, 0)) is not None})
         for op, run in runs.items():
-            if run is None:
-                continue
             total, rows = stat_statements(admin_url, run, calls)
             print(f"== {op}: pg_stat_statements over {calls} calls: server {total:.3f} ms per call; per statement:")
             for row in rows:
