@@ -34,6 +34,7 @@ from psycopg.types.json import Jsonb
 
 from ..core.database_manager import DatabaseManager
 from ..errors import DatabaseError, SessionNotFoundError, SessionNotOnProviderError
+from ._arrays import TextArray, TimestamptzArray, UuidArray
 from ._database import LazyDatabase
 from ._execute import execute
 from .base import (
@@ -140,13 +141,13 @@ APPEND_AFTER_HEAD = f"""{_INSERT_AFTER_HEAD}
 
 # Returns the new message count; NULL if the session is deleted here; no row if it was never here.
 # A replay inserts nothing (the ids exist) and returns the current count.
-_APPEND_SQL = """
+APPEND_MESSAGES_SQL = f"""
 WITH head AS (
     SELECT user_id, coalesce(message_count, 0) AS base FROM session_memories
     WHERE id = %(row_id)s AND deleted_at IS NULL
     FOR UPDATE
 ), added AS (
-    {insert}
+    {APPEND_AFTER_HEAD}
     RETURNING 1
 ), counted AS (
     UPDATE session_memories AS t
@@ -160,12 +161,30 @@ SELECT message_count FROM counted
 UNION ALL
 SELECT NULL WHERE NOT EXISTS (SELECT FROM head) AND EXISTS (SELECT FROM session_memories WHERE id = %(row_id)s)
 """
-APPEND_MESSAGES_SQL = _APPEND_SQL.replace("{insert}", APPEND_AFTER_HEAD)
-# The first try, for messages none of which is stored yet: without a conflict arbiter, an insert is a plain
-# one (ON CONFLICT makes each row a speculative insertion: a token lock and one more WAL record). A message
-# already stored fails the statement with a unique violation, having written nothing, and
+
+# The first try, for messages none of which is stored yet. Without a conflict arbiter the insert is a
+# plain one (ON CONFLICT makes each row a speculative insertion: a token lock and one more WAL record),
+# so every message is inserted and the count is known before: the counters are updated first, which
+# locks the session's row (after a concurrent append commits, the update reads its count), and the
+# messages go after the count it had. No row is locked and then updated. A message already stored
+# fails the statement with a unique violation, having written nothing (the counters included), and
 # APPEND_MESSAGES_SQL runs: a replay costs a second round trip, an append one.
-APPEND_NEW_MESSAGES_SQL = _APPEND_SQL.replace("{insert}", _INSERT_AFTER_HEAD)
+APPEND_NEW_MESSAGES_SQL = f"""
+WITH counted AS (
+    UPDATE session_memories AS t
+    SET message_count = coalesce(t.message_count, 0) + %(count)s::int,
+        last_active = greatest(t.last_active, %(updated_at)s)
+    WHERE t.id = %(row_id)s AND t.deleted_at IS NULL
+    RETURNING t.user_id, t.message_count
+), head AS (
+    SELECT user_id, message_count - %(count)s::int AS base FROM counted
+), added AS (
+    {_INSERT_AFTER_HEAD}
+)
+SELECT message_count FROM counted
+UNION ALL
+SELECT NULL WHERE NOT EXISTS (SELECT FROM counted) AND EXISTS (SELECT FROM session_memories WHERE id = %(row_id)s)
+"""
 
 # A session unknown here gets a tombstone metadata row: a copy merged from elsewhere stays deleted.
 DELETE_SESSION_SQL = f"""
@@ -279,8 +298,9 @@ LIMIT %(limit)s
 
 def message_params(messages: PreparedMessages) -> dict[str, Any]:
     """Return the statement parameters carrying `messages` (their ids were made once, in `prepare_*`)."""
-    return {"ids": messages.ids, "types": messages.memory_types, "contents": messages.contents,
-            "stamps": messages.timestamps, "metadata": Jsonb(messages.metadata), "count": len(messages)}
+    return {"ids": UuidArray(messages.ids), "types": TextArray(messages.memory_types),
+            "contents": TextArray(messages.contents), "stamps": TimestamptzArray(messages.timestamps),
+            "metadata": Jsonb(messages.metadata), "count": len(messages)}
 
 
 def stamp_params(stamp: WriteStamp) -> dict[str, Any]:
