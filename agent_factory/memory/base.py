@@ -43,7 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import InvalidInputError, SessionOwnerError
-from .ids import WriteStamp, message_row_ids, new_stamp, order_key, session_row_id, uuid7, uuid7_batch
+from .ids import WriteStamp, message_row_ids, new_stamp, order_key, session_mask, session_row_id, uuid7, uuid7_batch
 from .session import MemoryAtom, Message, Session, SessionSummary, _restore_session, coerce_message
 from .validation import (
     MAX_TEXT_LENGTH,
@@ -158,7 +158,7 @@ def _columns(ids: list[uuid.UUID], messages: list[Message]) -> PreparedMessages:
 def prepare_messages(session_id: str, messages: object, field: str) -> PreparedMessages:
     """Validate messages to append and give each a new time-ordered row id (once per call)."""
     checked = _validated(messages, field)
-    return _columns(message_row_ids(session_id, uuid7_batch(len(checked))), checked)
+    return _columns(uuid7_batch(len(checked), session_mask(session_id)), checked)
 
 
 def _message_id(message: Message, field: str) -> uuid.UUID | None:

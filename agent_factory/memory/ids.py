@@ -88,12 +88,14 @@ def uuid7(after: uuid.UUID | None = None) -> uuid.UUID:
     return _build(order)
 
 
-def uuid7_batch(count: int) -> list[uuid.UUID]:
+def uuid7_batch(count: int, mask: int = 0) -> list[uuid.UUID]:
     """Return `count` ascending UUIDv7s that no other call's ids fall between.
 
     They share one (time, counter) key, reserved at once, and count up in the low
     16 random bits from a random start: a batch made here and one made at the same
-    moment by another process do not interleave.
+    moment by another process do not interleave. With a `session_mask` as `mask`,
+    they are the message row ids of new messages of that session (`message_row_ids`
+    of the batch, without making the message ids first).
     """
     global _last
     ids: list[uuid.UUID] = []
@@ -102,8 +104,8 @@ def uuid7_batch(count: int) -> list[uuid.UUID]:
             order = max((time.time_ns() // 1_000_000) << 12, _last + 1)
             _last = order
         high = int.from_bytes(os.urandom(8), "big") & _RAND_B & ~_BATCH
-        value = ((order >> 12) << 80) | (0x7 << 76) | ((order & 0xFFF) << 64) | (0b10 << 62) | high
-        ids.extend(uuid.UUID(int=value | i) for i in range(min(count - len(ids), _BATCH + 1)))
+        value = ((order >> 12) << 80) | (0x7 << 76) | ((order & 0xFFF) << 64) | (0b10 << 62) | (high ^ mask)
+        ids.extend([uuid.UUID(int=value | i) for i in range(min(count - len(ids), _BATCH + 1))])
     return ids
 
 
