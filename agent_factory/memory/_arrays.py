@@ -1,13 +1,13 @@
 """Array parameters sent in PostgreSQL's binary array format, built in one pass.
 
 psycopg dumps a list element by element in Python (a dumper looked up and
-called for each), about 10 us per list of 10 on the bench machine; every
+called for each): 11-15 us per list of 10 on the bench machine, and every
 append and save sends four such lists. `UuidArray`, `TextArray` and
-`TimestamptzArray` are lists whose dumpers pack the whole array at once (about
-3 us). They are registered on psycopg's global adapters when this module is
-imported; a connection whose adapters were copied before that (pgvector's
-registration copies them) dumps them as the plain lists they also are: the same
-value, the slower way. Elements must not be None; timestamps must be aware.
+`TimestamptzArray` are lists whose dumpers pack the whole array at once (6-11 us
+each; docs/BENCHMARKS.md, "Fourth pass"). They are registered on psycopg's
+global adapters when this module is imported; a connection whose adapters were
+copied before that (pgvector's registration copies them) dumps them as the plain
+lists they also are: the same value, the slower way. Elements must not be None; timestamps must be aware.
 """
 
 from __future__ import annotations
