@@ -7,7 +7,8 @@ append and save sends four such lists. `UuidArray`, `TextArray` and
 each; docs/BENCHMARKS.md, "Fourth pass"). They are registered on psycopg's
 global adapters when this module is imported; a connection whose adapters were
 copied before that (pgvector's registration copies them) dumps them as the plain
-lists they also are: the same value, the slower way. Elements must not be None; timestamps must be aware.
+lists they also are: the same value, the slower way. Elements must not be None;
+timestamps must be aware.
 """
 
 from __future__ import annotations
