@@ -88,8 +88,8 @@ WITH {_LOCK_SESSION}, owned AS (
 ), meta AS (
     INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, content, metadata, created_at,
                                        updated_at, write_id, message_count, last_active)
-    SELECT %(row_id)s, %(session_id)s, %(user_id)s, 'session_metadata', %(content)s, %(session_metadata)s,
-           %(created_at)s, %(updated_at)s, %(write_id)s, %(count)s, %(last_active)s
+    SELECT %(row_id)s, %(session_id)s::text, %(user_id)s::text, 'session_metadata', %(content)s, %(session_metadata)s,
+           %(created_at)s, %(updated_at)s, %(write_id)s, %(count)s::int, %(last_active)s
     FROM (SELECT count(*) FROM locked) AS after_lock
     WHERE (SELECT ok FROM owned)
     ON CONFLICT (id) DO UPDATE
@@ -105,7 +105,7 @@ WITH {_LOCK_SESSION}, owned AS (
 ), messages AS (
     INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index, content, metadata,
                                        created_at, updated_at, write_id)
-    SELECT e.id, %(session_id)s, %(user_id)s, e.memory_type, (e.ord - 1)::int,
+    SELECT e.id, %(session_id)s::text, %(user_id)s::text, e.memory_type, (e.ord - 1)::int,
            jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
            %(updated_at)s, %(write_id)s
     FROM {_MESSAGE_ROWS}
@@ -131,7 +131,7 @@ SELECT (SELECT version FROM seen), (SELECT version FROM locked), (SELECT inserte
 # The messages, after the `base` messages of the session row `head` (user_id, base), under its user.
 _INSERT_AFTER_HEAD = f"""INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, message_index,
                                        content, metadata, created_at, updated_at, write_id)
-    SELECT e.id, %(session_id)s, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
+    SELECT e.id, %(session_id)s::text, head.user_id, e.memory_type, (head.base + e.ord - 1)::int,
            jsonb_build_object('role', substr(e.memory_type, 9), 'content', e.body), e.metadata, e.stamp,
            %(updated_at)s, %(write_id)s
     FROM head CROSS JOIN {_MESSAGE_ROWS}"""
@@ -191,7 +191,7 @@ DELETE_SESSION_SQL = f"""
 WITH {_LOCK_SESSION}, meta AS (
     INSERT INTO session_memories AS t (id, session_id, user_id, memory_type, content, created_at,
                                        updated_at, write_id, deleted_at)
-    SELECT %(row_id)s, %(session_id)s, '{DELETED_USER}', 'session_metadata', '{{}}', %(updated_at)s,
+    SELECT %(row_id)s, %(session_id)s::text, '{DELETED_USER}', 'session_metadata', '{{}}', %(updated_at)s,
            %(updated_at)s, %(write_id)s, %(updated_at)s
     FROM (SELECT count(*) FROM locked) AS after_lock
     ON CONFLICT (id) DO UPDATE
@@ -247,7 +247,7 @@ WITH owner AS (
 ), atom AS (
     INSERT INTO session_memories (id, session_id, user_id, memory_type, content, metadata, created_at, updated_at,
                                   write_id)
-    SELECT %(id)s, %(session_id)s, %(user_id)s, %(memory_type)s, %(content)s, %(metadata)s, %(updated_at)s,
+    SELECT %(id)s, %(session_id)s::text, %(user_id)s::text, %(memory_type)s, %(content)s, %(metadata)s, %(updated_at)s,
            %(updated_at)s, %(write_id)s
     WHERE NOT EXISTS (SELECT FROM owner WHERE user_id NOT IN (%(user_id)s, '{DELETED_USER}'))
     ON CONFLICT (id) DO NOTHING

@@ -163,7 +163,7 @@ def batch_summary_sql(spec: TableSpec, *, resume: bool, batch_size: int) -> sql.
 
     Same parameters as `copy_out_sql`; the last changed_at is None for -infinity.
     """
-    sessions = (sql.SQL("coalesce(array_agg(DISTINCT session_id), '{}')") if spec.touches_sessions
+    sessions = (sql.SQL("coalesce(array_agg(DISTINCT session_id::text), '{}')") if spec.touches_sessions
                 else sql.SQL("'{}'::text[]"))
     return sql.SQL("""
         SELECT count(*), count(*) FILTER (WHERE deleted_at IS NOT NULL), {sessions},
@@ -296,6 +296,6 @@ def _report(compare: sql.Composable, written: sql.Composable, stage: sql.Composa
                (SELECT count(*) FROM cmp WHERE NOT ready),
                (SELECT CASE WHEN isfinite(m) THEN m END
                   FROM (SELECT min(src_changed_at) AS m FROM cmp WHERE NOT ready) d),
-               (SELECT coalesce(array_agg(DISTINCT session_id), '{{}}') FROM cmp WHERE session_id IS NOT NULL),
+               (SELECT coalesce(array_agg(DISTINCT session_id::text), '{{}}') FROM cmp WHERE session_id IS NOT NULL),
                (SELECT min(updated_at) FROM written)
     """).format(compare=compare, written=written, stage=stage)
