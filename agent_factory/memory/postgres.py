@@ -53,6 +53,11 @@ from .validation import MESSAGE_ROLES
 
 logger = logging.getLogger(__name__)
 
+# session_id and user_id are of domain af_name, message_count of af_count (migration 0010). A parameter in
+# the select list of an INSERT ... SELECT takes its column's type, and in a comparison or IN list text:
+# where one is used in both, the select list casts it (::text, ::int), else the server refuses the
+# statement ("inconsistent types deduced").
+
 # The messages of one call, as rows: columns sent as binary arrays (cheap to adapt),
 # metadata as one jsonb array; `ord` counts from 1.
 _MESSAGE_ROWS = """ROWS FROM (

@@ -1,4 +1,4 @@
-"""Migration 0002 on a database holding 0001 data: nothing lost, every session's messages in their order."""
+"""Migrations over stored data: 0002 on 0001 data keeps every session in order; 0010 keeps every row in place."""
 
 from __future__ import annotations
 
@@ -162,3 +162,37 @@ def test_migrated_sessions_load_and_append_through_the_api(local, make_db):
         assert [m.content for m in storage.load_session("old").messages] == ["one", "two", "three", "four", "five"]
         assert [(s.session_id, s.message_count) for s in storage.list_sessions("alice")] == [("old", 5)]
         db.close()
+
+
+def test_0010_keeps_every_row_and_rewrites_no_table(local):
+    """0010 changes four columns to domains: the rows stay as they were and the table's file is the same."""
+    migrations = load_migrations()
+    assert migrations[-1].name == "domain_checks"
+    with scratch_database(local, "neon") as url, psycopg.connect(url) as conn:
+        with conn.transaction():
+            conn.execute(_CREATE_TRACKING)
+            for migration in migrations[:-1]:
+                conn.execute(migration.sql)  # type: ignore[call-overload]
+                conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                             (migration.version, migration.name, migration.checksum))
+            conn.execute(
+                "INSERT INTO session_memories (id, session_id, user_id, memory_type, message_count, content) "
+                "VALUES (%s, 'kept', 'alice', 'session_metadata', 2, '{}')", (session_row_id("kept"),))
+            conn.execute(
+                "INSERT INTO session_memories (id, session_id, user_id, memory_type, message_index, content) "
+                "SELECT gen_random_uuid(), 'kept', 'alice', 'message_user', g, jsonb_build_object('n', g) "
+                "FROM generate_series(0, 1) AS g")
+        rows = "SELECT * FROM session_memories ORDER BY message_index NULLS FIRST"
+        table_file = "SELECT pg_relation_filenode('session_memories')"
+        before, file_before = conn.execute(rows).fetchall(), conn.execute(table_file).fetchone()
+        apply_schema(conn, "neon")
+        conn.commit()
+        assert conn.execute(rows).fetchall() == before
+        assert conn.execute(table_file).fetchone() == file_before
+        types = dict(conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+            "'session_memories'::regclass AND attname IN ('session_id', 'user_id', 'message_index', 'message_count')"))
+        assert types == {"session_id": "af_name", "user_id": "af_name", "message_index": "af_count",
+                         "message_count": "af_count"}
+        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contypid IN ('af_name'::regtype, "
+                            "'af_count'::regtype) AND convalidated").fetchone() == (2,)
