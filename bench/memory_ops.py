@@ -333,9 +333,9 @@ def _measure(executor: ThreadPoolExecutor, subjects: list[Any], op: str, concurr
         # Warm-up: caches filled, pools grown to the concurrency. A pool grows one connection at a time
         # while requests wait, and a new connection costs several round trips: over a 20 ms link a pool
         # still growing would be timed, not the operation.
+        connections = getattr(by_name[name], "connections", None)  # subjects of other benchmarks may not say
         for _ in range(WARM_UP_BATCHES):
             _batch(executor, fns[name], max(2, per_worker // 2), Stats())
-            connections = getattr(by_name[name], "connections", None)  # subjects of other benchmarks may not say
             size = connections() if connections is not None else None
             if size is None or size >= concurrency:
                 break
